@@ -1,0 +1,22 @@
+"""pyinfra inventory built from the YAML slice inventory (SLICEOPS_INVENTORY, default slices.yaml).
+
+Validation runs here, before pyinfra connects to anything: a bad file stops the run with
+one line per problem and the host untouched.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from sliceops.errors import InventoryError
+from sliceops.inventory import load
+from sliceops.target import pyinfra_host
+
+_path = os.environ.get("SLICEOPS_INVENTORY", str(Path(__file__).parent / "slices.yaml"))
+try:
+    _inventory = load(_path)
+except InventoryError as exc:
+    print("\n".join(exc.problems), file=sys.stderr)
+    sys.exit(2)
+
+hosts = [pyinfra_host(_inventory)]

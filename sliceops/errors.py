@@ -1,0 +1,27 @@
+"""The exceptions sliceops raises; the command line turns each into one clear line."""
+
+from __future__ import annotations
+
+
+class SliceopsError(Exception):
+    """Base of every error sliceops raises on purpose."""
+
+
+class InventoryError(SliceopsError):
+    """The inventory file is missing, malformed or invalid; carries every problem found."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class MigrationError(SliceopsError):
+    """A migration file or ledger is inconsistent (changed checksum, gap, unknown file)."""
+
+
+class LifecycleError(SliceopsError):
+    """A slice lifecycle request is refused (for example destroying an assigned slice)."""
+
+
+class RemoteStateError(SliceopsError):
+    """A fact read from the target could not be understood."""

@@ -1,0 +1,54 @@
+"""Facts about the host itself: which init system runs it, and a service's state under it."""
+
+from __future__ import annotations
+
+from pyinfra.api import FactBase
+
+
+class InitSystem(FactBase):
+    """"systemd" when systemd is PID 1 (sd_booted()'s test), else "sysv".
+
+    pyinfra's own service operations pick systemd whenever `systemctl` exists, which is
+    wrong in containers and on hosts where the binary is installed but not running.
+    """
+
+    command = "if [ -d /run/systemd/system ]; then echo systemd; else echo sysv; fi"
+
+    def process(self, output):
+        return output[0].strip() if output else "sysv"
+
+    def default(self):
+        return "sysv"
+
+
+class ServiceState(FactBase):
+    """{"running": bool, "enabled": bool} for a service under the given init system."""
+
+    def command(self, service: str, init: str) -> str:
+        name = service
+        if init == "systemd":
+            return (
+                f"systemctl is-active --quiet {name} && echo running; "
+                f"systemctl is-enabled --quiet {name} 2>/dev/null && echo enabled; true"
+            )
+        # LSB: `status` exits 0 when running, 3 when not; boot links under /etc/rc2.d.
+        return (
+            f"[ -x /etc/init.d/{name} ] && /etc/init.d/{name} status >/dev/null 2>&1 && echo running; "
+            f"ls /etc/rc2.d/S??{name} >/dev/null 2>&1 && echo enabled; true"
+        )
+
+    def process(self, output):
+        words = {line.strip() for line in output}
+        return {"running": "running" in words, "enabled": "enabled" in words}
+
+    def default(self):
+        return {"running": False, "enabled": False}
+
+
+class MemTotal(FactBase):
+    """The target's RAM in bytes (MemTotal of /proc/meminfo, which is in KiB)."""
+
+    command = "awk '/^MemTotal:/ {print $2}' /proc/meminfo"
+
+    def process(self, output):
+        return int(output[0]) * 1024

@@ -1,0 +1,160 @@
+"""Facts about the PostgreSQL tier, each read in one process on the target whatever the fleet size.
+
+`PgCluster` says whether the cluster exists and runs. `PgFleet` reads roles, databases,
+every database's migration ledger and grants, the gateway's slice rows and which secret
+files exist, in a single psql session that hops between databases with `\\c`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra.api import FactBase
+
+from sliceops.errors import RemoteStateError
+
+# psql meta-commands generated per database: the ledger and the grants are read only
+# where the table / role exists, so a half-built database reads as such, not as an error.
+_PER_DB_SQL = r"""
+SELECT format($tpl$\c %1$I
+SELECT to_regclass('sliceops.schema_migrations') IS NOT NULL AS has_ledger,
+       to_regclass('gateway.slices') IS NOT NULL AS has_slices,
+       EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %1$L) AS has_tenant \gset
+\if :has_ledger
+SELECT json_build_object('kind', 'ledger', 'db', current_database(), 'rows',
+  (SELECT coalesce(json_agg(json_build_array(version, checksum) ORDER BY version), '[]')
+   FROM sliceops.schema_migrations));
+\endif
+\if :has_tenant
+SELECT json_build_object('kind', 'tenant', 'db', current_database(), 'ok',
+  has_schema_privilege(%1$L, 'public', 'USAGE') AND coalesce((SELECT bool_and(
+    has_table_privilege(%1$L, c.oid, 'SELECT,INSERT,UPDATE,DELETE')) FROM pg_class c
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')), true));
+\endif
+\if :has_slices
+SELECT json_build_object('kind', 'slices', 'db', current_database(), 'rows',
+  (SELECT coalesce(json_agg(json_build_array(id, port, status, user_id) ORDER BY id), '[]')
+   FROM gateway.slices), 'monitor_ok',
+  CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sliceops_monitor')
+       THEN has_table_privilege('sliceops_monitor', 'gateway.telemetry', 'INSERT,DELETE')
+       ELSE false END);
+\endif
+$tpl$, datname)
+FROM pg_database
+WHERE datname = :'gateway_db' OR datname ~ '^wa_slice_[0-9]+$'
+ORDER BY datname;
+"""
+
+_FLEET_SQL = r"""
+SELECT json_build_object('kind', 'roles', 'rows', coalesce(json_agg(json_build_array(
+  rolname, rolcanlogin, rolpassword IS NOT NULL)), '[]'))
+FROM pg_authid WHERE rolname !~ '^pg_';
+SELECT json_build_object('kind', 'databases', 'rows', coalesce(json_agg(json_build_array(
+  d.datname, pg_get_userbyid(d.datdba),
+  has_database_privilege('public', d.oid, 'CONNECT'),
+  (SELECT coalesce(json_agg(pg_get_userbyid(a.grantee)), '[]') FROM aclexplode(d.datacl) a
+   WHERE a.privilege_type = 'CONNECT' AND a.grantee <> 0 AND a.grantee <> d.datdba)
+  ) ORDER BY d.datname), '[]'))
+FROM pg_database d WHERE NOT d.datistemplate;
+\o :out
+""" + _PER_DB_SQL + r"""
+\o
+\i :out
+"""
+
+
+def _cluster_running(version: int, cluster: str) -> str:
+    return f"pg_ctlcluster {version} {cluster} status >/dev/null 2>&1"
+
+
+class PgCluster(FactBase):
+    """Whether PostgreSQL <version> is installed and cluster <name> exists and runs.
+
+    Returns {"installed": bool, "exists": bool, "running": bool, "port": int | None}.
+    """
+
+    def command(self, version: int, cluster: str) -> str:
+        return (
+            f"if [ -x /usr/lib/postgresql/{version}/bin/postgres ]; then echo installed; fi; "
+            f"if command -v pg_lsclusters >/dev/null 2>&1; then pg_lsclusters -h 2>/dev/null "
+            f"| awk '$1 == \"{version}\" && $2 == \"{cluster}\" {{print \"cluster\", $3, $4}}'; fi; "
+            f"true"
+        )
+
+    def process(self, output):
+        return self.parse(output)
+
+    @staticmethod
+    def parse(lines: list[str]) -> dict:
+        state = {"installed": False, "exists": False, "running": False, "port": None}
+        for line in lines:
+            words = line.split()
+            if words == ["installed"]:
+                state["installed"] = True
+            elif words[:1] == ["cluster"] and len(words) >= 3:
+                # pg_lsclusters' status column: "online", "down", "online,recovery" ...
+                state.update(exists=True, port=int(words[1]), running=words[2].startswith("online"))
+        return state
+
+    def default(self):
+        return self.parse([])
+
+
+class PgFleet(FactBase):
+    """Everything the deploy converges in PostgreSQL, read in one psql session.
+
+    Returns None when the cluster is not running (nothing can be read yet), else a dict:
+    roles {name: {"login", "password"}}, databases {name: {"owner", "public_connect",
+    "connect"}}, ledgers {db: {version: checksum}}, tenant_ok {db: bool},
+    slices {id: {"port", "status", "user_id"}} | None, monitor_ok bool, secrets [file names].
+    """
+
+    def command(self, version: int, cluster: str, port: int, gateway_db: str, secrets_dir: str) -> str:
+        return (
+            f"if ! {_cluster_running(version, cluster)}; then echo DOWN; exit 0; fi; "
+            f"echo SECRETS $(ls {secrets_dir} 2>/dev/null); "
+            f"f=$(mktemp) && chown postgres \"$f\" && "
+            f"runuser -u postgres -- psql -XAtq -p {port} -d postgres "
+            f"-v out=\"$f\" -v gateway_db={gateway_db} 2>/dev/null <<'SLICEOPS_SQL'\n"
+            f"{_FLEET_SQL}\nSLICEOPS_SQL\n"
+            f"rm -f \"$f\"; true"
+        )
+
+    def process(self, output):
+        return self.parse(output)
+
+    @staticmethod
+    def parse(lines: list[str]) -> dict | None:
+        if not lines or lines[0].strip() == "DOWN":
+            return None
+        fleet: dict = {
+            "roles": {}, "databases": {}, "ledgers": {}, "tenant_ok": {},
+            "slices": None, "monitor_ok": False, "secrets": [],
+        }
+        for line in lines:
+            if line.startswith("SECRETS"):
+                fleet["secrets"] = line.split()[1:]
+                continue
+            if not line.startswith("{"):
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise RemoteStateError(f"unreadable PostgreSQL state line: {line[:120]!r}") from exc
+            kind = row["kind"]
+            if kind == "roles":
+                fleet["roles"] = {n: {"login": lg, "password": pw} for n, lg, pw in row["rows"]}
+            elif kind == "databases":
+                fleet["databases"] = {
+                    n: {"owner": o, "public_connect": pc, "connect": sorted(c)} for n, o, pc, c in row["rows"]
+                }
+            elif kind == "ledger":
+                fleet["ledgers"][row["db"]] = {v: c for v, c in row["rows"]}
+            elif kind == "tenant":
+                fleet["tenant_ok"][row["db"]] = bool(row["ok"])
+            elif kind == "slices":
+                fleet["slices"] = {
+                    i: {"port": p, "status": s, "user_id": u} for i, p, s, u in row["rows"]
+                }
+                fleet["monitor_ok"] = bool(row["monitor_ok"])
+        return fleet

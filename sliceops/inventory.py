@@ -1,0 +1,385 @@
+"""Load inventory/slices.yaml into one validated, immutable model used by every deploy step.
+
+Validation collects every problem before reporting, one line each, naming the file,
+the line, the key and the offending value; nothing on the host is touched before it
+passes. The structural rules live in the shipped JSON Schema (editors validate with it
+too); the rules that span entries (duplicate ids, port collisions) are checked here.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from sliceops.errors import InventoryError
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "inventory.schema.json"
+DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "slices.yaml"
+
+ACTIVE, SUSPENDED, DESTROYING = "active", "suspended", "destroying"
+
+
+@functools.cache
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _defaults(section: str) -> dict:
+    props = schema()["properties"][section]["properties"]
+    return {key: spec["default"] for key, spec in props.items() if "default" in spec}
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    version: int
+    port: int
+    listen_addresses: tuple[str, ...]
+    max_connections: int | None = None
+    shared_buffers_mb: int | None = None
+    effective_cache_size_mb: int | None = None
+    work_mem_mb: int | None = None
+    maintenance_work_mem_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    database: str
+    role: str
+
+
+@dataclass(frozen=True)
+class SliceDefaults:
+    role: str
+    image: str
+    port_base: int
+    port_step: int
+    data_dir: str
+    backup_dir: str
+    memory: str
+    cpus: float
+    pids: int
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    managed: bool
+    subnet: str
+
+    @property
+    def gateway_address(self) -> str:
+        """The bridge's own address: where slice containers reach PostgreSQL."""
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    interval: int
+    retention_days: int
+    prune_interval: int
+    health_timeout: float
+
+
+@dataclass(frozen=True)
+class Slice:
+    id: int
+    port: int
+    status: str = ACTIVE
+    force: bool = False
+    memory: str = "256m"
+    cpus: float = 0.5
+    pids: int = 256
+
+    @property
+    def database(self) -> str:
+        return f"wa_slice_{self.id}"
+
+    @property
+    def login_role(self) -> str:
+        """The slice's own credentials: they open its database and nothing else."""
+        return f"wa_slice_{self.id}"
+
+    @property
+    def in_service(self) -> bool:
+        return self.status == ACTIVE
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    target: str
+    instance: str
+    postgres: PostgresSettings
+    gateway: GatewaySettings
+    slice_defaults: SliceDefaults
+    docker: DockerSettings
+    monitor: MonitorSettings
+    slices: tuple[Slice, ...]
+    ssh_key: str | None = None
+    lines: dict = field(default_factory=dict, compare=False, repr=False)
+
+    # Names derived from the instance, so two environments can share one host.
+    @property
+    def prefix(self) -> str:
+        return "" if self.instance == "main" else f"{self.instance}-"
+
+    def container_name(self, slice_id: int) -> str:
+        return f"{self.prefix}wa-slice-{slice_id}"
+
+    @property
+    def network(self) -> str:
+        return f"sliceops-{self.instance}"
+
+    @property
+    def cluster(self) -> str:
+        return self.instance
+
+    @property
+    def etc_dir(self) -> str:
+        return f"/etc/sliceops/{self.instance}"
+
+    @property
+    def secrets_dir(self) -> str:
+        return f"{self.etc_dir}/secrets"
+
+    @property
+    def share_dir(self) -> str:
+        """Where the deploy ships its SQL and helper scripts on the target."""
+        return f"/usr/local/share/sliceops/{self.instance}"
+
+    @property
+    def slices_data_dir(self) -> str:
+        return f"{self.slice_defaults.data_dir}/{self.instance}/slices"
+
+    def slice_data_dir(self, slice_id: int) -> str:
+        return f"{self.slices_data_dir}/{slice_id}"
+
+    @property
+    def backup_dir(self) -> str:
+        return f"{self.slice_defaults.backup_dir}/{self.instance}"
+
+    @property
+    def monitor_service(self) -> str:
+        return f"sliceops-monitor-{self.instance}"
+
+    @property
+    def slice_ids(self) -> tuple[int, ...]:
+        return tuple(s.id for s in self.slices)
+
+    def kept_slices(self) -> tuple[Slice, ...]:
+        """Slices whose database and credentials must exist (all but those being destroyed)."""
+        return tuple(s for s in self.slices if s.status != DESTROYING)
+
+    def slice(self, slice_id: int) -> Slice:
+        return next(s for s in self.slices if s.id == slice_id)
+
+
+def slice_port(slice_id: int, base: int, step: int) -> int:
+    """Seed 000's sequential ports: 5001, 5003, ...; a slice's port depends on its id only."""
+    return base + step * (slice_id - 1)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Composer:
+    """Builds plain Python data from YAML nodes while remembering each path's line."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.lines: dict[tuple, int] = {}
+        self.problems: list[str] = []
+
+    def build(self, node: yaml.Node, at: tuple = ()) -> Any:
+        self.lines[at] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict = {}
+            for key_node, value_node in node.value:
+                key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != "tag:yaml.org,2002:str" else key_node.value
+                if key in out:
+                    self.problems.append(
+                        f"{self.path}:{key_node.start_mark.line + 1}: {_dotted(at + (key,))}: duplicate key {key!r}"
+                    )
+                self.lines[at + (key,)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, at + (key,))
+                self.lines[at + (key,)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, at + (i,)) for i, item in enumerate(node.value)]
+        return yaml.safe_load(yaml.serialize(node))
+
+
+def _dotted(at: tuple) -> str:
+    out = ""
+    for part in at:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _is_strict_int(checker, value) -> bool:
+    # YAML's 1.0 and true must not pass as slice id 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_TYPE_CHECKER = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_int)
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPE_CHECKER)
+
+
+def _describe(error: jsonschema.ValidationError) -> list[tuple[tuple, str]]:
+    """Turn one schema error into (path, message) pairs that name key and value."""
+    at = tuple(error.absolute_path)
+    value = error.instance
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = [k for k in value if k not in allowed]
+        return [(at + (k,), f"unknown key {k!r} (allowed: {', '.join(allowed)})") for k in extra]
+    if kind == "required":
+        missing = [k for k in error.validator_value if k not in value]
+        return [(at, f"missing required key {k!r}") for k in missing]
+    if kind == "type":
+        return [(at, f"{value!r} is not of type {error.validator_value}")]
+    if kind == "enum":
+        allowed = ", ".join(str(v) for v in error.validator_value)
+        return [(at, f"{value!r} is not one of: {allowed}")]
+    if kind == "pattern":
+        hint = error.schema.get("description", f"pattern {error.validator_value}")
+        return [(at, f"{value!r} is not valid: {hint.split('. ')[0].rstrip('.')}")]
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        word = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
+        return [(at, f"{value!r} is out of range (must be {word} {error.validator_value})")]
+    return [(at, f"{value!r}: {error.message}")]
+
+
+def load(path: str | Path = DEFAULT_INVENTORY) -> Inventory:
+    """Read, validate and build the inventory; raise InventoryError listing every problem."""
+    shown = str(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise InventoryError([f"{shown}: file not found"]) from None
+    except OSError as exc:
+        raise InventoryError([f"{shown}: cannot read: {exc.strerror}"]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"{mark.line + 1}:" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InventoryError([f"{shown}:{line} malformed YAML: {problem}"]) from None
+    if node is None:
+        raise InventoryError([f"{shown}: the file is empty (expected keys: target, slices)"])
+    composer = _Composer(shown)
+    data = composer.build(node)
+    problems = list(composer.problems)
+    if not isinstance(data, dict):
+        raise InventoryError([f"{shown}:1: (top level): expected a mapping with keys target and slices, got {type(data).__name__}"])
+
+    located: list[tuple[int, str]] = []
+
+    def report(at: tuple, message: str) -> None:
+        line = composer.lines.get(at) or composer.lines.get(at[:-1]) or 1
+        located.append((line, f"{shown}:{line}: {_dotted(at)}: {message}"))
+
+    for error in _Validator(schema()).iter_errors(data):
+        for at, message in _describe(error):
+            report(at, message)
+
+    _check_cross_entry(data, report)
+    problems += [message for _, message in sorted(located)]
+    if problems:
+        raise InventoryError(problems)
+    return _build(shown, data, composer.lines)
+
+
+def _int_or(value, fallback):
+    return value if _is_strict_int(None, value) else fallback
+
+
+def _check_cross_entry(data: dict, report) -> None:
+    """Rules that span entries; entries already reported as malformed are passed over."""
+    pg = data.get("postgres") if isinstance(data.get("postgres"), dict) else {}
+    pg_port = _int_or(pg.get("port"), _defaults("postgres")["port"])
+    sd_given = data.get("slice_defaults") if isinstance(data.get("slice_defaults"), dict) else {}
+    base = _int_or(sd_given.get("port_base"), _defaults("slice_defaults")["port_base"])
+    step = _int_or(sd_given.get("port_step"), _defaults("slice_defaults")["port_step"])
+    seen_ids: dict[int, int] = {}
+    seen_ports: dict[int, int] = {}
+    entries = data.get("slices") if isinstance(data.get("slices"), list) else []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not _is_strict_int(None, entry.get("id")) or entry["id"] < 1:
+            continue
+        if "port" in entry and not (_is_strict_int(None, entry["port"]) and 1024 <= entry["port"] <= 65535):
+            continue  # the schema already reported it
+        sid = entry["id"]
+        if sid in seen_ids:
+            report(("slices", i, "id"), f"{sid!r} is a duplicate (slices[{seen_ids[sid]}] has the same id)")
+            continue
+        seen_ids[sid] = i
+        port = entry.get("port", slice_port(sid, base, step))
+        where = ("slices", i, "port") if "port" in entry else ("slices", i, "id")
+        if not 1024 <= port <= 65535:
+            report(where, f"port {port} of slice {sid} is out of range 1024-65535")
+        elif port == pg_port:
+            report(where, f"port {port} of slice {sid} is PostgreSQL's port")
+        elif port in seen_ports:
+            other = entries[seen_ports[port]]["id"]
+            report(where, f"port {port} of slice {sid} is already used by slice {other}")
+        else:
+            seen_ports[port] = i
+        if entry.get("force") and entry.get("status") != DESTROYING:
+            report(("slices", i, "force"), f"{entry['force']!r} is only meaningful with status: destroying")
+    docker = data.get("docker") if isinstance(data.get("docker"), dict) else {}
+    subnet = docker.get("subnet")
+    if isinstance(subnet, str):
+        try:
+            ipaddress.ip_network(subnet)
+        except ValueError as exc:
+            report(("docker", "subnet"), f"{subnet!r} is not a network address ({exc})")
+
+
+def _build(shown: str, data: dict, lines: dict) -> Inventory:
+    pg = {**_defaults("postgres"), **data.get("postgres", {})}
+    gw = {**_defaults("gateway"), **data.get("gateway", {})}
+    sd = {**_defaults("slice_defaults"), **data.get("slice_defaults", {})}
+    dk = {**_defaults("docker"), **data.get("docker", {})}
+    mo = {**_defaults("monitor"), **data.get("monitor", {})}
+    slices = tuple(
+        sorted(
+            (
+                Slice(
+                    id=e["id"],
+                    port=e.get("port", slice_port(e["id"], sd["port_base"], sd["port_step"])),
+                    status=e.get("status", ACTIVE),
+                    force=e.get("force", False),
+                    memory=e.get("memory", sd["memory"]),
+                    cpus=float(e.get("cpus", sd["cpus"])),
+                    pids=e.get("pids", sd["pids"]),
+                )
+                for e in data["slices"] or []
+            ),
+            key=lambda s: s.id,
+        )
+    )
+    return Inventory(
+        path=shown,
+        target=data["target"],
+        ssh_key=data.get("ssh_key"),
+        instance=data.get("instance", schema()["properties"]["instance"]["default"]),
+        postgres=PostgresSettings(**{**pg, "listen_addresses": tuple(pg["listen_addresses"])}),
+        gateway=GatewaySettings(**gw),
+        slice_defaults=SliceDefaults(**{**sd, "cpus": float(sd["cpus"])}),
+        docker=DockerSettings(**dk),
+        monitor=MonitorSettings(**{**mo, "health_timeout": float(mo["health_timeout"])}),
+        slices=slices,
+        lines=lines,
+    )

@@ -1,0 +1,72 @@
+"""Versioned SQL migrations: discover the numbered files and plan what a database still needs.
+
+A database's ledger (`sliceops.schema_migrations`) records each applied file's sha256.
+Planning is pure: given the files and a ledger it returns the pending files, and refuses
+loudly when history no longer matches the files (a changed or vanished applied file, or a
+new file numbered below one already applied).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sliceops.errors import MigrationError
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_NAME = re.compile(r"^(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    kind: str  # "gateway" or "slice": the folder under sql/
+    version: str
+    name: str
+    checksum: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.version}_{self.name}.sql"
+
+
+@functools.cache
+def discover(kind: str, root: Path = SQL_DIR) -> tuple[Migration, ...]:
+    """The migrations of one kind, in order; a misnamed or duplicate-numbered file is an error."""
+    found: dict[str, Migration] = {}
+    for path in sorted((root / kind).iterdir()):
+        if path.suffix != ".sql":
+            continue
+        match = _NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"{path}: migration files are named NNNN_lowercase_name.sql")
+        version = match["version"]
+        if version in found:
+            raise MigrationError(f"{path}: version {version} is also {found[version].filename}")
+        checksum = hashlib.sha256(path.read_bytes()).hexdigest()
+        found[version] = Migration(kind, version, match["name"], checksum)
+    return tuple(found[v] for v in sorted(found))
+
+
+def pending(database: str, available: tuple[Migration, ...], applied: dict[str, str]) -> list[Migration]:
+    """What `database` still needs, given its ledger {version: checksum}."""
+    by_version = {m.version: m for m in available}
+    for version, checksum in sorted(applied.items()):
+        known = by_version.get(version)
+        if known is None:
+            raise MigrationError(f"{database}: applied migration {version} has no file in sql/ any more")
+        if known.checksum != checksum:
+            raise MigrationError(
+                f"{database}: {known.filename} changed after it was applied "
+                f"(ledger sha256 {checksum[:12]}, file {known.checksum[:12]}); add a new migration instead"
+            )
+    todo = [m for m in available if m.version not in applied]
+    newest_applied = max(applied, default="")
+    late = [m.filename for m in todo if m.version < newest_applied]
+    if late:
+        raise MigrationError(
+            f"{database}: {', '.join(late)} numbered below the applied {newest_applied}; renumber it after it"
+        )
+    return todo

@@ -1,0 +1,60 @@
+"""The PostgreSQL cluster itself: created, running, enabled at boot; reloaded when its files
+changed and restarted only when PostgreSQL says a changed setting needs it."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import operation
+
+from sliceops.facts.host import ServiceState
+from sliceops.facts.postgres import PgCluster
+from sliceops.operations.service import init_system
+
+
+def _unit(version: int, cluster: str) -> str:
+    return f"postgresql@{version}-{cluster}"
+
+
+@operation(is_idempotent=True)
+def cluster_exists(version: int, cluster: str, port: int):
+    """Create the cluster when missing (Debian's package creates 15/main by itself)."""
+    state = host.get_fact(PgCluster, version=version, cluster=cluster)
+    if state["exists"]:
+        host.noop(f"cluster {version}/{cluster} exists")
+        return
+    yield f"pg_createcluster {version} {cluster} --port {port} --start-conf auto >/dev/null"
+
+
+@operation(is_idempotent=True)
+def cluster_running(version: int, cluster: str):
+    """Running now and started at boot."""
+    state = host.get_fact(PgCluster, version=version, cluster=cluster)
+    init = init_system()
+    systemd = init == "systemd"
+    # Under sysv the distribution's LSB script starts every cluster whose start.conf says auto.
+    boot = host.get_fact(ServiceState, service=_unit(version, cluster) if systemd else "postgresql", init=init)
+    if not boot["enabled"]:
+        yield f"systemctl enable --quiet {_unit(version, cluster)}" if systemd else "update-rc.d postgresql defaults >/dev/null"
+    if not state["running"]:
+        yield f"systemctl start {_unit(version, cluster)}" if systemd else f"pg_ctlcluster {version} {cluster} start"
+        return
+    if boot["enabled"]:
+        host.noop(f"cluster {version}/{cluster} is running and enabled at boot")
+
+
+@operation(is_idempotent=False)
+def cluster_reload(version: int, cluster: str):
+    """Reload, then restart only if PostgreSQL says a changed setting waits for one
+    (listen_addresses, port, shared_buffers, max_connections ...). Run it with
+    `_if=any_changed(...)` on the configuration files' operations."""
+    systemd = init_system() == "systemd"
+    restart = f"systemctl restart {_unit(version, cluster)}" if systemd else f"pg_ctlcluster {version} {cluster} restart"
+    # The running port is line 4 of postmaster.pid: the config file may already name a new one.
+    yield (
+        f"pg_ctlcluster {version} {cluster} reload && "
+        f"datadir=$(pg_lsclusters -h | awk '$1 == \"{version}\" && $2 == \"{cluster}\" {{print $6}}') && "
+        f"port=$(sed -n 4p \"$datadir/postmaster.pid\") && sleep 0.3 && "
+        f"if [ \"$(runuser -u postgres -- psql -XAtq -p \"$port\" -d postgres "
+        f"-c 'SELECT bool_or(pending_restart) FROM pg_settings')\" = t ]; then "
+        f"echo 'sliceops: a changed setting needs a restart'; {restart}; fi"
+    )

@@ -1,0 +1,24 @@
+"""Roles, databases, migrations and the gateway's slice registry: the data side of the tenants."""
+
+from __future__ import annotations
+
+from pyinfra.operations import files, server
+
+from sliceops.bundle import tarball
+from sliceops.inventory import Inventory
+from sliceops.operations import postgres as pg
+
+
+def converge(inv: Inventory) -> None:
+    sql_tar = f"{inv.share_dir}/sql.tar"
+    shipped = files.put(name=f"Ship the SQL migrations to {inv.share_dir}", src=tarball("sql"), dest=sql_tar, mode="644")
+    server.shell(
+        name=f"Unpack the SQL migrations into {inv.share_dir}/sql",
+        commands=[f"rm -rf {inv.share_dir}/sql && mkdir -p {inv.share_dir}/sql && tar -xf {sql_tar} -C {inv.share_dir}/sql"],
+        _if=shipped.did_change,
+    )
+    n = len(inv.kept_slices())
+    pg.roles(name=f"Create roles and credentials (gateway, slice owner, {n} slice roles, monitor)", inv=inv)
+    pg.databases(name=f"Create databases ({inv.gateway.database} and {n} slice databases)", inv=inv)
+    pg.migrations(name=f"Apply migrations to {n + 1} databases", inv=inv)
+    pg.registration(name="Register slices in gateway.slices", inv=inv)

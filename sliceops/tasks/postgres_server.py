@@ -1,0 +1,53 @@
+"""The PostgreSQL instance: package, cluster, configuration from templates, running at boot."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.operations import files
+from pyinfra.operations.util import any_changed
+
+from sliceops.facts.host import MemTotal
+from sliceops.inventory import Inventory
+from sliceops.operations import cluster, system
+from sliceops.operations.postgres import MONITOR_ROLE
+from sliceops.tuning import listen_addresses, pg_tuning
+from sliceops.paths import TEMPLATES
+
+
+def converge(inv: Inventory) -> None:
+    pg = inv.postgres
+    system.packages(name=f"Install PostgreSQL {pg.version}", names=[f"postgresql-{pg.version}"])
+    cluster.cluster_exists(
+        name=f"Create cluster {pg.version}/{inv.cluster}", version=pg.version, cluster=inv.cluster, port=pg.port
+    )
+    etc = f"/etc/postgresql/{pg.version}/{inv.cluster}"
+    ram = host.get_fact(MemTotal)
+    common = dict(user="postgres", group="postgres", mode="640", inv=inv, monitor_role=MONITOR_ROLE)
+    conf = files.template(
+        name=f"Configure PostgreSQL ({etc}/conf.d/50-sliceops.conf)",
+        src=str(TEMPLATES / "postgresql/sliceops.conf.j2"),
+        dest=f"{etc}/conf.d/50-sliceops.conf",
+        tuning=pg_tuning(inv, ram),
+        listen=listen_addresses(inv),
+        ram_bytes=ram,
+        **common,
+    )
+    hba = files.template(
+        name=f"Write client authentication rules ({etc}/pg_hba.conf)",
+        src=str(TEMPLATES / "postgresql/pg_hba.conf.j2"),
+        dest=f"{etc}/pg_hba.conf",
+        **common,
+    )
+    ident = files.template(
+        name=f"Map the monitor's system user ({etc}/pg_ident.conf)",
+        src=str(TEMPLATES / "postgresql/pg_ident.conf.j2"),
+        dest=f"{etc}/pg_ident.conf",
+        **common,
+    )
+    cluster.cluster_running(name=f"Run cluster {pg.version}/{inv.cluster}", version=pg.version, cluster=inv.cluster)
+    cluster.cluster_reload(
+        name=f"Reload cluster {pg.version}/{inv.cluster} (restart only if a setting needs it)",
+        version=pg.version,
+        cluster=inv.cluster,
+        _if=any_changed(conf, hba, ident),
+    )

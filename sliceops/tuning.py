@@ -1,0 +1,33 @@
+"""PostgreSQL settings derived from the host's RAM and the number of slices (pure, unit-tested)."""
+
+from __future__ import annotations
+
+from sliceops.inventory import Inventory
+
+MIB = 1024 * 1024
+
+
+def _clamp(value: float, low: int, high: int) -> int:
+    return int(max(low, min(high, value)))
+
+
+def connection_budget(n_slices: int) -> int:
+    """Each slice backend keeps a small pool (5); the gateway, monitor and operators get 20."""
+    return max(100, 20 + 5 * n_slices)
+
+
+def pg_tuning(inv: Inventory, ram_bytes: int) -> dict[str, int]:
+    pg = inv.postgres
+    ram_mb = ram_bytes // MIB
+    max_connections = pg.max_connections or connection_budget(len(inv.kept_slices()))
+    return {
+        "max_connections": max_connections,
+        "shared_buffers_mb": pg.shared_buffers_mb or _clamp(ram_mb * 0.25, 32, 8192),
+        "effective_cache_size_mb": pg.effective_cache_size_mb or _clamp(ram_mb * 0.5, 64, 1 << 20),
+        "work_mem_mb": pg.work_mem_mb or _clamp(ram_mb / (4 * max_connections), 4, 64),
+        "maintenance_work_mem_mb": pg.maintenance_work_mem_mb or _clamp(ram_mb * 0.05, 64, 1024),
+    }
+
+
+def listen_addresses(inv: Inventory) -> list[str]:
+    return ["127.0.0.1", inv.docker.gateway_address, *inv.postgres.listen_addresses]

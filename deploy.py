@@ -1,14 +1,17 @@
 """Converge one host from its slice inventory. Read top to bottom: this is the order of the deploy.
 
-    pyinfra inventory/hosts.py deploy.py        (or: make deploy)
+    make deploy        (or: SLICEOPS_INVENTORY=inventory/slices.yaml pyinfra -y inventory/hosts.py deploy.py)
 """
 
-from pyinfra import host
+from pyinfra import host, state
 
+from sliceops import report
 from sliceops.inventory import load
-from sliceops.tasks import databases, postgres_server
+from sliceops.tasks import databases, docker_engine, postgres_server
 
+report.install(state)  # relay "applied 0002_x to wa_slice_3"-style lines at default verbosity
 inv = load(host.data.sliceops_inventory)
 
+docker_engine.converge(inv)  # Docker engine installed and running (or checked, if provided)
 postgres_server.converge(inv)  # PostgreSQL installed, configured, running, enabled at boot
 databases.converge(inv)  # roles and secrets, databases, migrations, gateway.slices rows

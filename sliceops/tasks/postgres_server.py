@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.operations import files
+from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
 from sliceops.facts.host import MemTotal
@@ -19,6 +19,18 @@ def converge(inv: Inventory) -> None:
     system.packages(name=f"Install PostgreSQL {pg.version}", names=[f"postgresql-{pg.version}"])
     cluster.cluster_exists(
         name=f"Create cluster {pg.version}/{inv.cluster}", version=pg.version, cluster=inv.cluster, port=pg.port
+    )
+    nonlocal_bind = files.put(
+        name="Let PostgreSQL bind the slice bridge's address before Docker creates it",
+        src=str(TEMPLATES / "sysctl/60-sliceops.conf"),
+        dest="/etc/sysctl.d/60-sliceops.conf",
+        mode="644",
+    )
+    server.shell(
+        name="Apply /etc/sysctl.d/60-sliceops.conf",
+        # Inside a container /proc/sys may be read-only: then the host decides, and we say so.
+        commands=["sysctl -q -p /etc/sysctl.d/60-sliceops.conf || echo 'sliceops: could not apply net.ipv4.ip_nonlocal_bind here'"],
+        _if=nonlocal_bind.did_change,
     )
     etc = f"/etc/postgresql/{pg.version}/{inv.cluster}"
     ram = host.get_fact(MemTotal)

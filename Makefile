@@ -1,0 +1,47 @@
+# Two commands matter: `make deploy` converges the inventory's target, `make test` runs everything.
+SHELL := /bin/bash
+INVENTORY ?= inventory/slices.yaml
+VENV ?= .venv
+PYTHON ?= python3
+PYTEST = $(VENV)/bin/python -m pytest
+
+.PHONY: deploy test verify check unit integration host e2e bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+check: $(VENV)/.installed
+	$(VENV)/bin/sliceops check --inventory $(INVENTORY)
+
+deploy: $(VENV)/.installed
+	$(VENV)/bin/sliceops deploy --inventory $(INVENTORY)
+
+verify: $(VENV)/.installed
+	$(VENV)/bin/sliceops verify --inventory $(INVENTORY)
+
+unit: $(VENV)/.installed
+	$(PYTEST) tests/unit -q
+
+# The integration and host tests use the services the deploy installs and starts
+# (PostgreSQL, the Docker engine), so the suite converges this machine first.
+integration: $(VENV)/.installed
+	$(PYTEST) tests/integration -q
+
+host: $(VENV)/.installed
+	$(PYTEST) tests/host -q
+
+e2e: $(VENV)/.installed
+	$(PYTEST) tests/e2e -q
+
+test: $(VENV)/.installed
+	$(PYTEST) tests/unit -q
+	$(VENV)/bin/sliceops deploy --inventory inventory/slices.yaml
+	$(PYTEST) tests/integration tests/host -q
+	$(VENV)/bin/sliceops verify --inventory inventory/slices.yaml
+	$(PYTEST) tests/e2e -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

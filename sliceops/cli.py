@@ -1,0 +1,97 @@
+"""`sliceops`: validate the inventory, then converge (pyinfra) or verify (testinfra) its target.
+
+A user's mistake ends in one line per problem and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sliceops.errors import SliceopsError
+from sliceops.inventory import DEFAULT_INVENTORY, Inventory, load
+from sliceops.paths import ROOT
+from sliceops.target import testinfra_host_spec
+
+LOCK_DIR = Path(os.environ.get("SLICEOPS_LOCK_DIR", "/run/lock" if os.access("/run/lock", os.W_OK) else "/tmp"))
+
+
+def _lock(inv: Inventory, wait: float):
+    """Hold a lock per target and instance while a deploy runs; the kernel drops it if we die."""
+    key = hashlib.sha256(f"{inv.target}|{inv.instance}".encode()).hexdigest()[:16]
+    handle = open(LOCK_DIR / f"sliceops-{key}.lock", "a+")
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            return handle
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            if time.monotonic() >= deadline:
+                raise SliceopsError(
+                    f"another deploy (pid {holder}) of {inv.target} instance {inv.instance} is running; "
+                    f"gave up after {wait:.0f}s"
+                ) from None
+            if not told:
+                print(f"sliceops: waiting for another deploy (pid {holder}) of {inv.target} instance {inv.instance}",
+                      file=sys.stderr)
+                told = True
+            time.sleep(0.5)
+
+
+def _env(inv: Inventory) -> dict:
+    env = dict(os.environ, SLICEOPS_INVENTORY=os.path.abspath(inv.path))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def cmd_check(inv: Inventory, args) -> int:
+    print(f"{inv.path}: ok: target {inv.target}, instance {inv.instance}, {len(inv.slices)} slices")
+    return 0
+
+
+def cmd_deploy(inv: Inventory, args) -> int:
+    pyinfra = [sys.executable, "-m", "pyinfra", "-y", str(ROOT / "inventory" / "hosts.py"), str(ROOT / "deploy.py")]
+    with _lock(inv, args.wait):
+        return subprocess.call(pyinfra + args.extra, env=_env(inv), cwd=ROOT)
+
+
+def cmd_verify(inv: Inventory, args) -> int:
+    spec, kwargs = testinfra_host_spec(inv)
+    pytest = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "infra"), f"--hosts={spec}", "-p", "no:cacheprovider"]
+    if kwargs.get("ssh_identity_file"):
+        pytest.append(f"--ssh-identity-file={kwargs['ssh_identity_file']}")
+    return subprocess.call(pytest + args.extra, env=_env(inv), cwd=ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sliceops", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["check", "deploy", "verify"])
+    parser.add_argument("-i", "--inventory", default=str(DEFAULT_INVENTORY), help="the YAML inventory")
+    parser.add_argument("--wait", type=float, default=600, help="seconds to wait for a concurrent deploy")
+    parser.add_argument("extra", nargs="*", help="after --: passed to pyinfra / pytest")
+    args = parser.parse_args(argv)
+    try:
+        inv = load(args.inventory)
+        return {"check": cmd_check, "deploy": cmd_deploy, "verify": cmd_verify}[args.command](inv, args)
+    except SliceopsError as exc:
+        print(f"sliceops: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The Docker engine: installed, running and enabled, unless the inventory says it is provided."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.operations import files
+from pyinfra.operations.util import any_changed
+
+from sliceops.facts.host import InitSystem
+from sliceops.inventory import Inventory
+from sliceops.operations import service, system
+from sliceops.operations.engine import engine_answers
+from sliceops.paths import TEMPLATES
+
+
+def converge(inv: Inventory) -> None:
+    if not inv.docker.managed:
+        engine_answers(name="Check the provided Docker engine answers")
+        return
+    system.packages(name="Install the Docker engine (docker.io)", names=["docker.io"])
+    if host.get_fact(InitSystem) == "systemd":
+        service.running(name="Run the Docker engine", service_name="docker")
+        return
+    script = files.template(
+        name="Install the Docker engine's init script (/etc/init.d/sliceops-docker)",
+        src=str(TEMPLATES / "docker/sliceops-docker.init.j2"),
+        dest="/etc/init.d/sliceops-docker",
+        mode="755",
+    )
+    service.running(name="Run the Docker engine", service_name="sliceops-docker")
+    service.restart(name="Restart the Docker engine (init script changed)", service_name="sliceops-docker",
+                    _if=any_changed(script))

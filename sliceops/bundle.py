@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @functools.cache
-def tarball(folder: str) -> str:
-    """A byte-for-byte reproducible tar of ROOT/folder: same content, same checksum."""
+def tarball(folder: str | Path) -> str:
+    """A byte-for-byte reproducible tar of a folder (relative to the project): same content, same checksum."""
     src = ROOT / folder
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -27,6 +27,6 @@ def tarball(folder: str) -> str:
                     tar.addfile(info, fh)
             else:
                 tar.addfile(info)
-    out = Path(tempfile.gettempdir()) / f"sliceops-{folder}-{id(buf)}.tar"
+    out = Path(tempfile.gettempdir()) / f"sliceops-{src.name}-{id(buf)}.tar"
     out.write_bytes(buf.getvalue())
     return str(out)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sliceops.errors import MigrationError
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+# SLICEOPS_SQL_DIR lets tests (and operators trying a migration) point at another tree.
+SQL_DIR = Path(os.environ.get("SLICEOPS_SQL_DIR") or Path(__file__).resolve().parent.parent / "sql")
 _NAME = re.compile(r"^(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 

@@ -6,12 +6,13 @@ from pyinfra.operations import files, server
 
 from sliceops.bundle import tarball
 from sliceops.inventory import Inventory
+from sliceops.migrations import SQL_DIR
 from sliceops.operations import postgres as pg
 
 
 def converge(inv: Inventory) -> None:
     sql_tar = f"{inv.share_dir}/sql.tar"
-    shipped = files.put(name=f"Ship the SQL migrations to {inv.share_dir}", src=tarball("sql"), dest=sql_tar, mode="644")
+    shipped = files.put(name=f"Ship the SQL migrations to {inv.share_dir}", src=tarball(SQL_DIR), dest=sql_tar, mode="644")
     server.shell(
         name=f"Unpack the SQL migrations into {inv.share_dir}/sql",
         commands=[f"rm -rf {inv.share_dir}/sql && mkdir -p {inv.share_dir}/sql && tar -xf {sql_tar} -C {inv.share_dir}/sql"],

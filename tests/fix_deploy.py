@@ -1,0 +1,86 @@
+"""Run the real deploy against this machine, and clean up the instances tests create.
+
+Tests that converge use their own `instance` (own cluster, port, containers, network,
+directories), so they never disturb the default deployment `make deploy` created.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SLICEOPS = [sys.executable, "-m", "sliceops.cli"]
+PYINFRA = [sys.executable, "-m", "pyinfra", "-y", str(ROOT / "inventory" / "hosts.py"), str(ROOT / "deploy.py")]
+_TOTAL = re.compile(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)")
+
+
+@dataclass
+class DeployResult:
+    returncode: int
+    output: str
+
+    @property
+    def totals(self) -> dict:
+        m = _TOTAL.search(self.output)
+        assert m, f"no pyinfra results table in the output:\n{self.output[-3000:]}"
+        as_int = lambda s: 0 if s == "-" else int(s)  # noqa: E731
+        return {"ops": int(m[1]), "changed": as_int(m[2]), "errors": as_int(m[3]), "unchanged": as_int(m[4])}
+
+    @property
+    def changed_ops(self) -> list[str]:
+        """Names of operations that executed commands (pyinfra's Success column)."""
+        rows = []
+        for line in self.output.splitlines():
+            m = re.match(r"^\s{4}(\S.*?)\s{2,}1\s+(\S+)\s+(\S+)\s+(\S+)\s*$", line)
+            if m and m[2] == "1":
+                rows.append(m[1])
+        return rows
+
+
+def run_deploy(inventory: Path | str, plain: bool = False, env: dict | None = None, timeout: float = 900) -> DeployResult:
+    full_env = dict(os.environ, SLICEOPS_INVENTORY=str(inventory), PYTHONPATH=str(ROOT), **(env or {}))
+    cmd = PYINFRA if plain else SLICEOPS + ["deploy", "--inventory", str(inventory)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return DeployResult(proc.returncode, proc.stdout + proc.stderr)
+
+
+def teardown_instance(instance: str, pg_version: int = 15) -> None:
+    """Remove everything a test instance created (never used on `main`)."""
+    assert instance != "main", "tests never tear down the main instance"
+    sh = lambda cmd: subprocess.run(["sh", "-c", cmd], capture_output=True)  # noqa: E731
+    sh(f"/etc/init.d/sliceops-monitor-{instance} stop; systemctl stop sliceops-monitor-{instance}")
+    sh(f"rm -f /etc/init.d/sliceops-monitor-{instance}; update-rc.d sliceops-monitor-{instance} remove")
+    sh(f"docker rm -f $(docker ps -aq --filter label=sliceops.instance={instance})")
+    sh(f"docker network rm sliceops-{instance}")
+    sh(f"pg_dropcluster --stop {pg_version} {instance}")
+    for path in (f"/etc/sliceops/{instance}", f"/srv/sliceops/{instance}", f"/usr/local/share/sliceops/{instance}",
+                 f"/var/backups/sliceops/{instance}"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def make_inventory(tmp_path):
+    """Write an inventory for a test instance; everything it created is removed afterwards."""
+    created: list[str] = []
+
+    def make(instance: str, slices: list[dict], **sections) -> Path:
+        if instance not in created:
+            created.append(instance)
+        data = {"target": "@local", "instance": instance, **sections, "slices": slices}
+        path = tmp_path / f"{instance}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    yield make
+    if os.environ.get("SLICEOPS_KEEP_TEST_INSTANCES") != "1":
+        for instance in created:
+            teardown_instance(instance)

@@ -1,0 +1,244 @@
+"""The monitor's JSON configuration (rendered by the deploy): loaded once, validated
+completely, and handed around as frozen dataclasses. Every key: monitor/README.md."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_PATH = "/etc/sliceops/main/monitor.json"
+INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# Docker container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+
+CONTAINER_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+SLICE_STATUSES = ("active", "suspended")
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    host: str = "/var/run/postgresql"
+    port: int = 5432
+    dbname: str = "wank_saas"
+    user: str = "sliceops_monitor"
+    password_file: str | None = None
+    application_name: str = "sliceops-monitor"
+    connect_timeout: int = 5
+    statement_timeout: float = 10.0
+    prune_timeout: float = 300.0
+    retry_deadline: float = 10.0
+
+
+@dataclass(frozen=True)
+class SliceConfig:
+    id: int
+    port: int
+    container: str
+    data_dir: str
+    status: str = "active"
+
+    @property
+    def in_service(self) -> bool:
+        return self.status == "active"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    instance: str = "main"
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    interval: float = 60.0
+    retention_days: float = 7.0
+    prune_interval: float = 3600.0
+    health_timeout: float = 2.0
+    health_workers: int = 64
+    docker_socket: str = "/var/run/docker.sock"
+    docker_timeout: float = 5.0
+    cgroup_root: str = "/sys/fs/cgroup"
+    disk_path: str = "/"
+    disk_interval: float = 300.0
+    buffer_cycles: int = 120
+    slices: tuple[SliceConfig, ...] = ()
+    path: str = ""
+
+    @property
+    def in_service(self) -> tuple[SliceConfig, ...]:
+        return tuple(s for s in self.slices if s.in_service)
+
+
+class _Checker:
+    """Collects every problem instead of stopping at the first (patroni validator style)."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def number(self, obj: dict, key: str, where: str, default: Any, *, integer: bool = False,
+               minimum: float | None = None, maximum: float | None = None, exclusive_min: bool = False):
+        if key not in obj:
+            return default
+        value = obj[key]
+        name = f"{where}{key}"
+        # bool is an int in Python; `"interval": true` is a mistake, not 1.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+            self.problem(name, f"must be {'an integer' if integer else 'a number'}, got {json.dumps(value)}")
+            return default
+        if minimum is not None and (value <= minimum if exclusive_min else value < minimum):
+            self.problem(name, f"must be {'greater than' if exclusive_min else 'at least'} {minimum}, got {value}")
+            return default
+        if maximum is not None and value > maximum:
+            self.problem(name, f"must be at most {maximum}, got {value}")
+            return default
+        return value
+
+    def string(self, obj: dict, key: str, where: str, default: Any, *, required: bool = False,
+               pattern: re.Pattern | None = None, absolute: bool = False, choices: tuple | None = None):
+        name = f"{where}{key}"
+        if key not in obj:
+            if required:
+                self.problem(name, "is required")
+            return default
+        value = obj[key]
+        if not isinstance(value, str) or not value:
+            self.problem(name, f"must be a non-empty string, got {json.dumps(value)}")
+            return default
+        if pattern is not None and not pattern.match(value):
+            self.problem(name, f"{value!r} does not match {pattern.pattern}")
+            return default
+        if absolute and not value.startswith("/"):
+            self.problem(name, f"must be an absolute path, got {value!r}")
+            return default
+        if choices is not None and value not in choices:
+            self.problem(name, f"must be one of {', '.join(choices)}, got {value!r}")
+            return default
+        return value
+
+    def unknown(self, obj: dict, known: set[str], where: str) -> None:
+        # A misspelt key would otherwise silently fall back to its default.
+        for key in sorted(set(obj) - known):
+            self.problem(f"{where}{key}", "unknown key")
+
+
+_TOP_KEYS = {
+    "instance", "database", "interval", "retention_days", "prune_interval", "health_timeout",
+    "health_workers", "docker_socket", "docker_timeout", "cgroup_root", "disk_path", "disk_interval",
+    "buffer_cycles", "slices",
+}
+_DB_KEYS = {
+    "host", "port", "dbname", "user", "password_file", "application_name", "connect_timeout",
+    "statement_timeout", "prune_timeout", "retry_deadline",
+}
+_SLICE_KEYS = {"id", "port", "container", "data_dir", "status"}
+
+
+def parse(data: Any, path: str = "<config>") -> MonitorConfig:
+    """Validate a decoded JSON document; ConfigError lists every problem found."""
+    c = _Checker()
+    if not isinstance(data, dict):
+        raise ConfigError(path, ["the top level must be a JSON object"])
+    c.unknown(data, _TOP_KEYS, "")
+    d = MonitorConfig()
+    instance = c.string(data, "instance", "", d.instance, pattern=INSTANCE_RE)
+    interval = c.number(data, "interval", "", d.interval, minimum=0, exclusive_min=True)
+    health_timeout = c.number(data, "health_timeout", "", d.health_timeout, minimum=0, exclusive_min=True)
+    if isinstance(interval, (int, float)) and isinstance(health_timeout, (int, float)) and health_timeout >= interval:
+        c.problem("health_timeout", f"must be shorter than interval ({interval}), got {health_timeout}")
+
+    database = _parse_database(c, data.get("database", {}), instance)
+    slices = _parse_slices(c, data.get("slices", []))
+
+    config = MonitorConfig(
+        instance=instance,
+        database=database,
+        interval=float(interval),
+        retention_days=float(c.number(data, "retention_days", "", d.retention_days, minimum=0, exclusive_min=True)),
+        prune_interval=float(c.number(data, "prune_interval", "", d.prune_interval, minimum=0, exclusive_min=True)),
+        health_timeout=float(health_timeout),
+        health_workers=c.number(data, "health_workers", "", d.health_workers, integer=True, minimum=1, maximum=1024),
+        docker_socket=c.string(data, "docker_socket", "", d.docker_socket, absolute=True),
+        docker_timeout=float(c.number(data, "docker_timeout", "", d.docker_timeout, minimum=0, exclusive_min=True)),
+        cgroup_root=c.string(data, "cgroup_root", "", d.cgroup_root, absolute=True),
+        disk_path=c.string(data, "disk_path", "", d.disk_path, absolute=True),
+        disk_interval=float(c.number(data, "disk_interval", "", d.disk_interval, minimum=0, exclusive_min=True)),
+        buffer_cycles=c.number(data, "buffer_cycles", "", d.buffer_cycles, integer=True, minimum=1),
+        slices=slices,
+        path=path,
+    )
+    if c.problems:
+        raise ConfigError(path, c.problems)
+    return config
+
+
+def _parse_database(c: _Checker, raw: Any, instance: str) -> DatabaseConfig:
+    w = "database."
+    if not isinstance(raw, dict):
+        c.problem("database", "must be an object")
+        return DatabaseConfig()
+    c.unknown(raw, _DB_KEYS, w)
+    d = DatabaseConfig()
+    password_file = raw.get("password_file")
+    if password_file is not None:
+        password_file = c.string(raw, "password_file", w, None, absolute=True)
+    return DatabaseConfig(
+        host=c.string(raw, "host", w, d.host),
+        port=c.number(raw, "port", w, d.port, integer=True, minimum=1, maximum=65535),
+        dbname=c.string(raw, "dbname", w, d.dbname),
+        user=c.string(raw, "user", w, d.user),
+        password_file=password_file,
+        application_name=c.string(raw, "application_name", w, f"sliceops-monitor-{instance}"),
+        # libpq takes whole seconds and treats anything below 2 as 2.
+        connect_timeout=c.number(raw, "connect_timeout", w, d.connect_timeout, integer=True, minimum=2),
+        statement_timeout=float(c.number(raw, "statement_timeout", w, d.statement_timeout, minimum=0, exclusive_min=True)),
+        prune_timeout=float(c.number(raw, "prune_timeout", w, d.prune_timeout, minimum=0, exclusive_min=True)),
+        retry_deadline=float(c.number(raw, "retry_deadline", w, d.retry_deadline, minimum=0)),
+    )
+
+
+def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
+    if not isinstance(raw, list):
+        c.problem("slices", "must be a list")
+        return ()
+    slices: list[SliceConfig] = []
+    seen: dict[str, dict[Any, int]] = {"id": {}, "port": {}, "container": {}}
+    for i, item in enumerate(raw):
+        w = f"slices[{i}]."
+        if not isinstance(item, dict):
+            c.problem(f"slices[{i}]", "must be an object")
+            continue
+        before = len(c.problems)
+        c.unknown(item, _SLICE_KEYS, w)
+        for key in ("id", "port", "container", "data_dir"):
+            if key not in item:
+                c.problem(f"{w}{key}", "is required")
+        sid = c.number(item, "id", w, None, integer=True, minimum=1)
+        port = c.number(item, "port", w, None, integer=True, minimum=1, maximum=65535)
+        container = c.string(item, "container", w, None, pattern=CONTAINER_RE)
+        data_dir = c.string(item, "data_dir", w, None, absolute=True)
+        status = c.string(item, "status", w, "active", choices=SLICE_STATUSES)
+        for key, value in (("id", sid), ("port", port), ("container", container)):
+            if value is None:
+                continue
+            if value in seen[key]:
+                c.problem(f"{w}{key}", f"{value!r} is also used by slices[{seen[key][value]}]")
+            else:
+                seen[key][value] = i
+        if len(c.problems) == before:
+            slices.append(SliceConfig(id=sid, port=port, container=container, data_dir=data_dir, status=status))
+    return tuple(slices)
+
+
+def load(path: str) -> MonitorConfig:
+    """Read and validate the config file at path."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(path, [f"line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"]) from exc
+    return parse(data, path)

@@ -1,0 +1,192 @@
+"""The monitor's PostgreSQL side: one connection with explicit timeouts, one batched
+write per table per cycle, and the retention prune.
+
+The connection is re-opened only when it is closed, through the one Retry
+helper; psycopg errors leave this module as DatabaseUnavailable (no usable
+connection) or DatabaseError (a statement failed on a healthy connection).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from .config import DatabaseConfig
+from .errors import DatabaseError, DatabaseUnavailable, RetryFailed
+from .retry import Retry
+from .samples import CycleBatch
+
+logger = logging.getLogger(__name__)
+
+_TELEMETRY_COPY = (
+    'COPY gateway.telemetry (slice_id, "timestamp", rss_bytes, wa_state, cpu_percent, disk_bytes) FROM STDIN'
+)
+_SERVER_INSERT = """
+INSERT INTO gateway.server_telemetry
+    ("timestamp", ram_used_bytes, ram_total_bytes, swap_used_bytes, swap_total_bytes,
+     cpu_percent, disk_used_bytes, disk_total_bytes, active_slices, total_slices)
+SELECT %s, %s, %s, %s, %s, %s, %s, %s,
+       count(*) FILTER (WHERE status = 'assigned'), count(*)
+FROM gateway.slices
+"""
+# GREATEST ignores NULL: a check that did not answer keeps the previous
+# last_health_at, and replaying buffered cycles never moves it backwards.
+_SLICES_UPDATE = """
+UPDATE gateway.slices AS s SET
+    last_health_at = GREATEST(s.last_health_at, v.health_at),
+    wa_connected = v.wa_connected,
+    wa_phone = CASE WHEN v.health_at IS NULL THEN s.wa_phone ELSE v.wa_phone END,
+    storage_bytes = COALESCE(v.storage_bytes, s.storage_bytes)
+FROM (VALUES {values}) AS v(id, health_at, wa_connected, wa_phone, storage_bytes)
+WHERE s.id = v.id
+RETURNING s.id
+"""
+# Types on every row: VALUES infers column types from the first row only, and
+# a NULL there would otherwise be text.
+_SLICES_ROW = sql.SQL("(%s::integer, %s::timestamptz, %s::boolean, %s::text, %s::bigint)")
+_PRUNE = {
+    "telemetry": 'DELETE FROM gateway.telemetry WHERE "timestamp" < now() - make_interval(secs => %s)',
+    "server_telemetry": 'DELETE FROM gateway.server_telemetry WHERE "timestamp" < now() - make_interval(secs => %s)',
+}
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Rows one batch put in the database, and configured slices gateway.slices does not know."""
+
+    rows: int
+    unknown_slices: tuple[int, ...] = ()
+
+
+class Database:
+    """A single lazily opened connection to the gateway database."""
+
+    def __init__(self, cfg: DatabaseConfig, *, retry_deadline: float | None = None,
+                 connect: Callable[..., psycopg.Connection] = psycopg.connect):
+        self.cfg = cfg
+        self._connect_fn = connect
+        self._conn: psycopg.Connection | None = None
+        deadline = cfg.retry_deadline if retry_deadline is None else retry_deadline
+        self._retry = Retry(deadline=deadline, retry_on=(DatabaseUnavailable,), what=f"PostgreSQL {self.target}")
+
+    @property
+    def target(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.port}/{self.cfg.dbname}"
+
+    def _password(self) -> str | None:
+        if self.cfg.password_file is None:
+            return None  # peer authentication over the unix socket
+        try:
+            with open(self.cfg.password_file, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n")
+        except OSError as exc:
+            raise DatabaseUnavailable(f"cannot read password_file {self.cfg.password_file}: {exc.strerror}") from exc
+
+    def connection_kwargs(self) -> dict:
+        kwargs = {
+            "host": self.cfg.host,
+            "port": self.cfg.port,
+            "dbname": self.cfg.dbname,
+            "user": self.cfg.user,
+            "connect_timeout": self.cfg.connect_timeout,
+            "application_name": self.cfg.application_name,
+            "options": f"-c statement_timeout={int(self.cfg.statement_timeout * 1000)}",
+        }
+        password = self._password()
+        if password is not None:
+            kwargs["password"] = password
+        return kwargs
+
+    def _connection(self) -> psycopg.Connection:
+        """The open connection, or one new attempt to open it."""
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            self._conn = self._connect_fn(**self.connection_kwargs())
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(f"cannot connect to {self.target}: {str(exc).strip()}") from exc
+        logger.info("connected to PostgreSQL %s as %s", self.target, self.cfg.user)
+        return self._conn
+
+    def _wrap(self, conn: psycopg.Connection, exc: psycopg.Error, doing: str) -> DatabaseError:
+        message = f"{doing}: {str(exc).strip() or type(exc).__name__}"
+        if conn.closed:
+            return DatabaseUnavailable(message)
+        return DatabaseError(message)
+
+    def _retrying(self, func: Callable, *args):
+        try:
+            return self._retry(func, *args)
+        except RetryFailed as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+
+    def write(self, batch: CycleBatch) -> WriteResult:
+        """Write one cycle in one transaction: slices update, telemetry COPY, server row."""
+        return self._retrying(self._write_once, batch)
+
+    def _write_once(self, batch: CycleBatch) -> WriteResult:
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                known: set[int] = set()
+                if batch.slices:
+                    query = sql.SQL(_SLICES_UPDATE).format(
+                        values=sql.SQL(", ").join([_SLICES_ROW] * len(batch.slices)))
+                    params = []
+                    for s in batch.slices:
+                        params += (s.slice_id, batch.collected_at if s.answered else None,
+                                   s.wa_state == "CONNECTED", s.wa_phone, s.disk_bytes)
+                    cur.execute(query, params)
+                    known = {row[0] for row in cur.fetchall()}
+                    # Telemetry references gateway.slices: a slice the deploy configured but
+                    # the gateway does not have would fail the whole COPY, so it is left out
+                    # (and reported) rather than taking every other slice's row with it.
+                    with cur.copy(_TELEMETRY_COPY) as copy:
+                        for s in batch.slices:
+                            if s.slice_id in known:
+                                copy.write_row((s.slice_id, batch.collected_at, s.rss_bytes, s.wa_state,
+                                                s.cpu_percent, s.disk_bytes))
+                rows = len(known)
+                if batch.server is not None:
+                    v = batch.server
+                    cur.execute(_SERVER_INSERT, (
+                        batch.collected_at, v.ram_used_bytes, v.ram_total_bytes, v.swap_used_bytes,
+                        v.swap_total_bytes, v.cpu_percent, v.disk_used_bytes, v.disk_total_bytes))
+                    rows += 1
+        except psycopg.Error as exc:
+            raise self._wrap(conn, exc, f"writing cycle {batch.number}") from exc
+        unknown = tuple(sorted({s.slice_id for s in batch.slices} - known))
+        return WriteResult(rows, unknown)
+
+    def prune(self, retention_days: float) -> dict[str, int]:
+        """Delete telemetry rows older than the retention; rows deleted per table."""
+        return self._retrying(self._prune_once, retention_days)
+
+    def _prune_once(self, retention_days: float) -> dict[str, int]:
+        conn = self._connection()
+        seconds = retention_days * 86400.0
+        deleted: dict[str, int] = {}
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                # After a long outage the backlog can be large; allow more than a cycle's statements.
+                cur.execute("SELECT set_config('statement_timeout', %s, true)",
+                            (f"{int(self.cfg.prune_timeout * 1000)}",))
+                # One transaction: now() is the same cutoff for both tables.
+                for table, query in _PRUNE.items():
+                    cur.execute(query, (seconds,))
+                    deleted[table] = cur.rowcount
+        except psycopg.Error as exc:
+            raise self._wrap(conn, exc, "pruning telemetry") from exc
+        return deleted
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None

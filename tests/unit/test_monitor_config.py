@@ -1,0 +1,109 @@
+"""The monitor's config file: defaults, every problem reported at once, one line each at the CLI."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+# The monitor is its own package (monitor/); make it importable without installing it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "monitor"))
+
+from sliceops_monitor import cli, config  # noqa: E402
+from sliceops_monitor.errors import ConfigError  # noqa: E402
+
+
+def write(tmp_path, doc) -> str:
+    path = tmp_path / "monitor.json"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc, indent=2))
+    return str(path)
+
+
+SLICE = {"id": 1, "port": 5001, "container": "wa-slice-1", "data_dir": "/srv/sliceops/main/slices/1"}
+
+
+def test_minimal_config_takes_the_documented_defaults(tmp_path):
+    cfg = config.load(write(tmp_path, {"slices": [SLICE]}))
+    assert (cfg.instance, cfg.interval, cfg.retention_days, cfg.prune_interval) == ("main", 60, 7, 3600)
+    assert (cfg.health_timeout, cfg.docker_socket, cfg.cgroup_root) == (2.0, "/var/run/docker.sock", "/sys/fs/cgroup")
+    assert cfg.database.dbname == "wank_saas"
+    assert cfg.database.password_file is None  # peer authentication
+    assert cfg.database.application_name == "sliceops-monitor-main"
+    assert cfg.slices[0].status == "active" and cfg.in_service == cfg.slices
+
+
+def test_only_active_slices_are_in_service(tmp_path):
+    doc = {"slices": [SLICE, {**SLICE, "id": 2, "port": 5003, "container": "wa-slice-2", "status": "suspended"}]}
+    cfg = config.load(write(tmp_path, doc))
+    assert [s.id for s in cfg.in_service] == [1]
+
+
+def test_the_readme_example_is_valid():
+    readme = (Path(__file__).resolve().parents[2] / "monitor" / "README.md").read_text()
+    example = readme.split("```json", 1)[1].split("```", 1)[0]
+    cfg = config.parse(json.loads(example), "README.md")
+    assert cfg.database.password_file is None and len(cfg.slices) == 2
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    doc = {
+        "interval": 0,
+        "intervall": 60,
+        "health_timeout": "2",
+        "database": {"port": 70000, "password_file": "relative/path"},
+        "slices": [
+            SLICE,
+            {**SLICE, "container": "wa-slice-2"},          # same id and port as slices[0]
+            {"id": 3, "port": 5005, "data_dir": "/srv/3", "status": "paused"},
+            "nonsense",
+        ],
+    }
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, doc))
+    problems = info.value.problems
+    expected = [
+        "interval: must be greater than 0",
+        "intervall: unknown key",
+        "health_timeout: must be a number",
+        "database.port: must be at most 65535",
+        "database.password_file: must be an absolute path",
+        "slices[1].id: 1 is also used by slices[0]",
+        "slices[1].port: 5001 is also used by slices[0]",
+        "slices[2].container: is required",
+        "slices[2].status: must be one of active, suspended",
+        "slices[3]: must be an object",
+    ]
+    for text in expected:
+        assert any(p.startswith(text) for p in problems), (text, problems)
+    assert len(problems) == len(expected)
+
+
+def test_true_is_not_a_number(tmp_path):
+    with pytest.raises(ConfigError, match="interval: must be a number, got true"):
+        config.load(write(tmp_path, {"interval": True}))
+
+
+def test_health_timeout_must_fit_in_the_beat(tmp_path):
+    with pytest.raises(ConfigError, match="health_timeout: must be shorter than interval"):
+        config.load(write(tmp_path, {"interval": 2, "health_timeout": 2}))
+
+
+def test_invalid_json_names_the_line(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, '{\n  "interval": 60,\n  "slices": [,]\n}'))
+    assert info.value.problems[0].startswith("line 3 column")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read: No such file"):
+        config.load(str(tmp_path / "absent.json"))
+
+
+def test_cli_prints_one_line_per_problem_and_no_traceback(tmp_path, capsys):
+    path = write(tmp_path, {"interval": -1, "slices": [{"id": 0}]})
+    assert cli.main(["--config", path, "once"]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith(f"sliceops-monitor: {path}: ") for line in err)
+    assert any("interval: must be greater than 0" in line for line in err)
+    assert any("slices[0].id: must be at least 1" in line for line in err)
+    assert not any("Traceback" in line for line in err)

@@ -12,11 +12,12 @@ from typing import Callable
 logger = logging.getLogger(__name__)
 
 
-def du(path: str) -> int | None:
+def du(path: str, errors: list[str] | None = None) -> int | None:
     """Allocated bytes under path like `du -s --block-size=1` (hard links once, no symlinks followed).
 
-    None if path does not exist; entries that vanish or cannot be read during
-    the walk are skipped, as du would report and go on.
+    None if path does not exist. Entries that vanish or cannot be read during
+    the walk are skipped, as du would report and go on; unreadable directories
+    are appended to errors.
     """
     try:
         top = os.lstat(path)
@@ -29,7 +30,11 @@ def du(path: str) -> int | None:
         current = stack.pop()
         try:
             it = os.scandir(current)
-        except OSError:
+        except FileNotFoundError:
+            continue  # removed while we walked
+        except OSError as exc:
+            if errors is not None:
+                errors.append(f"{current}: {exc.strerror}")
             continue
         with it:
             for entry in it:
@@ -51,7 +56,7 @@ def du(path: str) -> int | None:
 class DiskWorker:
     """Walks each slice's data_dir at most once per refresh interval, oldest figure first."""
 
-    def __init__(self, refresh: float, measure: Callable[[str], int | None] = du,
+    def __init__(self, refresh: float, measure: Callable[..., int | None] = du,
                  clock: Callable[[], float] = time.monotonic):
         self.refresh = refresh
         self._measure = measure
@@ -64,6 +69,7 @@ class DiskWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._missing_logged: set[str] = set()
+        self._partial_logged: set[str] = set()
 
     def set_dirs(self, dirs: dict[int, str]) -> None:
         with self._lock:
@@ -89,11 +95,17 @@ class DiskWorker:
             self._store(sid, path)
 
     def _store(self, sid: int, path: str) -> None:
+        errors: list[str] = []
         try:
-            value = self._measure(path)
+            value = self._measure(path, errors)
         except Exception:  # one bad directory must not end the worker
             logger.exception("measuring %s failed", path)
             value = None
+        if errors and path not in self._partial_logged:
+            # Usually permissions: the figure is then too small, so say it (once per directory).
+            self._partial_logged.add(path)
+            logger.warning("slice %d: %d directories under %s could not be read (%s); disk_bytes is a lower bound",
+                           sid, len(errors), path, errors[0])
         if value is None and path not in self._missing_logged:
             self._missing_logged.add(path)
             logger.warning("slice %d: data_dir %s does not exist or cannot be read", sid, path)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import psycopg
 import pytest
 from psycopg import errors
 
-from tests.integration._sql import apply_files, migration_files
+from tests.integration._sql import apply_files, format_plan, migration_files, plan_nodes
 
 SCHEMA = "gateway"
 # Sentinels for serial columns: their default names a sequence created for them.
@@ -384,12 +383,6 @@ def test_an_assigned_slice_cannot_be_deleted_from_under_its_user(conn):
             conn.execute("DELETE FROM gateway.slices WHERE id = %s", (slice_id,))
 
 
-def _plan_nodes(node: dict):
-    yield node
-    for child in node.get("Plans", []):
-        yield from _plan_nodes(child)
-
-
 @pytest.mark.parametrize(
     "table, index_name",
     [("telemetry", "idx_telemetry_timestamp"), ("server_telemetry", "idx_server_telemetry_time")],
@@ -418,14 +411,14 @@ def test_retention_prune_reads_only_expired_rows_through_an_index(conn, table, i
     conn.execute(f"ANALYZE gateway.{table}")
     query = f"""DELETE FROM gateway.{table} WHERE "timestamp" < now() - interval '7 days'"""
     (plan,) = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query}").fetchone()[0]
-    print(f"\n{query}\n{json.dumps(plan, indent=1)}")
+    print(f"\n-- {table} prune: {query}\n{format_plan(plan['Plan'])}")
     used = {
         (n["Node Type"], n.get("Index Name"))
-        for n in _plan_nodes(plan["Plan"])
+        for n in plan_nodes(plan["Plan"])
         if n.get("Index Name")
     }
     assert any(name == index_name for _, name in used), f"prune does not use {index_name}: {used}"
-    scan = next(n for n in _plan_nodes(plan["Plan"]) if n.get("Index Name") == index_name)
+    scan = next(n for n in plan_nodes(plan["Plan"]) if n.get("Index Name") == index_name)
     total = conn.execute(f"SELECT count(*) FROM gateway.{table}").fetchone()[0]
     # The index hands over roughly the expired hour, not the table.
     assert 0 < scan["Actual Rows"] * scan.get("Actual Loops", 1) < total / 50

@@ -7,7 +7,7 @@ from pyinfra import host, state
 
 from sliceops import report
 from sliceops.inventory import load
-from sliceops.tasks import databases, docker_engine, postgres_server
+from sliceops.tasks import databases, docker_engine, monitor, postgres_server
 
 report.install(state)  # relay "applied 0002_x to wa_slice_3"-style lines at default verbosity
 inv = load(host.data.sliceops_inventory)
@@ -15,3 +15,4 @@ inv = load(host.data.sliceops_inventory)
 docker_engine.converge(inv)  # Docker engine installed and running (or checked, if provided)
 postgres_server.converge(inv)  # PostgreSQL installed, configured, running, enabled at boot
 databases.converge(inv)  # roles and secrets, databases, migrations, gateway.slices rows
+monitor.converge(inv)  # the monitor service: telemetry every interval, hourly prune

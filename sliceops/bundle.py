@@ -4,6 +4,7 @@ pyinfra checks one checksum instead of one per file."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import tarfile
 import tempfile
@@ -30,3 +31,7 @@ def tarball(folder: str | Path) -> str:
     out = Path(tempfile.gettempdir()) / f"sliceops-{src.name}-{id(buf)}.tar"
     out.write_bytes(buf.getvalue())
     return str(out)
+
+
+def digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

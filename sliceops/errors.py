@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pyinfra.api.exceptions import OperationError
 
-class SliceopsError(Exception):
-    """Base of every error sliceops raises on purpose."""
+
+class SliceopsError(OperationError):
+    """Base of every error sliceops raises on purpose (pyinfra prints these as one line)."""
 
 
 class InventoryError(SliceopsError):

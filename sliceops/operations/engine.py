@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pyinfra import host
+from sliceops.operations.util import refuses
 from pyinfra.api import FactBase, operation
 
 from sliceops.errors import RemoteStateError
@@ -18,6 +19,7 @@ class DockerAnswers(FactBase):
 
 
 @operation(is_idempotent=True)
+@refuses
 def engine_answers():
     if not host.get_fact(DockerAnswers):
         raise RemoteStateError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from pyinfra import host, logger
+from sliceops.operations.util import refuses
 from pyinfra.api import StringCommand, operation
 
 from sliceops.inventory import DESTROYING, Inventory
@@ -29,6 +30,7 @@ def orphans(inv: Inventory, state: dict | None) -> list[int]:
 
 
 @operation(is_idempotent=True)
+@refuses
 def preflight(inv: Inventory):
     """Refuse unsafe requests before any change; report orphans."""
     state = fleet(inv)

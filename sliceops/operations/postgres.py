@@ -8,6 +8,7 @@ here-document on its standard input: never an argument, never pyinfra's output.
 from __future__ import annotations
 
 from pyinfra import host
+from sliceops.operations.util import refuses
 from pyinfra.api import StringCommand, operation
 
 from sliceops.errors import LifecycleError
@@ -74,7 +75,9 @@ def roles_command(inv: Inventory, roles: list[str], with_monitor: bool) -> str:
     shell = [
         "set -e",
         "umask 077",
-        f"mkdir -p {sd} && chmod 0700 {sd}",
+        # The instance's directory stays readable (the monitor reads its config there);
+        # only secrets/ is closed.
+        f"install -d -m 0755 /etc/sliceops {inv.etc_dir} && install -d -m 0700 {sd}",
         # 32 alphanumerics: about 190 bits, and nothing a URL or SQL literal must escape.
         f"for r in {' '.join(roles)}; do f={sd}/$r.password; "
         f"[ -s \"$f\" ] || tr -dc A-Za-z0-9 </dev/urandom | head -c 32 >\"$f\"; done",
@@ -252,6 +255,7 @@ def migrate_command(inv: Inventory, plan) -> str:
 
 
 @operation(is_idempotent=True)
+@refuses
 def migrations(inv: Inventory):
     """Apply pending numbered migrations to every database, each database atomically."""
     plan = migration_plan(inv, fleet(inv))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import operation
+from pyinfra.api import FactBase, operation
 from pyinfra.facts.deb import DebPackages
 
 
@@ -19,3 +19,26 @@ def packages(names: list[str]):
         "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
         f"apt-get install -y -qq --no-install-recommends {' '.join(missing)}"
     )
+
+
+class Stamp(FactBase):
+    """The content of a stamp file (a digest recorded after a step completed), or None."""
+
+    def command(self, path: str) -> str:
+        return f"cat {path} 2>/dev/null || true"
+
+    def process(self, output):
+        return output[0].strip() if output else None
+
+    def default(self):
+        return None
+
+
+@operation(is_idempotent=True)
+def stamped(stamp_path: str, digest: str, commands: list[str], what: str):
+    """Run `commands` unless `stamp_path` already records `digest`; record it only after they
+    all succeeded, so an interrupted step is redone by the next deploy."""
+    if host.get_fact(Stamp, path=stamp_path) == digest:
+        host.noop(f"{what} is up to date ({digest[:12]})")
+        return
+    yield " && ".join(["set -e", *commands, f"echo {digest} > {stamp_path}"])

@@ -1,0 +1,117 @@
+"""The monitor service: its own system user and virtualenv, a rendered configuration, and a
+systemd unit or LSB init script; restarted only when its code or configuration changed."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from pyinfra import host
+from pyinfra.operations import files, server
+from pyinfra.operations.util import any_changed
+
+from sliceops.bundle import digest, tarball
+from sliceops.facts.host import InitSystem
+from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
+from sliceops.operations import service, system
+from sliceops.paths import TEMPLATES
+
+USER = "sliceops-monitor"
+
+
+def config(inv: Inventory) -> dict:
+    """The monitor's JSON configuration (keys: monitor/README.md)."""
+    return {
+        "instance": inv.instance,
+        "database": {
+            "host": "/var/run/postgresql",
+            "port": inv.postgres.port,
+            "dbname": inv.gateway.database,
+            "user": "sliceops_monitor",
+            "application_name": f"sliceops-monitor-{inv.instance}",
+        },
+        "interval": inv.monitor.interval,
+        "retention_days": inv.monitor.retention_days,
+        "prune_interval": inv.monitor.prune_interval,
+        "health_timeout": inv.monitor.health_timeout,
+        "docker_socket": "/var/run/docker.sock",
+        "cgroup_root": "/sys/fs/cgroup",
+        "disk_path": "/",
+        "slices": [
+            {
+                "id": s.id,
+                "port": s.port,
+                "container": inv.container_name(s.id),
+                "data_dir": inv.slice_data_dir(s.id),
+                "status": ACTIVE if s.in_service else SUSPENDED,
+            }
+            for s in inv.slices
+            if s.status in (ACTIVE, SUSPENDED)
+        ],
+    }
+
+
+def converge(inv: Inventory) -> None:
+    base = f"/opt/sliceops/{inv.instance}"
+    venv = f"{base}/monitor-venv"
+    name = inv.monitor_service
+    config_path = f"{inv.etc_dir}/monitor.json"
+    # Debian's own psycopg and psutil: the venv sees them (--system-site-packages), so the
+    # install needs no package index and works on air-gapped hosts.
+    system.packages(
+        name="Install the monitor's runtime (python3-venv, psycopg, psutil)",
+        names=["python3-venv", "python3-psycopg", "python3-psutil", "python3-setuptools"],
+    )
+    server.group(name=f"Create group {USER}", group=USER, system=True)
+    # The engine's socket is group docker's; the group may not exist where the engine is provided.
+    server.group(name="Create group docker", group="docker", system=True)
+    server.user(
+        name=f"Create system user {USER} (docker group: container states)",
+        user=USER, group=USER, groups=["docker"], system=True, shell="/usr/sbin/nologin",
+        home="/nonexistent", create_home=False,
+    )
+    source = tarball("monitor")
+    files.put(name=f"Ship the monitor's code to {base}", src=source, dest=f"{base}/monitor.tar", mode="644")
+    code = system.stamped(
+        name=f"Install the monitor into {venv}",
+        stamp_path=f"{venv}/.sliceops-source",
+        digest=digest(source),
+        what="the monitor's virtualenv",
+        commands=[
+            f"rm -rf {base}/monitor-src {venv}",
+            f"mkdir -p {base}/monitor-src",
+            f"tar -xf {base}/monitor.tar -C {base}/monitor-src",
+            # The distribution's interpreter: the one that sees python3-psycopg and python3-psutil.
+            f"/usr/bin/python3 -m venv --system-site-packages {venv}",
+            f"{venv}/bin/pip install -q --no-deps --no-index --no-build-isolation {base}/monitor-src",
+        ],
+    )
+    for path in ("/etc/sliceops", inv.etc_dir):
+        files.directory(name=f"Keep {path} readable (secrets/ stays root-only)", path=path, mode="755")
+    conf = files.put(
+        name=f"Configure the monitor ({config_path})",
+        src=io.StringIO(json.dumps(config(inv), indent=2) + "\n"),
+        dest=config_path, user="root", group=USER, mode="640",
+    )
+    variables = dict(
+        instance=inv.instance, venv=venv, config_path=config_path, run_user=USER,
+        log_path=f"/var/log/sliceops/{name}.log", interval=inv.monitor.interval,
+    )
+    if host.get_fact(InitSystem) == "systemd":
+        unit = files.template(
+            name=f"Install the systemd unit {name}.service",
+            src=str(TEMPLATES / "monitor/sliceops-monitor.service.j2"),
+            dest=f"/etc/systemd/system/{name}.service", mode="644", **variables,
+        )
+    else:
+        unit = files.template(
+            name=f"Install the init script /etc/init.d/{name}",
+            src=str(TEMPLATES / "monitor/sliceops-monitor.init.j2"),
+            dest=f"/etc/init.d/{name}", mode="755", **variables,
+        )
+    service.running(name=f"Run the monitor ({name})", service_name=name)
+    service.restart(
+        name=f"Restart the monitor ({name}): its code or configuration changed",
+        service_name=name,
+        _if=any_changed(code, conf, unit),
+    )

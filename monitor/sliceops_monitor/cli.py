@@ -110,6 +110,7 @@ def _once(cfg: config_mod.MonitorConfig, args) -> int:
             print(status, file=sys.stderr)
             return EXIT_FAILED
         if args.json:
+            logger.info("%s", status)  # stdout carries only the JSON document
             print(batch_json(batch, status, monitor.last_written, len(monitor.outbox)))
         else:
             print(batch_table(batch, {s.id: s.container for s in cfg.in_service}))

@@ -124,12 +124,16 @@ def check(port: int, timeout: float, host: str = "127.0.0.1") -> Health:
     except socket.timeout:
         return Health(BACKEND_TIMEOUT, detail=f"no complete answer within {timeout}s")
     except OSError as exc:
-        # Accepted, then reset: something is listening but it is not well.
+        if not buf:
+            # A published port accepts even when nothing listens inside the container;
+            # Docker then resets the connection: that is the backend refusing.
+            return Health(BACKEND_UNREACHABLE, detail=f"{exc.strerror or exc} before any answer")
         return Health(BACKEND_ERROR, detail=exc.strerror or str(exc))
     finally:
         sock.close()
     if not buf:
-        return Health(BACKEND_ERROR, detail="empty response")
+        # Same as a reset: Docker's userland proxy closes when the container refuses.
+        return Health(BACKEND_UNREACHABLE, detail="closed without an answer")
     return classify(buf)
 
 

@@ -129,13 +129,19 @@ def test_slow_trickle_is_bounded_by_one_deadline(backend):
     (http("200 OK", b'{"status": "fine"}'), "no wa_state"),
     (http("200 OK", b'["CONNECTED"]'), "no wa_state"),
     (b"SSH-2.0-OpenSSH_9.2\r\n", "no HTTP header end"),
-    (b"", "empty response"),
 ])
 def test_bad_answers_are_backend_errors(backend, response, detail):
     b = backend(response)
     h = check(b.port, TIMEOUT)
     assert (h.state, h.answered) == (BACKEND_ERROR, False)
     assert detail in h.detail
+
+
+def test_closed_without_an_answer_is_unreachable(backend):
+    # What a published port does when nothing listens inside the container.
+    b = backend(b"")
+    h = check(b.port, TIMEOUT)
+    assert (h.state, h.detail) == (BACKEND_UNREACHABLE, "closed without an answer")
 
 
 def test_classify_truncates_absurd_states():

@@ -3,6 +3,7 @@ completely, and handed around as frozen dataclasses. Every key: monitor/README.m
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass, field
@@ -134,8 +135,79 @@ _DB_KEYS = {
 _SLICE_KEYS = {"id", "port", "container", "data_dir", "status"}
 
 
-def parse(data: Any, path: str = "<config>") -> MonitorConfig:
-    """Validate a decoded JSON document; ConfigError lists every problem found."""
+def key_lines(text: str) -> dict[str, int]:
+    """Line of every key and list item of a valid JSON text, by path ("slices[2].port").
+
+    The json module does not report positions, so walk the text: objects and
+    arrays by hand, scalars with raw_decode.
+    """
+    decoder = json.JSONDecoder()
+    newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+    lines: dict[str, int] = {}
+
+    def line(pos: int) -> int:
+        return bisect.bisect_right(newlines, pos - 1) + 1
+
+    def ws(i: int) -> int:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    def value(i: int, path: str) -> int:
+        i = ws(i)
+        if text[i] == "{":
+            i = ws(i + 1)
+            if text[i] == "}":
+                return i + 1
+            while True:
+                i = ws(i)
+                key, i = json.decoder.scanstring(text, i + 1)
+                sub = f"{path}.{key}" if path else key
+                lines.setdefault(sub, line(i))
+                i = value(ws(i) + 1, sub)  # past the ':'
+                i = ws(i)
+                if text[i] == "}":
+                    return i + 1
+                i += 1  # ','
+        if text[i] == "[":
+            i = ws(i + 1)
+            if text[i] == "]":
+                return i + 1
+            n = 0
+            while True:
+                i = ws(i)
+                lines.setdefault(f"{path}[{n}]", line(i))
+                i = ws(value(i, f"{path}[{n}]"))
+                if text[i] == "]":
+                    return i + 1
+                i, n = i + 1, n + 1
+        return decoder.raw_decode(text, i)[1]
+
+    value(0, "")
+    return lines
+
+
+_LAST_PART = re.compile(r"(\.[^.\[]+|\[\d+\])$")
+
+
+def _with_lines(problems: list[str], text: str) -> list[str]:
+    try:
+        lines = key_lines(text)
+    except (ValueError, IndexError):
+        return problems
+    out = []
+    for problem in problems:
+        key = problem.split(": ", 1)[0]
+        # A missing key is reported at the object that lacks it.
+        while key and key not in lines:
+            last = _LAST_PART.search(key)
+            key = key[:last.start()] if last else ""
+        out.append(f"line {lines[key]}: {problem}" if key else problem)
+    return out
+
+
+def parse(data: Any, path: str = "<config>", text: str | None = None) -> MonitorConfig:
+    """Validate a decoded JSON document; ConfigError lists every problem found (with lines if text is given)."""
     c = _Checker()
     if not isinstance(data, dict):
         raise ConfigError(path, ["the top level must be a JSON object"])
@@ -168,7 +240,7 @@ def parse(data: Any, path: str = "<config>") -> MonitorConfig:
         path=path,
     )
     if c.problems:
-        raise ConfigError(path, c.problems)
+        raise ConfigError(path, _with_lines(c.problems, text) if text is not None else c.problems)
     return config
 
 
@@ -241,4 +313,4 @@ def load(path: str) -> MonitorConfig:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(path, [f"line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"]) from exc
-    return parse(data, path)
+    return parse(data, path, text)

@@ -12,7 +12,7 @@ from .buffer import Outbox
 from .collect import CollectNotes, Collector
 from .config import MonitorConfig
 from .database import Database
-from .errors import DatabaseError, DatabaseUnavailable
+from .errors import DatabaseError, DatabaseUnavailable, RowsRejected
 from .samples import CycleBatch
 
 logger = logging.getLogger(__name__)
@@ -125,6 +125,13 @@ class Monitor:
                     self._db_down_since = self.clock()
                     logger.warning("PostgreSQL unavailable, buffering (up to %d cycles): %s", self.outbox.limit, exc)
                 return written, "database unavailable"
+            except RowsRejected as exc:
+                # Kept, this cycle would block every later one until it fell out of the buffer.
+                self.outbox.pop_oldest()
+                self.outbox.dropped_cycles += 1
+                self.outbox.dropped_rows += batch.rows
+                logger.error("PostgreSQL refused the rows of cycle %d; dropped them: %s", batch.number, exc)
+                continue
             except DatabaseError as exc:
                 # The connection is fine but the statement is not (grants, schema): keep
                 # the rows, say it once per distinct error, and try again next cycle.

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from .config import DatabaseConfig
-from .errors import DatabaseError, DatabaseUnavailable, RetryFailed
+from .errors import DatabaseError, DatabaseUnavailable, RetryFailed, RowsRejected
 from .retry import Retry
 from .samples import CycleBatch
 
@@ -116,6 +116,8 @@ class Database:
         message = f"{doing}: {str(exc).strip() or type(exc).__name__}"
         if conn.closed:
             return DatabaseUnavailable(message)
+        if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+            return RowsRejected(message)
         return DatabaseError(message)
 
     def _retrying(self, func: Callable, *args):

@@ -21,6 +21,10 @@ class DatabaseError(MonitorError):
     """A statement failed while the connection stayed usable."""
 
 
+class RowsRejected(DatabaseError):
+    """PostgreSQL refused the rows themselves (a constraint or a value): retrying cannot help."""
+
+
 class DatabaseUnavailable(DatabaseError):
     """PostgreSQL could not be reached, or the connection was lost."""
 

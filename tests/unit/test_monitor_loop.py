@@ -316,3 +316,24 @@ def test_a_statement_error_keeps_the_rows_for_later(caplog):
     db.error = None
     m.run_cycle()
     assert db.written == [1, 2, 3]
+
+
+def test_rows_the_database_refuses_are_dropped_not_retried_forever(caplog):
+    from sliceops_monitor.errors import RowsRejected
+
+    m, db = make_monitor()
+    real = db.write
+    calls = []
+
+    def write(b):
+        calls.append(b.number)
+        if b.number == 1:
+            raise RowsRejected("value out of range")
+        return real(b)
+
+    db.write = write
+    with caplog.at_level(logging.ERROR):
+        line = m.run_cycle()
+        m.run_cycle()
+    assert "0 buffered" in line and "refused the rows of cycle 1" in caplog.text
+    assert db.written == [2] and m.outbox.dropped_cycles == 1

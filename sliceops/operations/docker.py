@@ -1,0 +1,340 @@
+"""Slice image, network and containers: each operation reads its fact once and emits one
+command for everything that differs, or a noop sentence.
+
+Containers converge by spec: the desired `docker run` of a slice is a pure function of the
+inventory, the image id and the checksum of the slice's credentials file; its sha256 is the
+container's `sliceops.spec` label. A container is recreated exactly when that hash changes,
+so a deploy that changes nothing leaves every start time alone. pyinfra's `docker.container`
+cannot do this (it never detects changes, or with force always recreates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyinfra import host, logger, state
+from pyinfra.api import StringCommand, operation
+
+from sliceops.errors import InventoryError, RemoteStateError
+from sliceops.facts.docker import DockerImage, DockerNetwork, ImageLabels, SliceContainers
+from sliceops.inventory import ACTIVE, SUSPENDED, Inventory, Slice
+from sliceops.operations.util import refuses
+from sliceops.paths import ROOT
+
+REFERENCE_IMAGE = "sliceops/slice-backend:1"
+REFERENCE_SOURCE = ROOT / "images" / "slice-backend"
+RECIPE_LABEL = "org.sliceops.recipe-sha256"
+# The reference image's user; a slice's /data directory belongs to it.
+SLICE_UID = 10001
+# Bump when the meaning of a spec changes without its fields changing, to recreate all.
+SPEC_VERSION = 1
+_STOPPED = ("exited", "created")  # states `docker start` brings back
+_ICC = "com.docker.network.bridge.enable_icc"
+_BRIDGE = "com.docker.network.bridge.name"
+
+
+def _once() -> bool:
+    """True in exactly one of the two passes pyinfra makes over an operation (the change
+    check, then the execution), so a warning is printed once per deploy."""
+    return state.is_executing != state.should_check_for_changes()
+
+
+# --------------------------------------------------------------------------- image
+
+
+def recipe_digest(folder: Path = REFERENCE_SOURCE) -> str:
+    """sha256 over what the reference image is built from (names and contents, in order);
+    the README is not built in, so editing it rebuilds nothing."""
+    h = hashlib.sha256()
+    files = (p for p in folder.rglob("*") if p.is_file() and p.suffix != ".md" and "__pycache__" not in p.parts)
+    for path in sorted(files):
+        h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def build_command(images_dir: str, image: str, digest: str) -> str:
+    """Base image first (pulled, or built offline once), then the reference backend on it."""
+    d = shlex.quote(images_dir)
+    return "\n".join([
+        "set -e",
+        f"base=$(bash {d}/base/build.sh)",
+        # build.sh's last stdout line names the base image.
+        'base=$(printf "%s\\n" "$base" | tail -n1)',
+        # The classic builder: BuildKit needs the buildx plugin, which Debian's docker.io lacks.
+        f'DOCKER_BUILDKIT=0 docker build --quiet --build-arg BASE_IMAGE="$base" '
+        f"--label {RECIPE_LABEL}={digest} --tag {shlex.quote(image)} {d}/slice-backend >/dev/null",
+        f'echo "sliceops: built {image} on $base"',
+    ])
+
+
+@operation(is_idempotent=True)
+@refuses
+def image_built(inv: Inventory, images_dir: str):
+    """The slice image is present: the reference one is built on the host (from `images_dir`,
+    the project's images/ folder shipped to the target) when missing or out of date; any other
+    image must already be there."""
+    image = inv.slice_defaults.image
+    labels = host.get_fact(ImageLabels, image=image)
+    if image != REFERENCE_IMAGE:
+        if labels is None:
+            line = inv.lines.get(("slice_defaults", "image"), 1)
+            raise InventoryError([
+                f"{inv.path}:{line}: slice_defaults.image: {image!r} is not in the Docker engine on "
+                f"the target (load or pull it there first; only {REFERENCE_IMAGE} is built by the deploy)"
+            ])
+        host.noop(f"slice image {image} is present")
+        return
+    digest = recipe_digest()
+    if labels is not None and labels.get(RECIPE_LABEL) == digest:
+        host.noop(f"slice image {image} is built from the current images/slice-backend")
+        return
+    yield StringCommand(build_command(images_dir, image, digest))
+
+
+# --------------------------------------------------------------------------- network
+
+
+def bridge_name(instance: str) -> str:
+    """The host interface of the instance's network: Linux allows 15 characters; instances
+    may have 16, so long ones are cut and disambiguated with a hash."""
+    name = f"so-{instance}"
+    if len(name) <= 15:
+        return name
+    return f"so-{instance[:7]}-{hashlib.sha256(instance.encode()).hexdigest()[:4]}"
+
+
+def network_create_command(inv: Inventory) -> str:
+    return (
+        f"docker network create --driver bridge --subnet {inv.docker.subnet} "
+        f"--gateway {inv.docker.gateway_address} -o {_ICC}=false -o {_BRIDGE}={bridge_name(inv.instance)} "
+        f"--label sliceops.instance={inv.instance} {inv.network} >/dev/null"
+    )
+
+
+def network_plan(inv: Inventory, have: dict | None) -> list[str]:
+    """Commands that bring the slice network to the inventory's settings ([] if it is)."""
+    if have is None:
+        return [network_create_command(inv)]
+    wrong = [
+        f"{what} is {now} (wanted {want})"
+        for what, now, want in (
+            ("driver", have["driver"], "bridge"),
+            ("subnet", have["subnet"], inv.docker.subnet),
+            ("gateway", have["gateway"], inv.docker.gateway_address),
+            ("inter-container traffic", "on" if have["icc"] else "off", "off"),
+            ("bridge interface", have["bridge"], bridge_name(inv.instance)),
+        )
+        if now != want
+    ]
+    if not wrong:
+        return []
+    if have["attached"]:
+        raise RemoteStateError(
+            f"network {inv.network} must be recreated ({'; '.join(wrong)}) but containers are attached "
+            f"to it: {', '.join(have['attached'])}; remove them (or change docker.subnet back) and deploy again"
+        )
+    return [f"docker network rm {inv.network} >/dev/null", network_create_command(inv)]
+
+
+@operation(is_idempotent=True)
+@refuses
+def network(inv: Inventory):
+    """The instance's bridge network, on which slices cannot reach each other."""
+    commands = network_plan(inv, host.get_fact(DockerNetwork, network=inv.network))
+    if not commands:
+        host.noop(f"network {inv.network} exists ({inv.docker.subnet}, inter-container traffic off)")
+        return
+    yield StringCommand(" && ".join(commands))
+
+
+# --------------------------------------------------------------------------- containers
+
+
+def env_file(inv: Inventory, s: Slice) -> str:
+    """The slice's root-only credentials file (DATABASE_URL), written by the roles step."""
+    return f"{inv.secrets_dir}/{s.login_role}.env"
+
+
+def desired_spec(inv: Inventory, s: Slice, image_id: str, env_sha: str | None) -> dict:
+    """Everything the slice's container is run with, as plain data: its hash is the spec label."""
+    return {
+        "version": SPEC_VERSION,
+        "name": inv.container_name(s.id),
+        "image": image_id,
+        "env": {"SLICE_ID": str(s.id), "PORT": str(s.port)},
+        "env_file": env_file(inv, s),
+        "env_file_sha256": env_sha,
+        "publish": f"127.0.0.1:{s.port}:{s.port}",
+        "network": inv.network,
+        "user": f"{SLICE_UID}:{SLICE_UID}",
+        "read_only": True,
+        "tmpfs": ["/tmp"],
+        "volumes": [f"{inv.slice_data_dir(s.id)}:/data"],
+        "security_opt": ["no-new-privileges"],
+        "cap_drop": ["ALL"],
+        "memory": s.memory,
+        "cpus": s.cpus,
+        "pids_limit": s.pids,
+        "log_driver": "json-file",
+        "log_opts": {"max-size": "10m", "max-file": "3"},
+        "restart": "unless-stopped",
+    }
+
+
+def spec_hash(spec: dict) -> str:
+    """sha256 of the spec's canonical JSON (sorted keys, no whitespace)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def run_command(inv: Inventory, s: Slice, spec: dict) -> str:
+    """The `docker run` of a spec; every option comes from the spec, so the hash covers them all."""
+    q = shlex.quote
+    args = [
+        "docker", "run", "-d", "--name", spec["name"],
+        "--label", f"sliceops.instance={inv.instance}",
+        "--label", f"sliceops.slice={s.id}",
+        "--label", f"sliceops.spec={spec_hash(spec)}",
+    ]
+    for key, value in spec["env"].items():
+        args += ["--env", f"{key}={value}"]
+    # The password stays in the root-only file: docker reads it, the command line names it.
+    args += ["--env-file", spec["env_file"], "--publish", spec["publish"], "--network", spec["network"]]
+    args += ["--user", spec["user"]]
+    if spec["read_only"]:
+        args.append("--read-only")
+    for path in spec["tmpfs"]:
+        args += ["--tmpfs", path]
+    for volume in spec["volumes"]:
+        args += ["--volume", volume]
+    for opt in spec["security_opt"]:
+        args += ["--security-opt", opt]
+    for cap in spec["cap_drop"]:
+        args += ["--cap-drop", cap]
+    args += ["--memory", spec["memory"], "--cpus", f"{spec['cpus']:g}", "--pids-limit", str(spec["pids_limit"])]
+    args += ["--log-driver", spec["log_driver"]]
+    for key, value in spec["log_opts"].items():
+        args += ["--log-opt", f"{key}={value}"]
+    args += ["--restart", spec["restart"], spec["image"]]
+    return " ".join(q(a) for a in args) + " >/dev/null"
+
+
+@dataclass
+class ContainerPlan:
+    """What `containers` will do, by container name, and the shell steps that do it in order:
+    (command, the line echoed when it succeeds, what to name when it fails)."""
+
+    steps: list[tuple[str, str, str]] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    recreated: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+
+    @property
+    def commands(self) -> list[str]:
+        return [command for command, _, _ in self.steps]
+
+
+def container_plan(inv: Inventory, have: dict | None, image_id: str) -> ContainerPlan:
+    """Compare every slice of the inventory with its container (the `SliceContainers` fact;
+    None, no engine yet, counts as no containers) and list the steps that converge them:
+    stop the suspended, remove what must be recreated, make the data directories, start the
+    stopped, run the missing. Slices being destroyed are left to the destroy step."""
+    have = have or {"containers": {}, "env_sha256": {}}
+    containers = have["containers"]
+    plan = ContainerPlan()
+    runs: list[tuple[str, str, str]] = []
+    for s in inv.slices:
+        name = inv.container_name(s.id)
+        cur = containers.get(name)
+        if s.status == SUSPENDED:
+            if cur and cur["state"] not in ("exited", "created", "dead"):
+                plan.stopped.append(name)
+            continue
+        if s.status != ACTIVE:
+            continue
+        spec = desired_spec(inv, s, image_id, have["env_sha256"].get(f"{s.login_role}.env"))
+        if cur is None:
+            plan.created.append(name)
+            runs.append((run_command(inv, s, spec), f"created {name}", f"run {name}"))
+        elif cur["spec"] != spec_hash(spec) or cur["state"] == "dead":
+            plan.recreated.append(name)
+            runs.append((run_command(inv, s, spec), f"recreated {name} (spec changed)", f"run {name}"))
+        elif cur["state"] in _STOPPED:
+            plan.started.append(name)
+    known = {inv.container_name(s.id) for s in inv.slices}
+    plan.orphans = sorted(n for n in containers if n not in known)
+
+    if plan.stopped:
+        names = " ".join(plan.stopped)
+        plan.steps.append((f"docker stop {names} >/dev/null", f"stopped {names} (suspended)", "stop"))
+    if plan.recreated:
+        plan.steps.append((f"docker rm -f {' '.join(plan.recreated)} >/dev/null", "", "remove"))
+    fresh = set(plan.created + plan.recreated + plan.started)
+    if fresh:
+        dirs = " ".join(inv.slice_data_dir(s.id) for s in inv.slices if inv.container_name(s.id) in fresh)
+        plan.steps.append((f"install -d -o {SLICE_UID} -g {SLICE_UID} -m 0750 {dirs}", "", "data directories"))
+    if plan.started:
+        names = " ".join(plan.started)
+        plan.steps.append((f"docker start {names} >/dev/null", f"started {names}", "start"))
+    plan.steps += runs
+    return plan
+
+
+def plan_script(plan: ContainerPlan) -> str:
+    """One shell script for the whole plan: a failing step does not stop the others; the
+    script echoes a `sliceops:` line per step done and exits non-zero naming what failed."""
+    lines = ["failed=''"]
+    for command, done, what in plan.steps:
+        ok = f"echo 'sliceops: {done}'" if done else "true"
+        lines.append(f"if {command}; then {ok}; else failed=\"$failed, {what}\"; fi")
+    lines.append(
+        'if [ -n "$failed" ]; then echo "sliceops: slice container steps failed: ${failed#, }" >&2; exit 1; fi'
+    )
+    return "\n".join(lines)
+
+
+def _ready_for_execution(inv: Inventory, have: dict | None, image_id: str | None, plan: ContainerPlan) -> None:
+    """What the change check may assume (a later step builds the image, starts the engine,
+    writes the credentials) must hold by the time commands run."""
+    if have is None:
+        raise RemoteStateError("the Docker engine does not answer on the target ('docker info' fails)")
+    if image_id is None:
+        raise RemoteStateError(f"slice image {inv.slice_defaults.image} is not in the Docker engine on the target")
+    missing = [
+        env_file(inv, s)
+        for s in inv.slices
+        if inv.container_name(s.id) in plan.created + plan.recreated
+        and f"{s.login_role}.env" not in have["env_sha256"]
+    ]
+    if missing:
+        raise RemoteStateError(f"slice credentials missing (the roles step writes them): {', '.join(missing)}")
+
+
+@operation(is_idempotent=True)
+@refuses
+def containers(inv: Inventory):
+    """One container per in-service slice, run with its current spec; suspended slices stopped;
+    containers of slices no longer in the inventory reported and left alone."""
+    image = inv.slice_defaults.image
+    image_id = host.get_fact(DockerImage, image=image)
+    have = host.get_fact(SliceContainers, instance=inv.instance, secrets_dir=inv.secrets_dir)
+    # Before execution the image may still be unbuilt; any placeholder differs from every label.
+    plan = container_plan(inv, have, image_id or f"(unbuilt {image})")
+    if plan.orphans and _once():
+        logger.warning(
+            f"{host.print_prefix}orphan slice containers (their slices are not in {inv.path}), "
+            f"left alone: {', '.join(plan.orphans)}"
+        )
+    if not plan.commands:
+        running = sum(1 for s in inv.slices if s.in_service)
+        suspended = sum(1 for s in inv.slices if s.status == SUSPENDED)
+        host.noop(f"{running} slice containers run their current spec; {suspended} suspended stopped")
+        return
+    if state.is_executing:
+        _ready_for_execution(inv, have, image_id, plan)
+    yield StringCommand(plan_script(plan))

@@ -1,0 +1,410 @@
+"""Slice containers converge by spec: the spec hash moves exactly when something the container
+is run with moves, and the plan, given the docker facts, is exactly these commands (or none)."""
+
+from __future__ import annotations
+
+import subprocess
+import types
+
+import pytest
+import yaml
+
+from sliceops.facts.docker import DockerNetwork, SliceContainers
+from sliceops.inventory import load
+from sliceops.operations import docker as op
+from sliceops.operations.docker import container_plan, desired_spec, spec_hash
+
+IMAGE = "sha256:" + "1" * 64
+OTHER_IMAGE = "sha256:" + "2" * 64
+SHA = {i: f"{i}" * 64 for i in range(1, 10)}
+
+
+def inventory(tmp_path, slices=None, **sections):
+    data = {"target": "@local", **sections, "slices": slices or [{"id": 1}, {"id": 2}, {"id": 3}]}
+    path = tmp_path / f"inv-{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load(path)
+
+
+def spec_of(inv, slice_id=1, image=IMAGE, env_sha=SHA[1]):
+    return desired_spec(inv, inv.slice(slice_id), image, env_sha)
+
+
+def fact(inv, states: dict[int, str] | None = None, specs: dict[int, str] | None = None,
+         env: dict[int, str] | None = None, extra: dict | None = None) -> dict:
+    """A SliceContainers value: each listed slice has a container in the given state, labelled
+    with the spec it was run with (image IMAGE, credentials SHA) unless `specs` says otherwise;
+    `env` is what the credentials files hold now."""
+    env = SHA if env is None else env
+    containers = {}
+    for sid, st in (states or {}).items():
+        s = inv.slice(sid)
+        current = spec_hash(desired_spec(inv, s, IMAGE, SHA.get(sid)))
+        containers[inv.container_name(sid)] = {
+            "id": f"c{sid}", "state": st, "health": None, "spec": (specs or {}).get(sid, current),
+            "slice": sid, "image": IMAGE, "started_at": "2026-01-01T00:00:00Z",
+        }
+    containers.update(extra or {})
+    return {"containers": containers, "env_sha256": {f"wa_slice_{i}.env": v for i, v in env.items()}}
+
+
+# --------------------------------------------------------------------------- the spec hash
+
+
+def test_spec_hash_is_stable_and_independent_of_key_order(tmp_path):
+    inv = inventory(tmp_path)
+    spec = spec_of(inv)
+    assert spec_hash(spec) == spec_hash(dict(reversed(list(spec.items()))))
+    assert spec_hash(spec) == spec_hash(spec_of(inventory(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    "what, change",
+    [
+        ("image id", dict(image=OTHER_IMAGE)),
+        ("credentials file (rotated password)", dict(env_sha=SHA[2])),
+        ("credentials file appearing", dict(env_sha=None)),
+    ],
+)
+def test_spec_hash_changes_with_image_and_credentials(tmp_path, what, change):
+    inv = inventory(tmp_path)
+    assert spec_hash(spec_of(inv, **change)) != spec_hash(spec_of(inv)), what
+
+
+@pytest.mark.parametrize(
+    "what, slices, sections",
+    [
+        ("memory", [{"id": 1, "memory": "512m"}], {}),
+        ("cpus", [{"id": 1, "cpus": 1}], {}),
+        ("pids", [{"id": 1, "pids": 512}], {}),
+        ("port", [{"id": 1, "port": 7001}], {}),
+        ("port base", [{"id": 1}], {"slice_defaults": {"port_base": 6001}}),
+        ("default memory", [{"id": 1}], {"slice_defaults": {"memory": "1g"}}),
+        ("data directory (mount)", [{"id": 1}], {"slice_defaults": {"data_dir": "/data/sliceops"}}),
+        ("instance (name, network, mount, credentials path)", [{"id": 1}], {"instance": "staging"}),
+    ],
+)
+def test_spec_hash_changes_with_limits_port_and_mounts(tmp_path, what, slices, sections):
+    base = spec_of(inventory(tmp_path, [{"id": 1}]))
+    changed = spec_of(inventory(tmp_path, slices, **sections))
+    assert spec_hash(changed) != spec_hash(base), what
+
+
+@pytest.mark.parametrize(
+    "what, slices, sections",
+    [
+        ("another slice's limits", [{"id": 1}, {"id": 2, "memory": "2g"}], {}),
+        ("a new slice", [{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4}], {}),
+        ("PostgreSQL settings (they reach the slice through the credentials file)", [{"id": 1}, {"id": 2}],
+         {"postgres": {"port": 5439}}),
+        ("monitor settings", [{"id": 1}, {"id": 2}], {"monitor": {"interval": 120}}),
+        ("the image name, when the id is the same", [{"id": 1}, {"id": 2}],
+         {"slice_defaults": {"image": "example/crm:7"}}),
+        ("the backup directory", [{"id": 1}, {"id": 2}], {"slice_defaults": {"backup_dir": "/bk"}}),
+        ("the same value written explicitly", [{"id": 1, "memory": "256m", "cpus": 0.5}, {"id": 2}], {}),
+    ],
+)
+def test_spec_hash_ignores_what_the_container_does_not_run_with(tmp_path, what, slices, sections):
+    base = spec_of(inventory(tmp_path, [{"id": 1}, {"id": 2}]))
+    other = spec_of(inventory(tmp_path, slices, **sections))
+    assert spec_hash(other) == spec_hash(base), what
+
+
+def test_spec_carries_the_hardening_and_no_secret(tmp_path):
+    spec = spec_of(inventory(tmp_path))
+    assert spec["read_only"] and spec["cap_drop"] == ["ALL"] and spec["security_opt"] == ["no-new-privileges"]
+    assert spec["publish"] == "127.0.0.1:5001:5001" and spec["user"] == "10001:10001"
+    assert "DATABASE_URL" not in spec["env"]
+    assert spec["env_file"] == "/etc/sliceops/main/secrets/wa_slice_1.env"
+
+
+# --------------------------------------------------------------------------- the plan, pinned as data
+
+# The exact `docker run` of slice 1 of the default inventory. The hash is pinned on purpose:
+# a change to the spec recreates every slice container on every host, so it must be deliberate.
+RUN_1 = (
+    "docker run -d --name wa-slice-1 --label sliceops.instance=main --label sliceops.slice=1 "
+    "--label sliceops.spec={hash} --env SLICE_ID=1 --env PORT=5001 "
+    "--env-file /etc/sliceops/main/secrets/wa_slice_1.env --publish 127.0.0.1:5001:5001 "
+    "--network sliceops-main --user 10001:10001 --read-only --tmpfs /tmp "
+    "--volume /srv/sliceops/main/slices/1:/data --security-opt no-new-privileges --cap-drop ALL "
+    "--memory 256m --cpus 0.5 --pids-limit 256 --log-driver json-file --log-opt max-size=10m "
+    "--log-opt max-file=3 --restart unless-stopped " + IMAGE + " >/dev/null"
+)
+RUN_1_HASH = "46f8732639711eb77d02462f3021ed15704c7f93717cf90788d4c809d28b5704"
+
+
+def _run(inv, sid, env_sha):
+    s = inv.slice(sid)
+    return op.run_command(inv, s, desired_spec(inv, s, IMAGE, env_sha))
+
+
+def test_fresh_host_runs_every_in_service_slice(tmp_path):
+    inv = inventory(tmp_path, [{"id": 1}, {"id": 2, "status": "suspended"}, {"id": 3}])
+    plan = container_plan(inv, fact(inv), IMAGE)
+    assert plan.commands[0] == (
+        "install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/1 /srv/sliceops/main/slices/3"
+    )
+    assert plan.commands[1] == RUN_1.format(hash=RUN_1_HASH)
+    assert plan.commands[2] == _run(inv, 3, SHA[3])
+    assert len(plan.commands) == 3
+    assert (plan.created, plan.recreated, plan.started, plan.stopped) == (["wa-slice-1", "wa-slice-3"], [], [], [])
+
+
+def test_the_spec_hash_of_slice_1_is_pinned(tmp_path):
+    assert spec_hash(spec_of(inventory(tmp_path))) == RUN_1_HASH
+
+
+def test_engine_not_there_yet_plans_like_a_fresh_host(tmp_path):
+    inv = inventory(tmp_path)
+    assert len(container_plan(inv, None, IMAGE).commands) == 4  # install -d + three runs
+
+
+# (case, inventory slices, container states, stale spec labels, env shas, expected commands)
+CASES = [
+    ("converged: nothing to do", None, {1: "running", 2: "running", 3: "running"}, {}, None, []),
+    ("restarting by Docker's policy is left to Docker", None,
+     {1: "restarting", 2: "running", 3: "running"}, {}, None, []),
+    ("one slice's limit changed: only it is recreated",
+     [{"id": 1}, {"id": 2, "memory": "512m"}, {"id": 3}], {1: "running", 2: "running", 3: "running"},
+     {2: "stale"}, None,
+     ["docker rm -f wa-slice-2 >/dev/null",
+      "install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/2",
+      "RUN 2"]),
+    ("rotated password: recreated", None, {1: "running", 2: "running", 3: "running"},
+     {}, {1: "f" * 64, 2: SHA[2], 3: SHA[3]},
+     ["docker rm -f wa-slice-1 >/dev/null",
+      "install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/1",
+      "RUN 1"]),
+    ("suspended and running: stopped, kept", [{"id": 1}, {"id": 2, "status": "suspended"}, {"id": 3}],
+     {1: "running", 2: "running", 3: "running"}, {}, None,
+     ["docker stop wa-slice-2 >/dev/null"]),
+    ("suspended and already stopped: nothing", [{"id": 1}, {"id": 2, "status": "suspended"}, {"id": 3}],
+     {1: "running", 2: "exited", 3: "running"}, {}, None, []),
+    ("suspended with a stale spec: only stopped (recreated when resumed)",
+     [{"id": 1}, {"id": 2, "status": "suspended", "memory": "1g"}, {"id": 3}],
+     {1: "running", 2: "running", 3: "running"}, {2: "stale"}, None,
+     ["docker stop wa-slice-2 >/dev/null"]),
+    ("in service but stopped: started, not recreated", None, {1: "exited", 2: "created", 3: "running"}, {}, None,
+     ["install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/1 /srv/sliceops/main/slices/2",
+      "docker start wa-slice-1 wa-slice-2 >/dev/null"]),
+    ("dead: recreated", None, {1: "running", 2: "dead", 3: "running"}, {}, None,
+     ["docker rm -f wa-slice-2 >/dev/null",
+      "install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/2",
+      "RUN 2"]),
+    ("being destroyed: left to the destroy step", [{"id": 1}, {"id": 2, "status": "destroying"}, {"id": 3}],
+     {1: "running", 2: "running", 3: "running"}, {2: "stale"}, None, []),
+    ("everything at once, batched", [{"id": 1, "pids": 64}, {"id": 2, "status": "suspended"}, {"id": 3}, {"id": 4}],
+     {1: "running", 2: "running", 3: "exited"}, {1: "stale"}, None,
+     ["docker stop wa-slice-2 >/dev/null",
+      "docker rm -f wa-slice-1 >/dev/null",
+      "install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/1 /srv/sliceops/main/slices/3 "
+      "/srv/sliceops/main/slices/4",
+      "docker start wa-slice-3 >/dev/null",
+      "RUN 1",
+      "RUN 4"]),
+]
+
+
+@pytest.mark.parametrize("case, slices, states, stale, env, expected", CASES, ids=[c[0] for c in CASES])
+def test_plan(tmp_path, case, slices, states, stale, env, expected):
+    inv = inventory(tmp_path, slices)
+    env = env or SHA
+    have = fact(inv, states, stale, env)
+    expected = [_run(inv, int(c.split()[1]), env.get(int(c.split()[1]))) if c.startswith("RUN ") else c
+                for c in expected]
+    plan = container_plan(inv, have, IMAGE)
+    assert plan.commands == expected
+    assert plan.orphans == []
+
+
+def test_orphans_are_reported_and_not_touched(tmp_path):
+    inv = inventory(tmp_path, [{"id": 1}])
+    stray = {"wa-slice-9": {"id": "c9", "state": "running", "health": None, "spec": "x", "slice": 9,
+                            "image": IMAGE, "started_at": ""}}
+    plan = container_plan(inv, fact(inv, {1: "running"}, extra=stray), IMAGE)
+    assert plan.commands == [] and plan.orphans == ["wa-slice-9"]
+
+
+def test_another_instance_names_everything_after_itself(tmp_path):
+    inv = inventory(tmp_path, [{"id": 1}], instance="staging")
+    run = container_plan(inv, None, IMAGE).commands[1]
+    for part in ("--name staging-wa-slice-1", "--label sliceops.instance=staging", "--network sliceops-staging",
+                 "/etc/sliceops/staging/secrets/wa_slice_1.env", "/srv/sliceops/staging/slices/1:/data"):
+        assert part in run
+
+
+def test_script_collects_failures_and_says_what_it_did(tmp_path):
+    inv = inventory(tmp_path, [{"id": 1}, {"id": 2, "status": "suspended"}])
+    plan = container_plan(inv, fact(inv, {2: "running"}), IMAGE)
+    script = op.plan_script(plan)
+    assert "then echo 'sliceops: stopped wa-slice-2 (suspended)'; else failed=\"$failed, stop\"; fi" in script
+    assert "then echo 'sliceops: created wa-slice-1'; else failed=\"$failed, run wa-slice-1\"; fi" in script
+    assert script.endswith("exit 1; fi")
+
+
+# --------------------------------------------------------------------------- the operation itself
+
+
+def refusal_line(command: str) -> str:
+    """What a refusal command prints (it must be one line on stderr and fail)."""
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stdout == ""
+    return proc.stderr.strip()
+
+
+class FakeHost:
+    """Just enough of pyinfra's host for an operation's planning: facts by class, noop lines."""
+
+    print_prefix = "[test] "
+
+    def __init__(self, facts: dict):
+        self.facts = facts
+        self.noops: list[str] = []
+
+    def get_fact(self, cls, **kwargs):
+        return self.facts[cls.__name__]
+
+    def noop(self, text: str) -> None:
+        self.noops.append(text)
+
+
+@pytest.fixture
+def run_op(monkeypatch):
+    def run(operation, facts: dict, executing: bool = False, **kwargs):
+        fake = FakeHost(facts)
+        monkeypatch.setattr(op, "host", fake)
+        monkeypatch.setattr(op, "state", types.SimpleNamespace(
+            is_executing=executing, should_check_for_changes=lambda: True))
+        commands = [str(c) for c in operation._inner(**kwargs)]
+        return commands, fake.noops
+
+    return run
+
+
+def test_containers_op_noop_sentence(tmp_path, run_op):
+    inv = inventory(tmp_path, [{"id": 1}, {"id": 2, "status": "suspended"}])
+    commands, noops = run_op(op.containers, {"DockerImage": IMAGE, "SliceContainers": fact(inv, {1: "running", 2: "exited"})},
+                             inv=inv)
+    assert commands == []
+    assert noops == ["1 slice containers run their current spec; 1 suspended stopped"]
+
+
+def test_containers_op_warns_about_orphans(tmp_path, run_op, caplog):
+    inv = inventory(tmp_path, [{"id": 1}])
+    stray = {"wa-slice-7": {"id": "c7", "state": "exited", "health": None, "spec": "x", "slice": 7,
+                            "image": IMAGE, "started_at": ""}}
+    with caplog.at_level("WARNING", logger="pyinfra"):
+        commands, _ = run_op(op.containers, {"DockerImage": IMAGE, "SliceContainers": fact(inv, {1: "running"}, extra=stray)},
+                             inv=inv)
+    assert commands == []
+    assert "orphan slice containers" in caplog.text and "wa-slice-7" in caplog.text
+
+
+def test_containers_op_refuses_to_run_without_credentials(tmp_path, run_op):
+    inv = inventory(tmp_path, [{"id": 1}])
+    facts = {"DockerImage": IMAGE, "SliceContainers": {"containers": {}, "env_sha256": {}}}
+    # The change check may assume the roles step will write them ...
+    commands, _ = run_op(op.containers, facts, inv=inv)
+    assert "docker run" in commands[0]
+    # ... but when the commands are about to run they must be there.
+    commands, _ = run_op(op.containers, facts, executing=True, inv=inv)
+    assert len(commands) == 1
+    assert refusal_line(commands[0]) == (
+        "sliceops: slice credentials missing (the roles step writes them): /etc/sliceops/main/secrets/wa_slice_1.env"
+    )
+
+
+def test_containers_op_refuses_without_the_image_at_execution(tmp_path, run_op):
+    inv = inventory(tmp_path, [{"id": 1}])
+    facts = {"DockerImage": None, "SliceContainers": fact(inv)}
+    commands, _ = run_op(op.containers, facts, inv=inv)
+    assert "(unbuilt sliceops/slice-backend:1)" in commands[0]
+    commands, _ = run_op(op.containers, facts, executing=True, inv=inv)
+    assert refusal_line(commands[0]) == (
+        "sliceops: slice image sliceops/slice-backend:1 is not in the Docker engine on the target"
+    )
+
+
+def test_image_op_builds_the_reference_image_only_when_missing_or_changed(tmp_path, run_op):
+    inv = inventory(tmp_path)
+    digest = op.recipe_digest()
+    commands, noops = run_op(op.image_built, {"ImageLabels": {op.RECIPE_LABEL: digest}}, inv=inv, images_dir="/x")
+    assert commands == [] and noops == ["slice image sliceops/slice-backend:1 is built from the current images/slice-backend"]
+    for labels in (None, {op.RECIPE_LABEL: "old"}):
+        commands, _ = run_op(op.image_built, {"ImageLabels": labels}, inv=inv, images_dir="/x")
+        assert commands == [op.build_command("/x", "sliceops/slice-backend:1", digest)]
+
+
+def test_image_op_names_a_missing_user_image(tmp_path, run_op):
+    inv = inventory(tmp_path, slice_defaults={"image": "example/crm:7"})
+    commands, _ = run_op(op.image_built, {"ImageLabels": None}, inv=inv, images_dir="/x")
+    assert len(commands) == 1
+    assert refusal_line(commands[0]) == (
+        f"sliceops: {inv.path}:3: slice_defaults.image: 'example/crm:7' is not in the Docker engine on the "
+        "target (load or pull it there first; only sliceops/slice-backend:1 is built by the deploy)"
+    )
+    commands, noops = run_op(op.image_built, {"ImageLabels": {}}, inv=inv, images_dir="/x")
+    assert commands == [] and noops == ["slice image example/crm:7 is present"]
+
+
+# --------------------------------------------------------------------------- network
+
+
+def test_network_created_recreated_or_refused(tmp_path):
+    inv = inventory(tmp_path)
+    good = {"driver": "bridge", "subnet": "172.30.0.0/24", "gateway": "172.30.0.1", "icc": False,
+            "bridge": "so-main", "attached": ["wa-slice-1"]}
+    create = ("docker network create --driver bridge --subnet 172.30.0.0/24 --gateway 172.30.0.1 "
+              "-o com.docker.network.bridge.enable_icc=false -o com.docker.network.bridge.name=so-main "
+              "--label sliceops.instance=main sliceops-main >/dev/null")
+    assert op.network_plan(inv, None) == [create]
+    assert op.network_plan(inv, good) == []
+    loose = {**good, "icc": True, "attached": []}
+    assert op.network_plan(inv, loose) == ["docker network rm sliceops-main >/dev/null", create]
+    with pytest.raises(Exception, match=r"inter-container traffic is on \(wanted off\).*wa-slice-1"):
+        op.network_plan(inv, {**good, "icc": True})
+
+
+def test_bridge_names_fit_linux_interface_names():
+    assert op.bridge_name("main") == "so-main"
+    assert op.bridge_name("abcdefghijkl") == "so-abcdefghijkl"
+    long_a, long_b = op.bridge_name("abcdefghijklmnop"), op.bridge_name("abcdefghijklmnoq")
+    assert len(long_a) <= 15 and len(long_b) <= 15 and long_a != long_b
+
+
+# --------------------------------------------------------------------------- fact parsers
+
+
+def test_slice_containers_parse():
+    lines = [
+        "ENV 3f" + "0" * 62 + "  /etc/sliceops/main/secrets/wa_slice_1.env",
+        '{"id":"abc","name":"/wa-slice-1","image":"sha256:9","state":{"Status":"running",'
+        '"StartedAt":"2026-01-01T00:00:00Z","Health":{"Status":"healthy","Log":[]}},'
+        '"labels":{"sliceops.instance":"main","sliceops.slice":"1","sliceops.spec":"h1"}}',
+        '{"id":"def","name":"/wa-slice-x","image":"sha256:9","state":{"Status":"exited","StartedAt":""},'
+        '"labels":{"sliceops.instance":"main"}}',
+    ]
+    got = SliceContainers.parse(lines)
+    assert got["env_sha256"] == {"wa_slice_1.env": "3f" + "0" * 62}
+    assert got["containers"]["wa-slice-1"] == {
+        "id": "abc", "state": "running", "health": "healthy", "spec": "h1", "slice": 1,
+        "image": "sha256:9", "started_at": "2026-01-01T00:00:00Z",
+    }
+    assert got["containers"]["wa-slice-x"]["slice"] is None and got["containers"]["wa-slice-x"]["health"] is None
+    assert SliceContainers.parse([]) == {"containers": {}, "env_sha256": {}}
+    assert SliceContainers.parse(["SLICEOPS_DOCKER_DOWN"]) is None
+
+
+def test_docker_network_parse():
+    lines = [
+        '{"ipam":[{"Subnet":"172.30.0.0/24","Gateway":"172.30.0.1"}],'
+        '"options":{"com.docker.network.bridge.enable_icc":"false","com.docker.network.bridge.name":"so-main"},'
+        '"driver":"bridge"}',
+        "ATTACHED wa-slice-2",
+        "ATTACHED wa-slice-1",
+    ]
+    assert DockerNetwork.parse(lines) == {"driver": "bridge", "subnet": "172.30.0.0/24", "gateway": "172.30.0.1",
+                                          "icc": False, "bridge": "so-main", "attached": ["wa-slice-1", "wa-slice-2"]}
+    assert DockerNetwork.parse(["SLICEOPS_MISSING"]) is None
+    assert DockerNetwork.parse(['{"ipam":[],"options":{},"driver":"bridge"}'])["icc"] is True

@@ -10,6 +10,8 @@ from __future__ import annotations
 import click
 from pyinfra.api.state import BaseStateCallback
 
+from sliceops import factcache
+
 # Lines our commands print for the operator; anything else stays at -vvv.
 _PREFIXES = ("applied ", "skipped ", "sliceops:", "backup ", "destroyed ", "orphan ")
 
@@ -23,6 +25,8 @@ class Reporter(BaseStateCallback):
                 lines = meta.stdout_lines + meta.stderr_lines if meta.is_complete() else []
             except (KeyError, AttributeError):
                 continue
+            if lines or (meta.is_complete() and meta.did_change()):
+                factcache.host_changed()
             for line in lines:
                 if line.startswith(_PREFIXES):
                     click.echo(f"    {host.print_prefix}{line}", err=True)

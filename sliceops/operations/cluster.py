@@ -6,6 +6,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
+from sliceops import factcache
 from sliceops.facts.host import ServiceState
 from sliceops.facts.postgres import PgCluster
 from sliceops.operations.service import init_system
@@ -18,7 +19,7 @@ def _unit(version: int, cluster: str) -> str:
 @operation(is_idempotent=True)
 def cluster_exists(version: int, cluster: str, port: int):
     """Create the cluster when missing (Debian's package creates 15/main by itself)."""
-    state = host.get_fact(PgCluster, version=version, cluster=cluster)
+    state = factcache.get(PgCluster, version=version, cluster=cluster)
     if state["exists"]:
         host.noop(f"cluster {version}/{cluster} exists")
         return
@@ -28,7 +29,7 @@ def cluster_exists(version: int, cluster: str, port: int):
 @operation(is_idempotent=True)
 def cluster_running(version: int, cluster: str):
     """Running now and started at boot."""
-    state = host.get_fact(PgCluster, version=version, cluster=cluster)
+    state = factcache.get(PgCluster, version=version, cluster=cluster)
     init = init_system()
     systemd = init == "systemd"
     # Under sysv the distribution's LSB script starts every cluster whose start.conf says auto.

@@ -13,6 +13,8 @@ from pyinfra import host, logger
 from sliceops.operations.util import refuses
 from pyinfra.api import StringCommand, operation
 
+from sliceops import factcache
+from sliceops.facts.docker import SliceContainers
 from sliceops.inventory import DESTROYING, Inventory
 from sliceops.operations.postgres import assert_destroy_allowed, fleet
 
@@ -80,10 +82,11 @@ def destroy_script(inv: Inventory, slice_id: int, stamp: str) -> str:
 
 
 @operation(is_idempotent=True)
-def destroyed(inv: Inventory, stamp: str, containers: dict | None = None):
+def destroyed(inv: Inventory, stamp: str):
     """Every slice marked `destroying` is backed up, verified, then removed from the host."""
     state = fleet(inv)
-    containers = containers or {}
+    docker = factcache.get(SliceContainers, instance=inv.instance, secrets_dir=inv.secrets_dir)
+    containers = docker["containers"] if docker else {}
     todo = []
     for s in inv.slices:
         if s.status != DESTROYING:

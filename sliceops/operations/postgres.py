@@ -11,6 +11,7 @@ from pyinfra import host
 from sliceops.operations.util import refuses
 from pyinfra.api import StringCommand, operation
 
+from sliceops import factcache
 from sliceops.errors import LifecycleError
 from sliceops.facts.postgres import PgFleet
 from sliceops.inventory import DESTROYING, SUSPENDED, Inventory
@@ -22,7 +23,7 @@ MIGRATION_LOCK = 74281903
 
 
 def fleet(inv: Inventory) -> dict | None:
-    return host.get_fact(
+    return factcache.get(
         PgFleet,
         version=inv.postgres.version,
         cluster=inv.cluster,

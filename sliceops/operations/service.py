@@ -6,11 +6,12 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
+from sliceops import factcache
 from sliceops.facts.host import InitSystem, ServiceState
 
 
 def init_system() -> str:
-    return host.get_fact(InitSystem)
+    return factcache.get(InitSystem)
 
 
 def _ctl(service_name: str, verb: str, init: str) -> str:

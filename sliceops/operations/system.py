@@ -6,11 +6,13 @@ from pyinfra import host
 from pyinfra.api import FactBase, operation
 from pyinfra.facts.deb import DebPackages
 
+from sliceops import factcache
+
 
 @operation(is_idempotent=True)
 def packages(names: list[str]):
     """Install missing Debian packages; refresh the index only when something is missing."""
-    installed = host.get_fact(DebPackages)
+    installed = factcache.get(DebPackages)
     missing = [n for n in names if n not in installed]
     if not missing:
         host.noop(f"{', '.join(names)} installed")

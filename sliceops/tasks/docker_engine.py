@@ -6,6 +6,7 @@ from pyinfra import host
 from pyinfra.operations import files
 from pyinfra.operations.util import any_changed
 
+from sliceops import factcache
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import Inventory
 from sliceops.operations import service, system
@@ -18,7 +19,7 @@ def converge(inv: Inventory) -> None:
         engine_answers(name="Check the provided Docker engine answers")
         return
     system.packages(name="Install the Docker engine (docker.io)", names=["docker.io"])
-    if host.get_fact(InitSystem) == "systemd":
+    if factcache.get(InitSystem) == "systemd":
         service.running(name="Run the Docker engine", service_name="docker")
         return
     script = files.template(

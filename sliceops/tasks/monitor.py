@@ -10,6 +10,7 @@ from pyinfra import host
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
+from sliceops import factcache
 from sliceops.bundle import digest, tarball
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
@@ -97,7 +98,7 @@ def converge(inv: Inventory) -> None:
         instance=inv.instance, venv=venv, config_path=config_path, run_user=USER,
         log_path=f"/var/log/sliceops/{name}.log", interval=inv.monitor.interval,
     )
-    if host.get_fact(InitSystem) == "systemd":
+    if factcache.get(InitSystem) == "systemd":
         unit = files.template(
             name=f"Install the systemd unit {name}.service",
             src=str(TEMPLATES / "monitor/sliceops-monitor.service.j2"),

@@ -1,0 +1,34 @@
+"""The slices' runtime side: the image, the isolated network, one container per in-service
+slice, and the destroy step (verified backup first) for slices marked `destroying`."""
+
+from __future__ import annotations
+
+import time
+
+from pyinfra.operations import files
+
+from sliceops.bundle import digest, tarball
+from sliceops.inventory import Inventory
+from sliceops.operations import docker, lifecycle, system
+
+
+def converge(inv: Inventory) -> None:
+    images = f"{inv.share_dir}/images"
+    source = tarball("images")
+    files.put(name=f"Ship the image recipes to {inv.share_dir}", src=source, dest=f"{images}.tar", mode="644")
+    system.stamped(
+        name=f"Unpack the image recipes into {images}",
+        stamp_path=f"{images}/.sliceops-source",
+        digest=digest(source),
+        what="the image recipes",
+        commands=[f"rm -rf {images}", f"mkdir -p {images}", f"tar -xf {images}.tar -C {images}"],
+    )
+    docker.image_built(name=f"Build the slice image {inv.slice_defaults.image} if missing", inv=inv, images_dir=images)
+    docker.network(name=f"Create the slice network {inv.network} ({inv.docker.subnet}, no inter-slice traffic)", inv=inv)
+    n = sum(1 for s in inv.slices if s.in_service)
+    docker.containers(name=f"Converge slice containers ({n} in service)", inv=inv)
+    lifecycle.destroyed(
+        name="Destroy slices marked destroying (verified backup first)",
+        inv=inv,
+        stamp=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+    )

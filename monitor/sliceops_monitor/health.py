@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ BACKEND_TIMEOUT = "BACKEND_TIMEOUT"
 BACKEND_ERROR = "BACKEND_ERROR"
 MAX_RESPONSE = 64 * 1024
 MAX_STATE_LEN = 64
+MAX_PHONE_LEN = 64
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,10 @@ def classify(raw: bytes) -> Health:
     if not isinstance(state, str) or not state:
         return Health(BACKEND_ERROR, detail="no wa_state in /health JSON")
     phone = doc.get("wa_phone")
-    phone = None if phone is None or phone == "" else str(phone)
-    return Health(state[:MAX_STATE_LEN], phone, answered=True)
+    phone = None if phone is None or phone == "" else sys.intern(str(phone)[:MAX_PHONE_LEN])
+    # Interned: the same few states (and each slice's phone) repeat every cycle, and a
+    # buffered outage holds hundreds of thousands of them.
+    return Health(sys.intern(state[:MAX_STATE_LEN]), phone, answered=True)
 
 
 def _complete(buf: bytes) -> bool:

@@ -15,9 +15,9 @@ logger = logging.getLogger(__name__)
 def du(path: str, errors: list[str] | None = None) -> int | None:
     """Allocated bytes under path like `du -s --block-size=1` (hard links once, no symlinks followed).
 
-    None if path does not exist. Entries that vanish or cannot be read during
-    the walk are skipped, as du would report and go on; unreadable directories
-    are appended to errors.
+    None if path does not exist or cannot be listed. Entries that vanish or
+    cannot be read during the walk are skipped, as du would report and go on;
+    unreadable directories are appended to errors.
     """
     try:
         top = os.lstat(path)
@@ -35,6 +35,8 @@ def du(path: str, errors: list[str] | None = None) -> int | None:
         except OSError as exc:
             if errors is not None:
                 errors.append(f"{current}: {exc.strerror}")
+            if current == path:
+                return None  # the directory's own entry says nothing about its contents
             continue
         with it:
             for entry in it:
@@ -68,8 +70,7 @@ class DiskWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._missing_logged: set[str] = set()
-        self._partial_logged: set[str] = set()
+        self._logged: set[str] = set()
 
     def set_dirs(self, dirs: dict[int, str]) -> None:
         with self._lock:
@@ -101,14 +102,19 @@ class DiskWorker:
         except Exception:  # one bad directory must not end the worker
             logger.exception("measuring %s failed", path)
             value = None
-        if errors and path not in self._partial_logged:
-            # Usually permissions: the figure is then too small, so say it (once per directory).
-            self._partial_logged.add(path)
-            logger.warning("slice %d: %d directories under %s could not be read (%s); disk_bytes is a lower bound",
-                           sid, len(errors), path, errors[0])
-        if value is None and path not in self._missing_logged:
-            self._missing_logged.add(path)
-            logger.warning("slice %d: data_dir %s does not exist or cannot be read", sid, path)
+        if path not in self._logged:
+            # Once per directory, not at every walk: the cause (usually permissions) persists.
+            if value is None and errors:
+                self._logged.add(path)
+                logger.warning("slice %d: cannot list data_dir %s (%s); disk_bytes stays unknown",
+                               sid, path, errors[0].rsplit(": ", 1)[-1])
+            elif value is None:
+                self._logged.add(path)
+                logger.warning("slice %d: data_dir %s does not exist", sid, path)
+            elif errors:
+                self._logged.add(path)
+                logger.warning("slice %d: %d directories under %s could not be read (%s); "
+                               "disk_bytes is a lower bound", sid, len(errors), path, errors[0])
         with self._lock:
             if self._dirs.get(sid) == path:
                 self._values[sid] = (value, self._clock(), path)

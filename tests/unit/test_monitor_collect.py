@@ -235,3 +235,20 @@ def test_du_lists_unreadable_directories(tmp_path, monkeypatch):
     errors = []
     assert du(str(tmp_path), errors) is not None
     assert errors == [f"{tmp_path / 'sub'}: Permission denied"]
+
+
+def test_a_data_dir_that_cannot_be_listed_is_unknown_not_4096_bytes(tmp_path, monkeypatch, caplog):
+    real = os.scandir
+
+    def scandir(path):
+        if str(path) == str(tmp_path):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    worker = DiskWorker(refresh=60)
+    worker.set_dirs({3: str(tmp_path)})
+    with caplog.at_level(logging.WARNING):
+        worker.measure_all_now()
+    assert worker.get(3)[0] is None
+    assert f"slice 3: cannot list data_dir {tmp_path} (Permission denied); disk_bytes stays unknown" in caplog.text

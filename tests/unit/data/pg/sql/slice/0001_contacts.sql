@@ -1,0 +1,1 @@
+CREATE TABLE contacts (id bigserial PRIMARY KEY, phone text NOT NULL);

@@ -1,0 +1,1 @@
+CREATE TABLE chats (id bigserial PRIMARY KEY, contact_id bigint REFERENCES contacts);

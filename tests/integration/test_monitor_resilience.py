@@ -11,7 +11,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ pytest.register_assert_rewrite("tests.fix_docker")
 from tests.fix_db import BINDIR_ENV, DEFAULT_BINDIR, SUPERUSER  # noqa: E402
 from tests.fix_docker import wait_until  # noqa: E402
 from tests.integration.test_monitor_service import (  # noqa: E402,F401  (fixtures)
-    CONNECTED, MONITOR_SRC, Env, add_slices, env, free_port, monitor_role, start_backend,
+    CONNECTED, MONITOR_PYTHON, MONITOR_SRC, Env, add_slices, env, free_port, monitor_role, start_backend,
 )
 
 pytest_plugins = ["tests.fix_docker"]
@@ -39,7 +38,7 @@ class Daemon:
         self.log_path = tmp / "monitor.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sliceops_monitor", "--config", config_path, "run"],
+            [MONITOR_PYTHON, "-m", "sliceops_monitor", "--config", config_path, "run"],
             stdout=self._log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(MONITOR_SRC), **(extra_env or {})},
         )

@@ -34,6 +34,9 @@ from sliceops_monitor.health import check  # noqa: E402
 pytest_plugins = ["tests.fix_docker"]
 pytestmark = pytest.mark.integration
 
+# The interpreter that runs the monitor as a process; set it to /usr/bin/python3 to test
+# against Debian's python3-psycopg and python3-psutil, as deployed.
+MONITOR_PYTHON = os.environ.get("SLICEOPS_MONITOR_PYTHON", sys.executable)
 ROLE = "sliceops_monitor_it"  # not the deploy's role name: other tests may create that one
 # What sliceops/operations/postgres.py grants the monitor's role, so the monitor is
 # tested with exactly the privileges it gets on a host.
@@ -237,7 +240,7 @@ def test_prune_uses_the_timestamp_index(env):
 
 def test_once_prints_json_and_writes_it(env, fleet):
     path = env.write_config(fleet["slices"])
-    out = subprocess.run([sys.executable, "-m", "sliceops_monitor", "--config", path, "once", "--json",
+    out = subprocess.run([MONITOR_PYTHON, "-m", "sliceops_monitor", "--config", path, "once", "--json",
                           "--sample", "0.5"],
                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(MONITOR_SRC)})
     assert out.returncode == 0, out.stderr
@@ -252,7 +255,7 @@ def test_once_prints_json_and_writes_it(env, fleet):
 
 def test_once_table_and_a_database_that_refuses(env, fleet):
     path = env.write_config(fleet["slices"][:2], database={"port": free_port(), "retry_deadline": 0})
-    out = subprocess.run([sys.executable, "-m", "sliceops_monitor", "--config", path, "once", "--sample", "0"],
+    out = subprocess.run([MONITOR_PYTHON, "-m", "sliceops_monitor", "--config", path, "once", "--sample", "0"],
                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(MONITOR_SRC)})
     assert out.returncode == 1  # a one-shot run cannot keep its rows for later
     lines = out.stdout.splitlines()

@@ -14,7 +14,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 
 pytest.register_assert_rewrite("tests.fix_docker")
@@ -22,7 +21,7 @@ pytest.register_assert_rewrite("tests.fix_docker")
 from tests.fix_db import BINDIR_ENV, DEFAULT_BINDIR, SUPERUSER  # noqa: E402
 from tests.fix_docker import wait_until  # noqa: E402
 from tests.integration.test_monitor_service import (  # noqa: E402,F401  (fixtures)
-    CONNECTED, MONITOR_PYTHON, MONITOR_SRC, Env, add_slices, env, free_port, monitor_role, start_backend,
+    CONNECTED, MONITOR_PYTHON, MONITOR_SRC, Env, add_slices, env, monitor_role, start_backend,
 )
 
 pytest_plugins = ["tests.fix_docker"]

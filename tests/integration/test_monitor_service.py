@@ -176,8 +176,9 @@ def test_two_cycles_write_a_row_per_slice_a_server_row_and_refresh_slices(env, f
     assert last[3][3] == "CONTAINER_STOPPED" and last[4][3] == "CONTAINER_MISSING"
     assert last[1][2] > 0 and last[2][2] > 0                      # memory of running containers
     assert last[3][2] is None and last[4][2] is None
-    assert last[1][4] > 50                                        # the busy loop: most of a core
-    assert last[2][4] < 20                                        # an idle httpd
+    # The busy loop takes what it can get of a core (less on a loaded machine); an idle
+    # httpd takes next to nothing.
+    assert last[1][4] > 15 and last[1][4] > 5 * last[2][4], (last[1][4], last[2][4])
     assert last[1][5] >= 100_000 and last[2][5] >= 20_000         # du of the data dirs
     assert all(r[4] is None for r in rows[:2])                    # no CPU baseline in cycle 1
 
@@ -247,7 +248,8 @@ def test_once_prints_json_and_writes_it(env, fleet):
     doc = json.loads(out.stdout)
     states = {s["slice_id"]: s["wa_state"] for s in doc["slices"]}
     assert states == {1: "CONNECTED", 2: "QR_PENDING", 3: "CONTAINER_STOPPED", 4: "CONTAINER_MISSING"}
-    assert doc["slices"][0]["cpu_percent"] > 50 and doc["written_rows"] == 5 and doc["buffered_cycles"] == 0
+    assert doc["slices"][0]["cpu_percent"] > 15 > doc["slices"][1]["cpu_percent"]
+    assert doc["written_rows"] == 5 and doc["buffered_cycles"] == 0
     assert doc["server"]["ram_total_bytes"] > 0
     assert env.sql("SELECT count(*) FROM gateway.telemetry")[0][0] == 4
     assert "cycle 1: 4 slices" in out.stderr  # the status line goes to the log, not stdout

@@ -95,7 +95,9 @@ class Collector:
         return max(2 * self.config.disk_interval, 2 * self.config.interval)
 
     def _list(self) -> dict[str, ContainerInfo]:
-        return self.docker.list_containers([s.container for s in self.config.in_service])
+        names = [s.container for s in self.config.in_service]
+        # Without a name to filter on the engine would list every container on the host.
+        return self.docker.list_containers(names) if names else {}
 
     def collect(self, number: int) -> tuple[CycleBatch, CollectNotes]:
         notes = CollectNotes()

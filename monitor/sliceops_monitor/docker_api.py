@@ -82,14 +82,12 @@ class DockerClient:
         except ValueError as exc:
             raise DockerError(f"Docker API GET {path.split('?')[0]}: invalid JSON ({exc})") from exc
 
-    def list_containers(self, names: list[str] | None = None, label: str | None = None) -> dict[str, ContainerInfo]:
-        """All containers (running or not) matching the filters, by name; ONE API call."""
+    def list_containers(self, names: list[str] | None = None) -> dict[str, ContainerInfo]:
+        """Containers (running or not) whose names share the prefix of names, by name; ONE API call."""
         filters: dict[str, list[str]] = {}
         prefix = name_filter(names or [])
         if prefix:
             filters["name"] = [prefix]
-        if label:
-            filters["label"] = [label]
         query = {"all": "1"}
         if filters:
             query["filters"] = json.dumps(filters)

@@ -35,7 +35,7 @@ class FakeDocker:
         self.calls = 0
         self.down = False
 
-    def list_containers(self, names=None, label=None):
+    def list_containers(self, names=None):
         self.calls += 1
         if self.down:
             raise DockerError("connection refused")
@@ -252,3 +252,59 @@ def test_a_data_dir_that_cannot_be_listed_is_unknown_not_4096_bytes(tmp_path, mo
         worker.measure_all_now()
     assert worker.get(3)[0] is None
     assert f"slice 3: cannot list data_dir {tmp_path} (Permission denied); disk_bytes stays unknown" in caplog.text
+
+
+# --------------------------------------------------------------------------- Docker API client
+
+def serve_unix_once(path: str, response: bytes, seen: list) -> None:
+    import socket
+    import threading
+
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def run():
+        conn, _ = srv.accept()
+        seen.append(conn.recv(65536))
+        conn.sendall(response)
+        conn.close()
+        srv.close()
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def test_docker_client_lists_containers_with_one_filtered_call(tmp_path):
+    import json
+    import urllib.parse
+
+    from sliceops_monitor.docker_api import DockerClient
+
+    body = json.dumps([
+        {"Id": "a" * 64, "Names": ["/wa-slice-1"], "State": "running"},
+        {"Id": "b" * 64, "Names": ["/wa-slice-2"], "State": "exited"},
+        {"Id": "c" * 64, "Names": None, "State": "removing"},
+    ]).encode()
+    # Chunked, as the engine answers.
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    seen = []
+    sock = str(tmp_path / "docker.sock")
+    serve_unix_once(sock, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + chunked, seen)
+    found = DockerClient(sock, 2).list_containers(["wa-slice-1", "wa-slice-2"])
+    assert found["wa-slice-1"].running and not found["wa-slice-2"].running
+    assert found["wa-slice-2"].id == "b" * 64 and len(found) == 2
+    request_line = seen[0].split(b"\r\n")[0].decode()
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(request_line.split()[1]).query)
+    assert query["all"] == ["1"] and json.loads(query["filters"][0]) == {"name": ["^/?wa-slice-"]}
+
+
+def test_docker_client_errors_are_docker_errors(tmp_path):
+    from sliceops_monitor.docker_api import DockerClient
+
+    with pytest.raises(DockerError, match="Docker API"):
+        DockerClient(str(tmp_path / "absent.sock"), 1).list_containers(["x"])
+    sock = str(tmp_path / "d.sock")
+    serve_unix_once(sock, b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom", [])
+    with pytest.raises(DockerError, match="HTTP 500"):
+        DockerClient(sock, 2).list_containers(["x"])

@@ -1,0 +1,8 @@
+"""End-to-end tests: a production-like host converged and verified over SSH.
+
+Fixtures come from fix_systemd_host.py. They are imported rather than listed in
+`pytest_plugins`: pytest accepts `pytest_plugins` only in the top-level
+conftest, and a plain `pytest` from the repository root would stop collecting.
+"""
+
+from tests.e2e.fix_systemd_host import systemd_host  # noqa: F401  (pytest finds fixtures by name)

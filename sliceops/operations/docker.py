@@ -30,6 +30,9 @@ REFERENCE_SOURCE = ROOT / "images" / "slice-backend"
 RECIPE_LABEL = "org.sliceops.recipe-sha256"
 # The reference image's user; a slice's /data directory belongs to it.
 SLICE_UID = 10001
+# The monitor measures each /data (du) as this group: setgid keeps new files in it.
+DATA_GROUP = "sliceops-monitor"
+DATA_MODE = "2750"
 # Bump when the meaning of a spec changes without its fields changing, to recreate all.
 SPEC_VERSION = 1
 _STOPPED = ("exited", "created")  # states `docker start` brings back
@@ -277,7 +280,7 @@ def container_plan(inv: Inventory, have: dict | None, image_id: str) -> Containe
     fresh = set(plan.created + plan.recreated + plan.started)
     if fresh:
         dirs = " ".join(inv.slice_data_dir(s.id) for s in inv.slices if inv.container_name(s.id) in fresh)
-        plan.steps.append((f"install -d -o {SLICE_UID} -g {SLICE_UID} -m 0750 {dirs}", "", "data directories"))
+        plan.steps.append((f"install -d -o {SLICE_UID} -g {DATA_GROUP} -m {DATA_MODE} {dirs}", "", "data directories"))
     if plan.started:
         names = " ".join(plan.started)
         plan.steps.append((f"docker start {names} >/dev/null", f"started {names}", "start"))

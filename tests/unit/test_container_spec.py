@@ -143,7 +143,7 @@ def test_fresh_host_runs_every_in_service_slice(tmp_path):
     inv = inventory(tmp_path, [{"id": 1}, {"id": 2, "status": "suspended"}, {"id": 3}])
     plan = container_plan(inv, fact(inv), IMAGE)
     assert plan.commands[0] == (
-        "install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/1 /srv/sliceops/main/slices/3"
+        "install -d -o 10001 -g sliceops-monitor -m 2750 /srv/sliceops/main/slices/1 /srv/sliceops/main/slices/3"
     )
     assert plan.commands[1] == RUN_1.format(hash=RUN_1_HASH)
     assert plan.commands[2] == _run(inv, 3, SHA[3])
@@ -169,12 +169,12 @@ CASES = [
      [{"id": 1}, {"id": 2, "memory": "512m"}, {"id": 3}], {1: "running", 2: "running", 3: "running"},
      {2: "stale"}, None,
      ["docker rm -f wa-slice-2 >/dev/null",
-      "install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/2",
+      "install -d -o 10001 -g sliceops-monitor -m 2750 /srv/sliceops/main/slices/2",
       "RUN 2"]),
     ("rotated password: recreated", None, {1: "running", 2: "running", 3: "running"},
      {}, {1: "f" * 64, 2: SHA[2], 3: SHA[3]},
      ["docker rm -f wa-slice-1 >/dev/null",
-      "install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/1",
+      "install -d -o 10001 -g sliceops-monitor -m 2750 /srv/sliceops/main/slices/1",
       "RUN 1"]),
     ("suspended and running: stopped, kept", [{"id": 1}, {"id": 2, "status": "suspended"}, {"id": 3}],
      {1: "running", 2: "running", 3: "running"}, {}, None,
@@ -186,11 +186,11 @@ CASES = [
      {1: "running", 2: "running", 3: "running"}, {2: "stale"}, None,
      ["docker stop wa-slice-2 >/dev/null"]),
     ("in service but stopped: started, not recreated", None, {1: "exited", 2: "created", 3: "running"}, {}, None,
-     ["install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/1 /srv/sliceops/main/slices/2",
+     ["install -d -o 10001 -g sliceops-monitor -m 2750 /srv/sliceops/main/slices/1 /srv/sliceops/main/slices/2",
       "docker start wa-slice-1 wa-slice-2 >/dev/null"]),
     ("dead: recreated", None, {1: "running", 2: "dead", 3: "running"}, {}, None,
      ["docker rm -f wa-slice-2 >/dev/null",
-      "install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/2",
+      "install -d -o 10001 -g sliceops-monitor -m 2750 /srv/sliceops/main/slices/2",
       "RUN 2"]),
     ("being destroyed: left to the destroy step", [{"id": 1}, {"id": 2, "status": "destroying"}, {"id": 3}],
      {1: "running", 2: "running", 3: "running"}, {2: "stale"}, None, []),
@@ -198,7 +198,7 @@ CASES = [
      {1: "running", 2: "running", 3: "exited"}, {1: "stale"}, None,
      ["docker stop wa-slice-2 >/dev/null",
       "docker rm -f wa-slice-1 >/dev/null",
-      "install -d -o 10001 -g 10001 -m 0750 /srv/sliceops/main/slices/1 /srv/sliceops/main/slices/3 "
+      "install -d -o 10001 -g sliceops-monitor -m 2750 /srv/sliceops/main/slices/1 /srv/sliceops/main/slices/3 "
       "/srv/sliceops/main/slices/4",
       "docker start wa-slice-3 >/dev/null",
       "RUN 1",

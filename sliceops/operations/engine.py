@@ -1,27 +1,46 @@
-"""An engine someone else manages: the deploy only checks it answers, and says so clearly."""
+"""An engine someone else manages: the deploy installs only the client, checks the engine
+answers, and says so clearly when it does not."""
 
 from __future__ import annotations
 
 from pyinfra import host
-from sliceops.operations.util import refuses
 from pyinfra.api import FactBase, operation
 
+from sliceops import factcache
 from sliceops.errors import RemoteStateError
+from sliceops.facts.host import InitSystem
+from sliceops.operations.util import refuses
 
 
 class DockerAnswers(FactBase):
-    """Whether `docker version` reaches an engine."""
+    """Whether `docker version` reaches an engine ("nocli" when the client is missing)."""
 
-    command = "docker version --format '{{.Server.Version}}' 2>/dev/null || echo DOWN"
+    command = "command -v docker >/dev/null || { echo NOCLI; exit 0; }; docker version --format '{{.Server.Version}}' 2>/dev/null || echo DOWN"
 
     def process(self, output):
-        return bool(output) and output[0].strip() != "DOWN"
+        word = output[0].strip() if output else "DOWN"
+        return {"NOCLI": "nocli", "DOWN": "down"}.get(word, "up")
+
+
+@operation(is_idempotent=True)
+def client_only():
+    """The docker client without the engine: Debian ships them in one package, so the
+    package's service is kept from starting (policy-rc.d) and, under systemd, masked."""
+    if factcache.get(DockerAnswers) != "nocli":
+        host.noop("the docker client is installed")
+        return
+    mask = "systemctl mask --quiet docker.service docker.socket; " if factcache.get(InitSystem) == "systemd" else ""
+    yield (
+        "set -e; printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; "
+        f"{mask}export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
+        "apt-get install -y -qq --no-install-recommends docker.io >/dev/null; rm -f /usr/sbin/policy-rc.d"
+    )
 
 
 @operation(is_idempotent=True)
 @refuses
 def engine_answers():
-    if not host.get_fact(DockerAnswers):
+    if host.get_fact(DockerAnswers) != "up":
         raise RemoteStateError(
             "inventory says docker.managed: false, but no Docker engine answers on the target "
             "(/var/run/docker.sock): start it, or set docker.managed: true"

@@ -10,12 +10,13 @@ from sliceops import factcache
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import Inventory
 from sliceops.operations import service, system
-from sliceops.operations.engine import engine_answers
+from sliceops.operations.engine import client_only, engine_answers
 from sliceops.paths import TEMPLATES
 
 
 def converge(inv: Inventory) -> None:
     if not inv.docker.managed:
+        client_only(name="Install the docker client (the engine is provided)")
         engine_answers(name="Check the provided Docker engine answers")
         return
     system.packages(name="Install the Docker engine (docker.io)", names=["docker.io"])

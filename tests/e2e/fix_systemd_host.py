@@ -50,6 +50,9 @@ DOCKER_RUN_FLAGS = [
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
     "--network", "host",
     "-v", "/var/run/docker.sock:/var/run/docker.sock",
+    # The borrowed engine resolves bind mounts on this machine: the e2e instance's slice
+    # data directories must be the same files on both sides.
+    "-v", "/srv/sliceops/e2e:/srv/sliceops/e2e",
     "--hostname", HOSTNAME,
     "--label", "org.sliceops.role=e2e-host",
 ]

@@ -172,6 +172,7 @@ def main() -> int:
             print(child.stderr, file=sys.stderr)
             return 1
         result = json.loads(child.stdout)
+        load = os.getloadavg()
         timed = result["cycles"][1:]
         walls = [c["wall"] for c in timed]
         cpus = [c["cpu"] for c in timed]
@@ -187,7 +188,8 @@ def main() -> int:
             f"### {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {args.containers} containers"
             f"{f' ({args.busy} busy)' if args.busy else ''}",
             "",
-            f"- machine: {machine()}, Docker {info.get('Version')}",
+            f"- machine: {machine()}, Docker {info.get('Version')}, "
+            f"load average {load[0]:.1f} during the cycles (other work on the host shows up here)",
             f"- cycle wall: median {statistics.median(walls) * 1000:.0f} ms, max {max(walls) * 1000:.0f} ms "
             f"({len(walls)} cycles after a warm-up)",
             f"- cycle CPU (process_time, all threads): median {statistics.median(cpus) * 1000:.0f} ms, "

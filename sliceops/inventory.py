@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,30 +193,61 @@ def slice_port(slice_id: int, base: int, step: int) -> int:
 
 
 class _Composer:
-    """Builds plain Python data from YAML nodes while remembering each path's line."""
+    """Builds plain Python data from YAML nodes while remembering each path's line.
+
+    Scalars go through PyYAML's safe constructor (so `~`, empty values, ints and booleans
+    mean what YAML says); merge keys (`<<: *anchor`) are flattened first; an unsupported
+    tag is a problem to report, never code to run.
+    """
 
     def __init__(self, path: str):
         self.path = path
         self.lines: dict[tuple, int] = {}
-        self.problems: list[str] = []
+        self.problems: list[tuple[int, str]] = []
+        self.unbuilt: set[tuple] = set()  # paths already reported; the schema need not repeat them
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def _problem(self, node: yaml.Node, at: tuple, message: str) -> None:
+        line = node.start_mark.line + 1
+        self.problems.append((line, f"{self.path}:{line}: {_dotted(at)}: {message}"))
+
+    def _scalar(self, node: yaml.Node, at: tuple) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            self._problem(node, at, f"unsupported YAML ({exc.problem})")
+            self.unbuilt.add(at)
+            return None
 
     def build(self, node: yaml.Node, at: tuple = ()) -> Any:
         self.lines[at] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
+            # Keys written here may override keys merged in (`<<: *base`); only two written
+            # here are a duplicate.
+            own = {id(k) for k, _ in node.value}
+            try:
+                self._constructor.flatten_mapping(node)
+            except yaml.constructor.ConstructorError as exc:
+                self._problem(node, at, f"unsupported YAML ({exc.problem})")
+                self.unbuilt.add(at)
+                return {}
             out: dict = {}
+            written: set = set()
             for key_node, value_node in node.value:
-                key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != "tag:yaml.org,2002:str" else key_node.value
-                if key in out:
-                    self.problems.append(
-                        f"{self.path}:{key_node.start_mark.line + 1}: {_dotted(at + (key,))}: duplicate key {key!r}"
-                    )
-                self.lines[at + (key,)] = key_node.start_mark.line + 1
+                key = self._scalar(key_node, at)
+                if isinstance(key, (list, dict)):
+                    self._problem(key_node, at, "a mapping key must be a plain value")
+                    continue
+                if id(key_node) in own:
+                    if key in written:
+                        self._problem(key_node, at + (key,), f"duplicate key {key!r}")
+                    written.add(key)
                 out[key] = self.build(value_node, at + (key,))
                 self.lines[at + (key,)] = key_node.start_mark.line + 1
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, at + (i,)) for i, item in enumerate(node.value)]
-        return yaml.safe_load(yaml.serialize(node))
+        return self._scalar(node, at)
 
 
 def _dotted(at: tuple) -> str:
@@ -280,11 +312,13 @@ def load(path: str | Path = DEFAULT_INVENTORY) -> Inventory:
         raise InventoryError([f"{shown}: the file is empty (expected keys: target, slices)"])
     composer = _Composer(shown)
     data = composer.build(node)
-    problems = list(composer.problems)
     if not isinstance(data, dict):
-        raise InventoryError([f"{shown}:1: (top level): expected a mapping with keys target and slices, got {type(data).__name__}"])
+        line = node.start_mark.line + 1
+        raise InventoryError([
+            f"{shown}:{line}: (top level): expected a mapping with keys target and slices, got {type(data).__name__}"
+        ])
 
-    located: list[tuple[int, str]] = []
+    located: list[tuple[int, str]] = list(composer.problems)
 
     def report(at: tuple, message: str) -> None:
         line = composer.lines.get(at) or composer.lines.get(at[:-1]) or 1
@@ -292,10 +326,11 @@ def load(path: str | Path = DEFAULT_INVENTORY) -> Inventory:
 
     for error in _Validator(schema()).iter_errors(data):
         for at, message in _describe(error):
-            report(at, message)
+            if at not in composer.unbuilt:
+                report(at, message)
 
     _check_cross_entry(data, report)
-    problems += [message for _, message in sorted(located)]
+    problems = [message for _, message in sorted(located, key=lambda p: p[0])]
     if problems:
         raise InventoryError(problems)
     return _build(shown, data, composer.lines)
@@ -316,8 +351,9 @@ def _check_cross_entry(data: dict, report) -> None:
     seen_ports: dict[int, int] = {}
     entries = data.get("slices") if isinstance(data.get("slices"), list) else []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not _is_strict_int(None, entry.get("id")) or entry["id"] < 1:
-            continue
+        id_max = schema()["properties"]["slices"]["items"]["properties"]["id"]["maximum"]
+        if not isinstance(entry, dict) or not _is_strict_int(None, entry.get("id")) or not 1 <= entry["id"] <= id_max:
+            continue  # the schema already reported it
         if "port" in entry and not (_is_strict_int(None, entry["port"]) and 1024 <= entry["port"] <= 65535):
             continue  # the schema already reported it
         sid = entry["id"]
@@ -336,11 +372,12 @@ def _check_cross_entry(data: dict, report) -> None:
             report(where, f"port {port} of slice {sid} is already used by slice {other}")
         else:
             seen_ports[port] = i
-        if entry.get("force") and entry.get("status") != DESTROYING:
+        if entry.get("force") is True and entry.get("status") != DESTROYING:
             report(("slices", i, "force"), f"{entry['force']!r} is only meaningful with status: destroying")
     docker = data.get("docker") if isinstance(data.get("docker"), dict) else {}
     subnet = docker.get("subnet")
-    if isinstance(subnet, str):
+    subnet_pattern = schema()["properties"]["docker"]["properties"]["subnet"]["pattern"]
+    if isinstance(subnet, str) and re.match(subnet_pattern, subnet):
         try:
             ipaddress.ip_network(subnet)
         except ValueError as exc:

@@ -146,6 +146,9 @@ def databases_sql(inv: Inventory, state: dict | None) -> list[str]:
             sql.append(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{db}" FROM PUBLIC;')
         if cur is None or grantee not in cur["connect"]:
             sql.append(f'GRANT CONNECT ON DATABASE "{db}" TO "{grantee}";')
+        # Isolation drift (another slice's role granted in by hand) is converged back.
+        for foreign in sorted(set(cur["connect"] if cur else ()) - {grantee}):
+            sql.append(f'REVOKE CONNECT ON DATABASE "{db}" FROM "{foreign}";')
     return sql
 
 
@@ -276,7 +279,7 @@ def registration_sql(inv: Inventory, rows: dict | None) -> list[str]:
     available/assigned, user_id and the wa_* columns are the gateway application's.
     """
     rows = rows or {}
-    sql = []
+    sql = _port_moves(inv, rows)
     for s in inv.slices:
         row = rows.get(s.id)
         if row is None:
@@ -285,8 +288,6 @@ def registration_sql(inv: Inventory, rows: dict | None) -> list[str]:
             status = "suspended" if s.status == SUSPENDED else "available"
             sql.append(f"INSERT INTO gateway.slices (id, port, status) VALUES ({s.id}, {s.port}, '{status}');")
             continue
-        if row["port"] != s.port:
-            sql.append(f"UPDATE gateway.slices SET port = {s.port} WHERE id = {s.id};")
         wanted = {SUSPENDED: "suspended", DESTROYING: "destroying"}.get(s.status)
         if wanted and row["status"] != wanted:
             sql.append(f"UPDATE gateway.slices SET status = '{wanted}' WHERE id = {s.id};")
@@ -303,6 +304,20 @@ def registration_sql(inv: Inventory, rows: dict | None) -> list[str]:
             "(SELECT max(id) FROM gateway.slices));"
         )
     return sql
+
+
+def _port_moves(inv: Inventory, rows: dict) -> list[str]:
+    """Port changes in an order UNIQUE (port), checked row by row, always allows (two slices
+    may swap): a row whose new port another row still holds parks on a free port first;
+    rows whose new port is free move first, the parked ones last."""
+    moving = [s for s in inv.slices if s.id in rows and rows[s.id]["port"] != s.port]
+    held = {r["port"] for r in rows.values()}
+    parked = [s for s in moving if s.port in held]
+    direct = [s for s in moving if s.port not in held]
+    taken = held | {s.port for s in inv.slices}
+    spare = (p for p in range(65535, 1023, -1) if p not in taken)
+    sql = [f"UPDATE gateway.slices SET port = {next(spare)} WHERE id = {s.id};" for s in parked]
+    return sql + [f"UPDATE gateway.slices SET port = {s.port} WHERE id = {s.id};" for s in direct + parked]
 
 
 @operation(is_idempotent=True)

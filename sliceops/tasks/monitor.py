@@ -60,8 +60,8 @@ def converge(inv: Inventory) -> None:
     # Debian's own psycopg and psutil: the venv sees them (--system-site-packages), so the
     # install needs no package index and works on air-gapped hosts.
     system.packages(
-        name="Install the monitor's runtime (python3-venv, psycopg, psutil)",
-        names=["python3-venv", "python3-psycopg", "python3-psutil", "python3-setuptools"],
+        name="Install the monitor's runtime (python3-venv, psycopg, psutil; setuptools and wheel to build it offline)",
+        names=["python3-venv", "python3-psycopg", "python3-psutil", "python3-setuptools", "python3-wheel"],
     )
     server.group(name=f"Create group {USER}", group=USER, system=True)
     # The engine's socket is group docker's; the group may not exist where the engine is provided.

@@ -239,15 +239,12 @@ def test_yaml_forms_of_the_same_integer_are_accepted(tmp_path):
 # --------------------------------------------------------------------------- YAML the loader cannot build
 
 
-@pytest.mark.xfail(strict=True, reason="the loader re-serialises each scalar node, which loses merge keys: "
-                   "yaml ConstructorError escapes instead of the merged entry (or an InventoryError)")
 def test_yaml_merge_keys_load_as_pyyaml_reads_them():
     path = DATA / "unbuildable" / "merge_key.yaml"
     inv = load(path)
     assert [(s.id, s.memory, s.cpus) for s in inv.slices] == [(1, "1g", 2.0), (2, "1g", 2.0)]
 
 
-@pytest.mark.xfail(strict=True, reason="an unknown YAML tag on a scalar escapes as yaml ConstructorError (a traceback)")
 def test_an_unknown_yaml_tag_is_a_problem_on_its_line():
     path = DATA / "unbuildable" / "local_tag.yaml"
     problems = _problems(path)

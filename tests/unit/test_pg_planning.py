@@ -104,8 +104,6 @@ def test_databases_sql(inventory, sections, case):
     assert pg.databases_sql(inventory(sections), _fleet(case["fleet"])) == case["expect"]
 
 
-@pytest.mark.xfail(strict=True, reason="databases_sql only adds the expected grantee: a CONNECT granted to another "
-                   "role (another slice's) is never revoked, so isolation drift is not converged")
 def test_a_foreign_connect_grant_on_a_slice_database_is_revoked(inventory):
     inv = inventory({"slices": [{"id": 1}, {"id": 2}]})
     state = _fleet({"databases": {
@@ -270,8 +268,6 @@ def _apply_ports(rows: dict, statements: list[str]) -> None:
         assert len(ports) == len(set(ports)), f"after {q!r}: two rows on one port {sorted(ports)}"
 
 
-@pytest.mark.xfail(strict=True, reason="registration_sql updates ports one row at a time in inventory order: swapping "
-                   "two slices' ports violates gateway.slices' UNIQUE (port) on the first UPDATE")
 def test_two_slices_swapping_ports_never_hold_one_port_at_once(inventory):
     inv = inventory({"slices": [{"id": 1, "port": 5003}, {"id": 2, "port": 5001}]})
     rows = {1: {"port": 5001, "status": "available", "user_id": None},

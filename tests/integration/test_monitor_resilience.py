@@ -24,7 +24,6 @@ from tests.integration.test_monitor_service import (  # noqa: E402,F401  (fixtur
     CONNECTED, MONITOR_PYTHON, MONITOR_SRC, Env, add_slices, env, monitor_role, start_backend,
 )
 
-pytest_plugins = ["tests.fix_docker"]
 pytestmark = pytest.mark.integration
 
 STATUS = re.compile(r"cycle (\d+): .*?, (\d+) buffered")

@@ -31,7 +31,6 @@ from sliceops_monitor import cli, config  # noqa: E402
 from sliceops_monitor.cycle import Monitor  # noqa: E402
 from sliceops_monitor.health import check  # noqa: E402
 
-pytest_plugins = ["tests.fix_docker"]
 pytestmark = pytest.mark.integration
 
 # The interpreter that runs the monitor as a process; set it to /usr/bin/python3 to test

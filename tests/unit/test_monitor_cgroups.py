@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "monitor"))
 
 from sliceops_monitor.cgroups import CgroupReader, cpu_percent, stat_value, working_set  # noqa: E402
 

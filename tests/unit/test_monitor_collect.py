@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "monitor"))
 
 from sliceops_monitor.cgroups import CgroupSample  # noqa: E402
 from sliceops_monitor.collect import Collector  # noqa: E402

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 # The monitor is its own package (monitor/); make it importable without installing it.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "monitor"))
 
 from sliceops_monitor import cli, config  # noqa: E402
 from sliceops_monitor.errors import ConfigError  # noqa: E402

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "monitor"))
 
 from sliceops_monitor.health import (  # noqa: E402
     BACKEND_ERROR, BACKEND_TIMEOUT, BACKEND_UNREACHABLE, HealthChecker, check, classify,

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "monitor"))
 
 from sliceops_monitor.buffer import Outbox  # noqa: E402
 from sliceops_monitor.config import parse  # noqa: E402

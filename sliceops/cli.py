@@ -81,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["check", "deploy", "verify"])
     parser.add_argument("-i", "--inventory", default=str(DEFAULT_INVENTORY), help="the YAML inventory")
     parser.add_argument("--wait", type=float, default=600, help="seconds to wait for a concurrent deploy")
-    parser.add_argument("extra", nargs="*", help="after --: passed to pyinfra / pytest")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after `--` goes to pyinfra / pytest untouched, wherever the options stood.
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser.epilog = "Arguments after -- are passed to pyinfra (deploy) or pytest (verify)."
     args = parser.parse_args(argv)
+    args.extra = extra
     try:
         inv = load(args.inventory)
         return {"check": cmd_check, "deploy": cmd_deploy, "verify": cmd_verify}[args.command](inv, args)

@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PYTEST = $(VENV)/bin/python -m pytest
 
-.PHONY: deploy test verify check unit integration host e2e bench clean
+.PHONY: deploy test verify check unit integration host e2e test-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,17 @@ host: $(VENV)/.installed
 e2e: $(VENV)/.installed
 	$(PYTEST) tests/e2e -q
 
-test: $(VENV)/.installed
+# What the tests themselves need on this machine: a static busybox for the tiny test
+# image, debootstrap for the end-to-end host image. Installed only when missing.
+TEST_DEBS = busybox-static debootstrap
+test-deps:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: $(VENV)/.installed test-deps
 	$(PYTEST) tests/unit -q
 	$(VENV)/bin/sliceops deploy --inventory inventory/slices.yaml
 	$(PYTEST) tests/integration tests/host -q

@@ -23,6 +23,9 @@ def converge(inv: Inventory) -> None:
         what="the image recipes",
         commands=[f"rm -rf {images}", f"mkdir -p {images}", f"tar -xf {images}.tar -C {images}"],
     )
+    if inv.slice_defaults.image == docker.REFERENCE_IMAGE:
+        # Air-gapped hosts build the reference image's base from the distribution's packages.
+        system.packages(name="Install debootstrap (offline base image)", names=["debootstrap"])
     docker.image_built(name=f"Build the slice image {inv.slice_defaults.image} if missing", inv=inv, images_dir=images)
     docker.network(name=f"Create the slice network {inv.network} ({inv.docker.subnet}, no inter-slice traffic)", inv=inv)
     # The monitor's group owns the data directories (it measures them); the user comes later.

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import files
 
 from sliceops import factcache
+from sliceops.bundle import digest
 
 
 @operation(is_idempotent=True)
@@ -44,3 +46,16 @@ def stamped(stamp_path: str, digest: str, commands: list[str], what: str):
         host.noop(f"{what} is up to date ({digest[:12]})")
         return
     yield " && ".join(["set -e", *commands, f"echo {digest} > {stamp_path}"])
+
+
+def ship_tree(source_tar: str, dest: str, what: str) -> None:
+    """Put a reproducible tarball on the target and unpack it into `dest` when its digest
+    changed: one checksum for the whole folder, redone if a deploy died halfway."""
+    files.put(name=f"Ship {what} to {dest}.tar", src=source_tar, dest=f"{dest}.tar", mode="644")
+    stamped(
+        name=f"Unpack {what} into {dest}",
+        stamp_path=f"{dest}/.sliceops-source",
+        digest=digest(source_tar),
+        what=what,
+        commands=[f"rm -rf {dest}", f"mkdir -p {dest}", f"tar -xf {dest}.tar -C {dest}"],
+    )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pyinfra.operations import files
-
-from sliceops.bundle import digest, tarball
+from sliceops.bundle import tarball
 from sliceops.inventory import Inventory
 from sliceops.migrations import SQL_DIR
 from sliceops.operations import postgres as pg
@@ -12,16 +10,7 @@ from sliceops.operations import system
 
 
 def converge(inv: Inventory) -> None:
-    sql_tar = f"{inv.share_dir}/sql.tar"
-    source = tarball(SQL_DIR)
-    files.put(name=f"Ship the SQL migrations to {inv.share_dir}", src=source, dest=sql_tar, mode="644")
-    system.stamped(
-        name=f"Unpack the SQL migrations into {inv.share_dir}/sql",
-        stamp_path=f"{inv.share_dir}/sql/.sliceops-source",
-        digest=digest(source),
-        what="the SQL migrations",
-        commands=[f"rm -rf {inv.share_dir}/sql", f"mkdir -p {inv.share_dir}/sql", f"tar -xf {sql_tar} -C {inv.share_dir}/sql"],
-    )
+    system.ship_tree(tarball(SQL_DIR), f"{inv.share_dir}/sql", "the SQL migrations")
     n = len(inv.kept_slices())
     pg.roles(name=f"Create roles and credentials (gateway, slice owner, {n} slice roles, monitor)", inv=inv)
     pg.databases(name=f"Create databases ({inv.gateway.database} and {n} slice databases)", inv=inv)

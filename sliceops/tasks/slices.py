@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import time
 
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
-from sliceops.bundle import digest, tarball
+from sliceops.bundle import tarball
 from sliceops.inventory import Inventory
 from sliceops.operations import datadirs, docker, lifecycle, system
 
 
 def converge(inv: Inventory) -> None:
     images = f"{inv.share_dir}/images"
-    source = tarball("images")
-    files.put(name=f"Ship the image recipes to {inv.share_dir}", src=source, dest=f"{images}.tar", mode="644")
-    system.stamped(
-        name=f"Unpack the image recipes into {images}",
-        stamp_path=f"{images}/.sliceops-source",
-        digest=digest(source),
-        what="the image recipes",
-        commands=[f"rm -rf {images}", f"mkdir -p {images}", f"tar -xf {images}.tar -C {images}"],
-    )
+    system.ship_tree(tarball("images"), images, "the image recipes")
     if inv.slice_defaults.image == docker.REFERENCE_IMAGE:
         # Air-gapped hosts build the reference image's base from the distribution's packages.
         system.packages(name="Install debootstrap (offline base image)", names=["debootstrap"])

@@ -43,22 +43,20 @@ def test_postgresql_does_not_listen_on_all_interfaces(host, inv):
         assert not host.socket(spec).is_listening, f"PostgreSQL listens on all interfaces ({spec})"
 
 
-def test_gateway_database_has_its_owner_and_a_current_ledger(host, inv):
-    db = inv.gateway.database
-    owner = psql(host, inv, "postgres", f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'")
-    assert owner == inv.gateway.role, f"database {db} is missing or owned by {owner!r}, not {inv.gateway.role}"
+def _assert_owned_and_current(host, inv, db: str, owner: str, kind: str) -> None:
+    have = psql(host, inv, "postgres", f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'")
+    assert have == owner, f"database {db} is missing or owned by {have!r}, not {owner}"
     applied = psql(host, inv, db, "SELECT string_agg(version, ',' ORDER BY version) FROM sliceops.schema_migrations")
-    expected = ",".join(m.version for m in discover("gateway"))
+    expected = ",".join(m.version for m in discover(kind))
     assert applied == expected, f"{db} ledger is {applied!r}, expected {expected!r}"
+
+
+def test_gateway_database_has_its_owner_and_a_current_ledger(host, inv):
+    _assert_owned_and_current(host, inv, inv.gateway.database, inv.gateway.role, "gateway")
 
 
 def test_slice_database_has_its_owner_and_a_current_ledger(host, inv, slice):
-    db = slice.database
-    owner = psql(host, inv, "postgres", f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'")
-    assert owner == inv.slice_defaults.role, f"database {db} is missing or owned by {owner!r}"
-    applied = psql(host, inv, db, "SELECT string_agg(version, ',' ORDER BY version) FROM sliceops.schema_migrations")
-    expected = ",".join(m.version for m in discover("slice"))
-    assert applied == expected, f"{db} ledger is {applied!r}, expected {expected!r}"
+    _assert_owned_and_current(host, inv, slice.database, inv.slice_defaults.role, "slice")
 
 
 def test_slice_is_registered_in_the_gateway(host, inv, slice):

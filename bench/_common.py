@@ -101,7 +101,7 @@ def append_results(title: str, command: str, body: str) -> None:
                            _RESULTS_HEADER + "\n" + RESULTS.read_text())
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     section = (f"\n## {title}: {stamp} on {machine()}\n\n"
-               f"`{command}`, load average at the start {loadavg()}\n\n{body.rstrip()}\n")
+               f"`{command}`, load average at the start {loadavg()}\n\n{body.rstrip()}\n\n")
     with RESULTS.open("a") as f:
         f.write(section)
     print(f"\nappended to {RESULTS.relative_to(ROOT)}")
@@ -111,9 +111,30 @@ def command_line() -> str:
     return " ".join([".venv/bin/python", os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
 
 
+def teardown(instance: str) -> None:
+    """tests.fix_deploy.teardown_instance, plus what it leaves behind that would make the next
+    "from scratch" deploy of the same name skip work: the monitor's virtualenv (its stamp says
+    "installed"), its log and pid file."""
+    import shutil
+
+    from tests.fix_deploy import teardown_instance
+
+    teardown_instance(instance)
+    name = f"sliceops-monitor-{instance}"
+    shutil.rmtree(f"/opt/sliceops/{instance}", ignore_errors=True)
+    for path in (f"/var/log/sliceops/{name}.log", f"/run/{name}.pid"):
+        Path(path).unlink(missing_ok=True)
+
+
 def ns_last_pid() -> int:
     """The kernel's last allocated PID: its delta counts every process and thread created."""
     return int(Path("/proc/sys/kernel/ns_last_pid").read_text())
+
+
+def pid_delta(before: int, after: int) -> int:
+    """PIDs allocated between two readings of ns_last_pid, across one wrap at pid_max."""
+    delta = after - before
+    return delta if delta >= 0 else delta + int(Path("/proc/sys/kernel/pid_max").read_text()) - 300
 
 
 class Stopwatch:
@@ -154,3 +175,58 @@ several runs with its spread (min-max). Goals are issue 6's (and issue 4's for t
 | `floor_converge.py` + `floor.sh` | from-scratch converge of 50 slices by `sliceops deploy` vs the same work done by the plainest commands (one psql session, one `docker run` per container) | deploy <= 1.5 x floor |
 | `monitor_cycle.py` (monitor author's) + `monitor_memory.py` | monitor cycle wall / CPU for 50 and 500 containers vs `docker stats --no-stream`; peak RSS (VmHWM) of `sliceops-monitor` with 500 slices | 500 containers: < 1 s wall, < 0.3 s CPU per cycle; < 60 MB RSS |
 """
+
+
+@dataclass
+class TimedDeploy:
+    """A `sliceops deploy` run with its output time-stamped line by line: wall, controller CPU
+    and the seconds each pyinfra operation took (from its "Starting operation" line to the next)."""
+
+    returncode: int
+    output: str
+    wall: float
+    cpu: float
+    steps: list[tuple[str, float]]
+
+    @property
+    def totals(self) -> dict:
+        from tests.fix_deploy import DeployResult
+
+        return DeployResult(self.returncode, self.output).totals
+
+    @property
+    def changed_ops(self) -> list[str]:
+        from tests.fix_deploy import DeployResult
+
+        return DeployResult(self.returncode, self.output).changed_ops
+
+
+def deploy_timed(inventory, timeout: float = 3600) -> TimedDeploy:
+    """`sliceops deploy --inventory <inventory>` (as tests/fix_deploy.py runs it), unbuffered so
+    each line's arrival time is when pyinfra printed it."""
+    from tests.fix_deploy import SLICEOPS
+
+    env = dict(os.environ, SLICEOPS_INVENTORY=str(inventory), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    marks: list[tuple[str, float]] = []
+    lines: list[str] = []
+    with Stopwatch() as sw:
+        proc = subprocess.Popen(SLICEOPS + ["deploy", "--inventory", str(inventory)], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        t0 = time.perf_counter()
+        for line in proc.stdout:
+            lines.append(line)
+            now = time.perf_counter() - t0
+            text = line.strip()
+            if text.startswith("--> Starting operation: "):
+                marks.append((text[len("--> Starting operation: "):], now))
+            elif text.startswith(("--> Preparing operation files", "--> Beginning operation run",
+                                  "--> Disconnecting", "--> Connecting", "--> Loading config")):
+                marks.append((f"[{text[4:].rstrip('.')}]", now))
+        proc.wait(timeout=timeout)
+    marks.append(("[exit]", sw.wall))
+    steps = [(name, marks[i + 1][1] - t) for i, (name, t) in enumerate(marks[:-1])]
+    return TimedDeploy(proc.returncode, "".join(lines), sw.wall, sw.cpu, steps)
+
+
+def slowest(steps: list[tuple[str, float]], top: int = 8) -> str:
+    return "; ".join(f"{name} {secs:.2f}s" for name, secs in sorted(steps, key=lambda s: -s[1])[:top])

@@ -83,6 +83,14 @@ ORDER BY "timestamp" DESC
 """
 # The monitor's prune statement (sliceops_monitor/database.py _PRUNE["telemetry"]).
 PRUNE = 'DELETE FROM gateway.telemetry WHERE "timestamp" < now() - make_interval(secs => %s)'
+# The same, bounded to the last minutes: on a partitioned table only the newest day is probed.
+LATEST_RECENT = LATEST_LATERAL.replace("WHERE slice_id = s.id",
+                                       "WHERE slice_id = s.id AND \"timestamp\" > %s::timestamptz - interval '10 minutes'")
+# The proposal's prune (bench/proposals/0003_telemetry_partitioned.sql) and the monitor's
+# server_telemetry prune, in one transaction as Database.prune does.
+PROPOSAL = Path(__file__).resolve().parent / "proposals" / "0003_telemetry_partitioned.sql"
+MAINTAIN = "SELECT gateway.telemetry_maintain(make_interval(secs => %s))"
+SERVER_PRUNE = 'DELETE FROM gateway.server_telemetry WHERE "timestamp" < now() - make_interval(secs => %s)'
 # The same 1,000 rows the monitor COPYs, as one INSERT: COPY cannot be EXPLAINed, this can,
 # and it shows where the time goes (index inserts, the foreign key's trigger).
 INSERT_EQUIVALENT = """
@@ -170,13 +178,13 @@ def set_durability(conn: psycopg.Connection, on: bool) -> None:
     time.sleep(0.5)
 
 
-def create_gateway(cluster: BenchCluster, slices: int) -> None:
+def create_gateway(cluster: BenchCluster, slices: int, partitioned: bool = False) -> None:
     """Roles and database as the deploy makes them, then sql/gateway/*.sql in order, in one
     transaction, as the owner (what the migration runner does)."""
     with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{OWNER}" LOGIN')
         conn.execute(f'CREATE DATABASE "{GATEWAY_DB}" OWNER "{OWNER}"')
-    files = sorted((ROOT / "sql" / "gateway").glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    files = sorted((ROOT / "sql" / "gateway").glob("[0-9][0-9][0-9][0-9]_*.sql")) + ([PROPOSAL] if partitioned else [])
     with psycopg.connect(cluster.dsn()) as conn:
         with conn.transaction():
             conn.execute(f'SET ROLE "{OWNER}"')
@@ -207,8 +215,8 @@ def fill_hours(conn: psycopg.Connection, first: datetime.datetime, hours: int, s
 def table_size(conn: psycopg.Connection) -> tuple[int, str, str]:
     rows = conn.execute("SELECT count(*) FROM gateway.telemetry").fetchone()[0]
     heap, idx = conn.execute(
-        "SELECT pg_size_pretty(pg_table_size('gateway.telemetry')), "
-        "pg_size_pretty(pg_indexes_size('gateway.telemetry'))").fetchone()
+        "SELECT pg_size_pretty(sum(pg_table_size(relid))), pg_size_pretty(sum(pg_indexes_size(relid))) "
+        "FROM pg_partition_tree('gateway.telemetry')").fetchone()
     return rows, heap, idx
 
 
@@ -258,14 +266,118 @@ def vacuum(conn: psycopg.Connection) -> tuple[float, str]:
     return ms, how
 
 
+def prune_plain(conn, db, n, runs, st, label, figures, plans) -> None:
+    """The monitor's own hourly prune (DELETE of the oldest hour), then a fresh hour on top so
+    the size stays put, then VACUUM ANALYZE (what autovacuum does after it, timed apart)."""
+    client = Figure(f"hourly prune, client (Database.prune: both DELETEs + commit), {label}", goal=GOAL_MS)
+    server = Figure(f"hourly prune, server (EXPLAIN ANALYZE of the DELETE), {label}", goal=GOAL_MS)
+    vac = Figure(f"VACUUM ANALYZE after the prune (autovacuum's work, not the monitor's), {label}", unit="ms")
+    how_list, deleted, plan = [], [], ""
+    for _ in range(runs):
+        # a retention that puts the cutoff 30 s before the end of the oldest hour: exactly its
+        # 60 minutes of rows go, whatever milliseconds pass before the DELETE runs.
+        for via in ("monitor", "explain"):
+            now = conn.execute("SELECT now()").fetchone()[0]
+            secs = (now - (st.oldest + HOUR - datetime.timedelta(seconds=30))).total_seconds()
+            if via == "monitor":
+                with Stopwatch() as sw:
+                    d = db.prune(secs / 86400.0)
+                client.add(sw.wall * 1000)
+                deleted.append(d["telemetry"])
+            else:
+                with conn.transaction():
+                    exe, plan_ms, plan = explain(conn, PRUNE, (secs,))
+                server.add(exe + plan_ms)
+            st.oldest += HOUR
+            st.fill_top(conn, 1)
+            ms, how = vacuum(conn)
+            vac.add(ms)
+            how_list.append(how)
+    vac.note = ", ".join(f"{h} x{how_list.count(h)}" for h in sorted(set(how_list)))
+    client.note = f"deleted {min(deleted):,}-{max(deleted):,} rows each"
+    figures += [client, server, vac]
+    plans.append((f"hourly prune at {label} (the monitor's DELETE, now() - retention)", plan))
+
+
+def prune_partitioned(conn, monitor_conn, n, runs, st, label, figures, plans) -> None:
+    """The proposal's prune: gateway.telemetry_maintain() in the monitor's transaction shape.
+    Most hours it drops nothing (the cutoff is inside the oldest day); once a day it drops a
+    whole day partition; both timed, the dropped day refilled on top."""
+
+    def maintain(cutoff: datetime.datetime) -> tuple[float, int]:
+        now = monitor_conn.execute("SELECT now()").fetchone()[0]
+        secs = (now - cutoff).total_seconds()
+        with Stopwatch() as sw:
+            with monitor_conn.transaction():
+                monitor_conn.execute("SELECT set_config('statement_timeout', '300000', true)")
+                dropped = monitor_conn.execute(MAINTAIN, (secs,)).fetchone()[0]
+                monitor_conn.execute(SERVER_PRUNE, (secs,))
+        return sw.wall * 1000, dropped
+
+    hourly = Figure(f"hourly prune, client (telemetry_maintain, nothing to drop + server DELETE + commit), {label}",
+                    goal=GOAL_MS)
+    for _ in range(runs):
+        ms, dropped = maintain(st.oldest)  # nothing is older than the oldest row
+        assert dropped == 0, dropped
+        hourly.add(ms)
+    daily = Figure(f"daily prune, client (telemetry_maintain dropping a whole day + commit), {label}", goal=GOAL_MS)
+    sizes = []
+    for _ in range(max(2, runs // 2)):
+        part, upper = conn.execute(
+            "SELECT c.relname, (to_date(substr(c.relname, 11), 'YYYYMMDD') + 1)::timestamp AT TIME ZONE 'UTC' "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'gateway.telemetry'::regclass AND c.relname ~ '^telemetry_[0-9]{8}$' "
+            "ORDER BY c.relname LIMIT 1").fetchone()
+        rows = conn.execute(f"SELECT count(*) FROM gateway.{part}").fetchone()[0]
+        ms, dropped = maintain(upper + datetime.timedelta(seconds=1))
+        assert dropped == 1, dropped
+        daily.add(ms)
+        sizes.append(rows)
+        hours = round(rows / (n * 60))
+        st.oldest = max(st.oldest, upper)
+        st.fill_top(conn, hours)  # keep the size: as many hours on top as the day held
+    daily.note = f"dropped {min(sizes):,}-{max(sizes):,} rows each, refilled on top"
+    vac = Figure(f"VACUUM after the prune, {label}", unit="ms")
+    vac.note = "none needed: nothing is deleted, no dead rows"
+    figures += [hourly, daily, vac]
+
+
+class Span:
+    """The simulated clock: telemetry covers [oldest, end); fresh rows go on top at `end`."""
+
+    def __init__(self, end: datetime.datetime, n: int, partitioned: bool):
+        self.end = end
+        self.oldest = end
+        self.n = n
+        self.partitioned = partitioned
+
+    def ensure(self, conn, first: datetime.datetime, last: datetime.datetime) -> None:
+        if self.partitioned:
+            conn.execute("SELECT gateway.telemetry_partitions(%s, %s)", (first, last))
+
+    def fill_top(self, conn, hours: int) -> None:
+        self.ensure(conn, self.end, self.end + hours * HOUR)
+        fill_hours(conn, self.end, hours, self.n, "fresh hours")
+        self.end += hours * HOUR
+
+    def fill_below(self, conn, hours: int, label: str) -> None:
+        first = self.oldest - hours * HOUR
+        self.ensure(conn, first, self.oldest)
+        fill_hours(conn, first, hours, self.n, label)
+        self.oldest = first
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", type=int, default=1000)
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--runs", type=int, default=7, help="repetitions of each timed statement")
+    ap.add_argument("--layout", choices=["plain", "partitioned"], default="plain",
+                    help="plain: sql/gateway as it is; partitioned: plus bench/proposals/" + PROPOSAL.name)
     ap.add_argument("--keep", action="store_true", help="leave the cluster running (prints where)")
     args = ap.parse_args()
     n, hours_total, runs = args.slices, args.days * 24, args.runs
+    partitioned = args.layout == "partitioned"
     stages = sorted({max(2, hours_total // 4), max(2, hours_total // 2), hours_total})
 
     cluster = BenchCluster()
@@ -277,12 +389,14 @@ def main() -> int:
     plans: list[tuple[str, str]] = []
     notes: list[str] = []
     try:
-        create_gateway(cluster, n)
+        create_gateway(cluster, n, partitioned)
         conn = psycopg.connect(cluster.dsn(), autocommit=True)
         admin = psycopg.connect(cluster.dsn("postgres"), autocommit=True)
-        end = conn.execute("SELECT date_trunc('hour', now())").fetchone()[0]  # exclusive end of the data
-        oldest = end
-        loaded = 0
+        monitor_conn = psycopg.connect(cluster.dsn(), autocommit=True)
+        # The simulated clock starts 12 days back so that, with every hour the prunes add on
+        # top, it stays behind the real now(): telemetry_maintain() creates partitions for the
+        # real today and the next two days, which must stay newer than the data, as in life.
+        st = Span(conn.execute("SELECT date_trunc('hour', now()) - interval '12 days'").fetchone()[0], n, partitioned)
         db = Database(DatabaseConfig(host=str(cluster.root), port=cluster.port, dbname=GATEWAY_DB, user="postgres",
                                      application_name="bench-telemetry-monitor"))
         db.prune(3650)  # open the monitor's connection outside any timing
@@ -291,11 +405,9 @@ def main() -> int:
             # Load older hours below what is there: the newest data stays where the prunes left it.
             set_durability(admin, False)
             conn.execute("SET session_replication_role = replica")  # skip the FK trigger while bulk-loading
-            fill_hours(conn, oldest - (stage_hours - loaded) * HOUR, stage_hours - loaded, n,
-                       f"load to {stage_hours} h")
+            have = round((st.end - st.oldest) / HOUR)
+            st.fill_below(conn, stage_hours - have, f"load to {stage_hours} h")
             conn.execute("RESET session_replication_role")
-            oldest -= (stage_hours - loaded) * HOUR
-            loaded = stage_hours
             t = time.perf_counter()
             conn.execute("VACUUM ANALYZE gateway.telemetry")
             conn.execute("VACUUM ANALYZE gateway.server_telemetry")
@@ -309,55 +421,27 @@ def main() -> int:
             notes.append(f"{stage_hours} h loaded: {rows:,} rows, heap {heap}, indexes {idx}")
             conn.execute("SELECT pg_stat_statements_reset()")
 
-            # ---- one hourly prune, the monitor's own call, then a fresh hour so the size stays put
-            prune_client = Figure(f"hourly prune, client (Database.prune: both DELETEs + commit), {label}", goal=GOAL_MS)
-            prune_server = Figure(f"hourly prune, server (EXPLAIN ANALYZE of the DELETE), {label}", goal=GOAL_MS)
-            vac = Figure(f"VACUUM ANALYZE after the prune (autovacuum's work), {label}", unit="ms")
-            vac_how: list[str] = []
-            prune_plan = ""
-            deleted = []
-            for r in range(runs):
-                # retention that puts the cutoff 30 s before the end of the oldest hour: exactly
-                # its 60 minutes of rows go, whatever milliseconds pass before the DELETE runs.
-                for via in ("monitor", "explain"):
-                    now = conn.execute("SELECT now()").fetchone()[0]
-                    secs = (now - (oldest + HOUR - datetime.timedelta(seconds=30))).total_seconds()
-                    if via == "monitor":
-                        with Stopwatch() as sw:
-                            d = db.prune(secs / 86400.0)
-                        prune_client.add(sw.wall * 1000)
-                        deleted.append(d["telemetry"])
-                    else:
-                        with conn.transaction():
-                            exe, plan_ms, text = explain(conn, PRUNE, (secs,))
-                        prune_server.add(exe + plan_ms)
-                        prune_plan = text
-                    oldest += HOUR
-                    fill_hours(conn, end, 1, n, "fresh hour")
-                    end += HOUR
-                    ms, how = vacuum(conn)
-                    vac.add(ms)
-                    vac_how.append(how)
-            vac.note = ", ".join(f"{h} x{vac_how.count(h)}" for h in sorted(set(vac_how)))
-            prune_client.note = f"deleted {min(deleted):,}-{max(deleted):,} rows each"
-            figures += [prune_client, prune_server, vac]
-            plans.append((f"hourly prune at {label} (the monitor's DELETE, now() - retention)", prune_plan))
+            if partitioned:
+                prune_partitioned(conn, monitor_conn, n, runs, st, label, figures, plans)
+            else:
+                prune_plain(conn, db, n, runs, st, label, figures, plans)
 
             # ---- one cycle's write: the monitor's Database.write of 1,000 slices + the server row
-            write = Figure(f"cycle write, client (Database.write: UPDATE slices + COPY {n} rows + server row, 1 txn), {label}",
-                           goal=GOAL_MS)
+            st.ensure(conn, st.end, st.end + HOUR)
+            write = Figure(f"cycle write, client (Database.write: UPDATE slices + COPY {n} rows + server row, 1 txn), "
+                           f"{label}", goal=GOAL_MS)
             for r in range(runs):
                 cycle_no += 1
-                batch = cycle_batch(cycle_no, end, n)
-                end += MINUTE
+                batch = cycle_batch(cycle_no, st.end, n)
+                st.end += MINUTE
                 with Stopwatch() as sw:
                     db.write(batch)
                 write.add(sw.wall * 1000)
             ins = Figure(f"same {n} rows as one INSERT, server (EXPLAIN ANALYZE), {label}", goal=GOAL_MS)
             ins_plan = ""
             for r in range(runs):
-                b = cycle_batch(0, end, n)
-                end += MINUTE
+                b = cycle_batch(0, st.end, n)
+                st.end += MINUTE
                 cols = list(zip(*[(s.slice_id, b.collected_at, s.rss_bytes, s.wa_state, s.cpu_percent, s.disk_bytes)
                                   for s in b.slices]))
                 with conn.transaction():
@@ -366,15 +450,16 @@ def main() -> int:
             # fill the minutes the cycles used up to a whole hour, so the next prune stays aligned
             used = 2 * runs
             conn.execute(_FILL.replace("interval '59 minutes'", "%(span)s::interval"),
-                         {"start": end, "slices": n, "span": f"{59 - used} minutes"})
-            end += (60 - used) * MINUTE
+                         {"start": st.end, "slices": n, "span": f"{59 - used} minutes"})
+            st.end += (60 - used) * MINUTE
             figures += [write, ins]
             stats = conn.execute(
                 "SELECT query, calls, round(mean_exec_time::numeric, 2), round(max_exec_time::numeric, 2), "
                 "rows / greatest(calls, 1), shared_blks_hit / greatest(calls, 1), "
                 "shared_blks_read / greatest(calls, 1), shared_blks_dirtied / greatest(calls, 1) "
                 "FROM pg_stat_statements WHERE query ~* '^\\s*(copy|update gateway|insert into gateway.server|"
-                "delete from gateway)' AND calls > 0 ORDER BY mean_exec_time DESC").fetchall()
+                "delete from gateway|select gateway.telemetry_maintain|drop table|create table)' AND calls > 0 "
+                "ORDER BY mean_exec_time DESC").fetchall()
             plans.append((f"pg_stat_statements at {label} (server-side, per call)", "\n".join(
                 f"{calls:>4} calls  mean {mean} ms  max {mx} ms  rows {rws}  hit {hit} read {rd} dirtied {dt}  "
                 f"{' '.join(q.split())[:110]}" for q, calls, mean, mx, rws, hit, rd, dt in stats)))
@@ -390,13 +475,17 @@ def main() -> int:
         # ---- reads at the full size
         rows, heap, idx = table_size(conn)
         label = f"{rows / 1e6:.2f} M rows"
+        newest = st.end
         lat_c = Figure(f"latest row per slice (LATERAL over gateway.slices), client, {label}", goal=GOAL_MS)
         lat_s = Figure(f"latest row per slice (LATERAL over gateway.slices), server, {label}", goal=GOAL_MS)
+        rec_s = Figure(f"latest row per slice (LATERAL, last 10 minutes only), server, {label}", goal=GOAL_MS)
         for r in range(runs):
             ms, got = timed(conn, LATEST_LATERAL)
             lat_c.add(ms)
             exe, plan_ms, lat_plan = explain(conn, LATEST_LATERAL)
             lat_s.add(exe + plan_ms)
+            exe, plan_ms, rec_plan = explain(conn, LATEST_RECENT, (newest,))
+            rec_s.add(exe + plan_ms)
         lat_c.note = f"{got} rows"
         dist = Figure(f"latest row per slice (DISTINCT ON, for contrast), server, {label}", goal=GOAL_MS)
         conn.execute("SET statement_timeout = '300s'")
@@ -405,7 +494,6 @@ def main() -> int:
             dist.add(exe + plan_ms)
         day_c = Figure(f"one slice's last 24 h, client, {label}", goal=GOAL_MS)
         day_s = Figure(f"one slice's last 24 h, server, {label}", goal=GOAL_MS)
-        newest = end
         rng = random.Random(6)
         for r in range(runs):
             sid = rng.randint(1, n)
@@ -414,15 +502,16 @@ def main() -> int:
             exe, plan_ms, day_plan = explain(conn, SLICE_DAY, (sid, newest))
             day_s.add(exe + plan_ms)
         day_c.note = f"{got} rows"
-        figures += [lat_c, lat_s, dist, day_c, day_s]
+        figures += [lat_c, lat_s, rec_s, dist, day_c, day_s]
         plans += [("latest row per slice: LATERAL (the query the gateway should use)", lat_plan),
+                  ("latest row per slice: LATERAL bounded to the last 10 minutes", rec_plan),
                   ("latest row per slice: DISTINCT ON (do not use)", dist_plan),
                   ("one slice's last 24 hours (warm)", day_plan)]
 
         # ---- the same reads with shared_buffers cold (the OS page cache stays warm)
-        conn.close()
+        for c in (conn, monitor_conn, admin):
+            c.close()
         db.close()
-        admin.close()
         cluster.restart()
         conn = psycopg.connect(cluster.dsn(), autocommit=True)
         cold_day = Figure(f"one slice's last 24 h, server, cold shared_buffers, {label}", goal=GOAL_MS)
@@ -447,18 +536,22 @@ def main() -> int:
     print()
     for f in figures:
         print(f.line())
+    prune_how = (f"{runs} hourly calls of the proposal's gateway.telemetry_maintain() with nothing to drop, and "
+                 f"{max(2, runs // 2)} that drop the oldest day (refilled on top)" if partitioned else
+                 f"{runs} prunes of the oldest hour per size, each followed by a fresh hour (size constant)")
     body = [
+        f"Layout **{args.layout}**" + (f" (sql/gateway + `bench/proposals/{PROPOSAL.name}`)" if partitioned else
+                                       " (sql/gateway as committed)") + ". "
         f"{n} slices x {args.days} days x 60 s; PostgreSQL 15 throwaway cluster with the deploy's memory "
         f"settings ({', '.join(f'{k}={v}' for k, v in tuning.items())}), fsync/full_page_writes/synchronous_commit "
-        f"on while measuring, autovacuum off (VACUUM timed explicitly after each prune). Prune figures: "
-        f"{runs} prunes of the oldest hour per size, each followed by a fresh hour (size constant).",
+        f"on while measuring, autovacuum off (VACUUM timed explicitly). Prune figures: {prune_how}.",
         "", *[f"- {s}" for s in notes], "", table(figures), "",
         "<details><summary>plans and server-side statistics</summary>", "",
     ]
     for title, text in plans:
         body += [f"**{title}**", "", "```", text, "```", ""]
     body.append("</details>")
-    append_results("telemetry_scale", command_line(), "\n".join(body))
+    append_results(f"telemetry_scale ({args.layout})", command_line(), "\n".join(body))
     return 0
 
 

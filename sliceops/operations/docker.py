@@ -22,7 +22,7 @@ from pyinfra.api import StringCommand, operation
 from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.facts.docker import DockerImage, DockerNetwork, ImageLabels, SliceContainers
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory, Slice
-from sliceops.operations.util import refuses
+from sliceops.operations.util import as_script, refuses
 from sliceops.paths import ROOT
 
 REFERENCE_IMAGE = "sliceops/slice-backend:1"
@@ -340,4 +340,4 @@ def containers(inv: Inventory):
         return
     if state.is_executing:
         _ready_for_execution(inv, have, image_id, plan)
-    yield StringCommand(plan_script(plan))
+    yield from as_script(inv.share_dir, "containers", plan_script(plan))

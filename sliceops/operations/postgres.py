@@ -8,7 +8,7 @@ here-document on its standard input: never an argument, never pyinfra's output.
 from __future__ import annotations
 
 from pyinfra import host
-from sliceops.operations.util import refuses
+from sliceops.operations.util import as_script, refuses
 from pyinfra.api import StringCommand, operation
 
 from sliceops import factcache
@@ -119,7 +119,7 @@ def roles(inv: Inventory):
     if not todo and not with_monitor:
         host.noop(f"all {len(desired_login_roles(inv)) + 1} roles exist with their credentials")
         return
-    yield StringCommand(roles_command(inv, todo, with_monitor))
+    yield from as_script(inv.share_dir, "roles", roles_command(inv, todo, with_monitor))
 
 
 # --------------------------------------------------------------------------- databases
@@ -159,7 +159,7 @@ def databases(inv: Inventory):
     if not sql:
         host.noop(f"all {len(desired_databases(inv))} databases exist, owned and closed to PUBLIC")
         return
-    yield StringCommand(heredoc(inv, "\n".join(sql)))
+    yield from as_script(inv.share_dir, "databases", heredoc(inv, "\n".join(sql)))
 
 
 # --------------------------------------------------------------------------- migrations
@@ -266,7 +266,7 @@ def migrations(inv: Inventory):
     if not plan:
         host.noop(f"all {len(inv.kept_slices()) + 1} databases are at the newest migration")
         return
-    yield StringCommand(migrate_command(inv, plan))
+    yield from as_script(inv.share_dir, "migrations", migrate_command(inv, plan))
 
 
 # --------------------------------------------------------------------------- registration

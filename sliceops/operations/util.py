@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import io
 import shlex
 
-from pyinfra.api import StringCommand
+from pyinfra.api import FileUploadCommand, StringCommand
 
 from sliceops.errors import SliceopsError
 
@@ -27,3 +28,16 @@ def refuses(func):
             yield refusal(str(exc))
 
     return wrapper
+
+
+def as_script(directory: str, label: str, text: str):
+    """Yield the commands that run `text` as a script file on the target.
+
+    A fleet's worth of statements (200 slices' migrations or `docker run`s) outgrows the
+    128 KiB a single `sh -c` argument may hold, so large work travels as a file, runs, and
+    is removed; its exit status is the script's.
+    """
+    path = f"{directory}/.{label}.sh"
+    yield StringCommand(f"mkdir -p {directory}")
+    yield FileUploadCommand(io.BytesIO(text.encode()), path)
+    yield StringCommand(f"sh {path}; rc=$?; rm -f {path}; exit $rc")

@@ -10,7 +10,7 @@
 # RENDERED_DIR/floor.env (written by bench/floor_converge.py from the same inventory) names
 # the instance, ports and paths; RENDERED_DIR also holds the configuration files the deploy
 # would render from templates/. Prints "phase <name> <seconds>" per step.
-set -euo pipefail
+set -eu  # no pipefail: `tr </dev/urandom | head` ends tr with SIGPIPE by design
 R=$1
 # shellcheck source=/dev/null
 . "$R/floor.env"   # INSTANCE N PG_VERSION PG_PORT SUBNET GATEWAY_ADDR PORT_BASE PORT_STEP IMAGE ...
@@ -56,7 +56,7 @@ CREATE TABLE sliceops.schema_migrations (version text PRIMARY KEY, name text NOT
     echo "SET log_statement = 'none';"
     echo "CREATE ROLE sliceops_monitor LOGIN;"
     for r in $roles; do
-        echo "\\set pw \`cat $SD/$r.password\`"
+        echo "\\set pw '$(cat "$SD/$r.password")'"  # read by root here: psql runs as postgres
         echo "CREATE ROLE \"$r\" LOGIN PASSWORD :'pw';"
     done
     echo "CREATE DATABASE \"$GATEWAY_DB\" OWNER \"$GATEWAY_ROLE\";"

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import statistics
 import sys
 import tempfile
 import time
@@ -22,14 +24,15 @@ from pathlib import Path
 
 import yaml
 
-from _common import Figure, Stopwatch, append_results, command_line, loadavg, ns_last_pid, pid_delta, table, teardown
+from _common import (Figure, TimedDeploy, append_results, command_line, deploy_timed, loadavg, ns_last_pid, pid_delta,
+                     slowest, table, teardown)
 import proctrace
-from tests.fix_deploy import ROOT, SLICEOPS, DeployResult, run_deploy
+from tests.fix_deploy import ROOT, SLICEOPS
 
 GOAL_RATIO = 1.5
 
 
-def write_inventory(folder: Path, instance: str, slot: int, n: int) -> Path:
+def write_inventory(folder: Path, instance: str, slot: int, n: int, ids: int | None = None) -> Path:
     """An instance of its own: PostgreSQL port, slice subnet and ports no one else uses."""
     data = {
         "target": "@local",
@@ -37,19 +40,36 @@ def write_inventory(folder: Path, instance: str, slot: int, n: int) -> Path:
         "postgres": {"port": 5450 + slot},
         "docker": {"subnet": f"172.30.{50 + slot}.0/24"},
         "slice_defaults": {"port_base": 41001 + 1000 * slot},
-        "slices": [{"id": i} for i in range(1, n + 1)],
+        "slices": [{"id": i} for i in range(1, (ids or n) + 1)],
     }
-    path = folder / f"{instance}.yaml"
+    path = folder / f"{instance}{'' if ids is None else f'-{ids}'}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
-def deploy(inventory: Path) -> tuple[DeployResult, Stopwatch]:
-    with Stopwatch() as sw:
-        result = run_deploy(inventory, timeout=3600)
+def deploy(inventory: Path) -> TimedDeploy:
+    result = deploy_timed(inventory)
     if result.returncode != 0:
         raise SystemExit(f"deploy of {inventory} failed ({result.returncode}):\n{result.output[-4000:]}")
-    return result, sw
+    return result
+
+
+def failure(result: TimedDeploy) -> str:
+    """The operation that failed and pyinfra's error line."""
+    op, error = "?", "?"
+    for line in result.output.splitlines():
+        text = line.strip()
+        if text.startswith("--> Starting operation: "):
+            op = text[len("--> Starting operation: "):]
+        elif "error" in text.lower() and "[@local]" in text and not text.endswith("executed 0 commands"):
+            error = text.replace("[@local] ", "")
+            break
+    return f"{op!r}: {error}"
+
+
+def normalise(step: str, instance: str) -> str:
+    """An operation's name without what differs by N (instance, counts), to line sizes up."""
+    return re.sub(r"\b\d+ (slice|database|in service)", r"N \1", step.replace(instance, "<instance>"))
 
 
 def idle_pids(seconds: float) -> int:
@@ -64,49 +84,76 @@ def main() -> int:
     ap.add_argument("--slices", type=int, nargs="+", default=[3, 50, 200])
     ap.add_argument("--runs", type=int, default=3, help="timed no-op deploys per N")
     ap.add_argument("--keep", action="store_true", help="leave the instances (default: tear each down)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep instances a --keep run left (no teardown first; no from-scratch figure for them)")
+    ap.add_argument("--step", type=int, default=10,
+                    help="if a from-scratch converge fails, build the instance up this many slices per deploy")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sliceops-bench-noop-"))
     figures: list[Figure] = []
-    rows: list[str] = []
     commands: dict[int, dict] = {}
     noop_medians: dict[int, float] = {}
-    for slot, n in enumerate(args.slices):
-        instance = f"bnoop{n}"
-        teardown(instance)
-        inventory = write_inventory(work, instance, slot, n)
-        try:
-            print(f"--- {n} slices: instance {instance}, from scratch ...", flush=True)
-            first, sw = deploy(inventory)
-            scratch = Figure(f"from-scratch converge, {n} slices", unit="s")
-            scratch.add(sw.wall)
-            scratch.note = f"{first.totals['changed']} of {first.totals['ops']} ops changed, controller CPU {sw.cpu:.1f} s"
-            print(scratch.line(), flush=True)
-            # The first no-op after a from-scratch run may still settle (e.g. a service's
-            # pid file); run one untimed so the timed ones are the steady state.
-            deploy(inventory)
-            noop = Figure(f"no-op deploy, {n} slices", unit="s")
-            cpu = Figure(f"no-op deploy controller CPU (user+sys), {n} slices", unit="s")
-            pids = Figure(f"no-op PID counter delta minus idle baseline, {n} slices", unit="pids")
-            raw = []
-            changed = set()
-            for _ in range(args.runs):
+    op_times: dict[int, dict[str, float]] = {}
+    instances = {n: (f"bnoop{n}", slot) for slot, n in enumerate(args.slices)}
+    inventories = {n: write_inventory(work, inst, slot, n) for n, (inst, slot) in instances.items()}
+    stats = {n: {"noop": Figure(f"no-op deploy, {n} slices", unit="s"),
+                 "cpu": Figure(f"no-op deploy controller CPU (user+sys), {n} slices", unit="s"),
+                 "pids": Figure(f"no-op PID counter delta minus idle baseline, {n} slices", unit="pids"),
+                 "raw": [], "changed": set(), "steps": {}, "ops": 0}
+             for n in args.slices}
+    scratch: dict[int, Figure] = {}
+    try:
+        # 1. every instance converged (from scratch, timed), then settled by one untimed no-op
+        for n, (instance, slot) in instances.items():
+            reused = args.reuse and Path(f"/etc/sliceops/{instance}").exists()
+            if not reused:
+                teardown(instance)
+            print(f"--- {n} slices: instance {instance}, {'reused' if reused else 'from scratch'} ...", flush=True)
+            first = deploy_timed(inventories[n])
+            fig = scratch[n] = Figure(f"from-scratch converge, {n} slices", unit="s")
+            if reused and first.returncode == 0:
+                fig.note = "instance reused from an earlier --keep run: not from scratch"
+            elif first.returncode == 0:
+                fig.add(first.wall)
+                fig.note = (f"{first.totals['changed']} of {first.totals['ops']} ops changed, controller CPU "
+                            f"{first.cpu:.1f} s; slowest: {slowest(first.steps, 4)}")
+            else:
+                # Reported, then the instance is built up a few slices per deploy so the no-op
+                # figures can still be taken.
+                fig.note = (f"FAILED after {first.wall:.0f} s in {failure(first)}; built up {args.step} slices "
+                            f"per deploy instead")
+                built = []
+                for k in range(args.step, n + args.step, args.step):
+                    part = deploy(write_inventory(work, instance, slot, n, ids=min(k, n)))
+                    built.append(f"{min(k, n)}: {part.wall:.0f}s")
+                print("  built up: " + ", ".join(built), flush=True)
+            print(f"  {fig.row()}", flush=True)
+            deploy(inventories[n])
+        # 2. the timed no-ops, round-robin over N so every size sees the same neighbours' load
+        for r in range(args.runs):
+            for n in args.slices:
+                st = stats[n]
                 before = ns_last_pid()
-                result, sw = deploy(inventory)
+                result = deploy(inventories[n])
                 delta = pid_delta(before, ns_last_pid())
-                baseline = idle_pids(sw.wall)
-                noop.add(sw.wall)
-                cpu.add(sw.cpu)
-                pids.add(delta - baseline)
-                raw.append(f"{delta}-{baseline}")
-                changed |= set(result.changed_ops)
-                ops = result.totals["ops"]
-                print(f"  no-op {sw.wall:.2f} s, cpu {sw.cpu:.2f} s, pids {delta} (idle {baseline}), load {loadavg()}",
-                      flush=True)
-            noop.note = f"{ops} pyinfra ops" + (f"; CHANGED: {', '.join(sorted(changed))}" if changed else ", none changed")
-            pids.note = "raw delta-idle: " + ", ".join(raw)
+                baseline = idle_pids(result.wall)
+                st["noop"].add(result.wall)
+                st["cpu"].add(result.cpu)
+                st["pids"].add(delta - baseline)
+                st["raw"].append(f"{delta}-{baseline}")
+                st["changed"] |= set(result.changed_ops)
+                st["ops"] = result.totals["ops"]
+                for name, secs in result.steps:
+                    st["steps"].setdefault(normalise(name, instances[n][0]), []).append(secs)
+                print(f"  {n} slices: no-op {result.wall:.2f} s, cpu {result.cpu:.2f} s, pids {delta} "
+                      f"(idle {baseline}), load {loadavg()}", flush=True)
+        # 3. one traced no-op each: the exact process count
+        for n, (instance, _) in instances.items():
+            st = stats[n]
             trace_file = work / f"{instance}.strace"
-            env = dict(os.environ, SLICEOPS_INVENTORY=str(inventory), PYTHONPATH=str(ROOT))
-            proc = proctrace.traced(SLICEOPS + ["deploy", "--inventory", str(inventory)], trace_file, env=env, cwd=ROOT)
+            env = dict(os.environ, SLICEOPS_INVENTORY=str(inventories[n]), PYTHONPATH=str(ROOT))
+            proc = proctrace.traced(SLICEOPS + ["deploy", "--inventory", str(inventories[n])], trace_file, env=env,
+                                    cwd=ROOT)
             if proc.returncode != 0:
                 raise SystemExit(f"traced no-op failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
             summary = proctrace.summarise_pyinfra(proctrace.parse(trace_file))
@@ -115,11 +162,15 @@ def main() -> int:
             exact.note = (f"{summary['target_commands']} commands run by pyinfra, {summary['execs']} execs; "
                           f"controller threads {summary['all_threads']}")
             commands[n] = summary
-            noop_medians[n] = noop.median
-            figures += [scratch, noop, cpu, pids, exact]
-            print(table(figures[-5:]), flush=True)
-        finally:
-            if not args.keep:
+            st["noop"].note = f"{st['ops']} pyinfra ops" + (
+                f"; CHANGED: {', '.join(sorted(st['changed']))}" if st["changed"] else ", none changed")
+            st["pids"].note = "raw delta-idle: " + ", ".join(st["raw"])
+            noop_medians[n] = st["noop"].median
+            op_times[n] = {name: statistics.median(v) for name, v in st["steps"].items()}
+            figures += [scratch[n], st["noop"], st["cpu"], st["pids"], exact]
+    finally:
+        if not args.keep:
+            for instance, _ in instances.values():
                 teardown(instance)
     small, big = min(noop_medians), max(noop_medians)
     ratio = Figure(f"no-op {big} slices / no-op {small} slices", unit="x", goal=GOAL_RATIO)
@@ -133,8 +184,9 @@ def main() -> int:
     for f in figures:
         print(f.line())
     body = [
-        f"Instances `bnoop<N>` on this machine (own cluster, network, ports), each torn down after its N. "
-        f"No-op figures: {args.runs} timed runs after one untimed settling run. The PID counter counts "
+        f"Instances `bnoop<N>` on this machine (own cluster, network, ports), all converged first, then "
+        f"{args.runs} rounds of timed no-ops taking the sizes in turn (so each size sees the same load), "
+        f"after one untimed settling run each; torn down at the end. The PID counter counts "
         f"every process and thread created on the machine; the exact count is one more no-op under "
         f"`strace -f` (its time is not used).", "", table(figures), "",
         "<details><summary>commands pyinfra ran on the target during one no-op (by first words, count)</summary>", "",
@@ -143,6 +195,13 @@ def main() -> int:
         body += [f"**{n} slices**: {summary['target_commands']} commands, {summary['target_processes']} processes", "",
                  "```"] + [f"{c:>3}  {label}" for label, c in summary["commands"].most_common()] + ["```", ""]
     body.append("</details>")
+    sizes = sorted(op_times)
+    body += ["", "<details><summary>where a no-op's time goes: seconds per step (median), by N</summary>", "",
+             "| step | " + " | ".join(str(n) for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    names = sorted({name for t in op_times.values() for name in t}, key=lambda k: -op_times[sizes[-1]].get(k, 0))
+    for name in names:
+        body.append(f"| {name} | " + " | ".join(f"{op_times[n].get(name, 0):.2f}" for n in sizes) + " |")
+    body += ["", "</details>"]
     append_results("noop_deploy", command_line(), "\n".join(body))
     return 0
 

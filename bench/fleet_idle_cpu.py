@@ -7,6 +7,7 @@ Found while benchmarking no-op deploys of 200 slices: the reference image's HEAL
 starts a python3 in every container every 30 s through `docker exec`.
 
     .venv/bin/python bench/fleet_idle_cpu.py --inventory INSTANCE.yaml [--window 120] [--ab]
+    .venv/bin/python bench/fleet_idle_cpu.py --inventory INSTANCE.yaml --healthcheck off|on
 
 The instance must be converged (e.g. left by `bench/noop_deploy.py --keep`).
 """
@@ -106,8 +107,15 @@ def main() -> int:
     ap.add_argument("--inventory", required=True)
     ap.add_argument("--window", type=float, default=120)
     ap.add_argument("--ab", action="store_true", help="also measure with --no-healthcheck, then restore")
+    ap.add_argument("--healthcheck", choices=["on", "off"],
+                    help="only re-run the containers with the image's health check on or off, measure nothing "
+                         "(off: keeps a bench instance's own health checks from loading the machine)")
     args = ap.parse_args()
     inv = load(args.inventory)
+    if args.healthcheck:
+        rerun(inv, healthcheck=args.healthcheck == "on")
+        print(f"{inv.instance}: containers re-run with the health check {args.healthcheck}")
+        return 0
     figures = measure(inv.instance, args.window, "as deployed (image HEALTHCHECK every 30 s)")
     if args.ab:
         rerun(inv, healthcheck=False)

@@ -86,10 +86,13 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="leave the instances (default: tear each down)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep instances a --keep run left (no teardown first; no from-scratch figure for them)")
+    ap.add_argument("--note", default="", help="a sentence for RESULTS.md (how the machine was prepared)")
+    ap.add_argument("--inventories", help="write (or reuse) the instances' inventories in this folder")
     ap.add_argument("--step", type=int, default=10,
                     help="if a from-scratch converge fails, build the instance up this many slices per deploy")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sliceops-bench-noop-"))
+    work = Path(args.inventories) if args.inventories else Path(tempfile.mkdtemp(prefix="sliceops-bench-noop-"))
+    work.mkdir(parents=True, exist_ok=True)
     figures: list[Figure] = []
     commands: dict[int, dict] = {}
     noop_medians: dict[int, float] = {}
@@ -188,7 +191,7 @@ def main() -> int:
         f"{args.runs} rounds of timed no-ops taking the sizes in turn (so each size sees the same load), "
         f"after one untimed settling run each; torn down at the end. The PID counter counts "
         f"every process and thread created on the machine; the exact count is one more no-op under "
-        f"`strace -f` (its time is not used).", "", table(figures), "",
+        f"`strace -f` (its time is not used)." + (f" {args.note}" if args.note else ""), "", table(figures), "",
         "<details><summary>commands pyinfra ran on the target during one no-op (by first words, count)</summary>", "",
     ]
     for n, summary in commands.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -168,6 +169,7 @@ def main() -> int:
                 time.sleep(2)
     finally:
         teardown(instance)
+        shutil.rmtree(work, ignore_errors=True)
     ratio = Figure(f"deploy / floor, {n} slices from scratch", unit="x", goal=GOAL_RATIO)
     if deploy.samples:
         ratio.add(deploy.median / floor.median)

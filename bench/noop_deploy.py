@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -175,6 +176,8 @@ def main() -> int:
         if not args.keep:
             for instance, _ in instances.values():
                 teardown(instance)
+            if not args.inventories:
+                shutil.rmtree(work, ignore_errors=True)  # the traces are large at 200 slices
     small, big = min(noop_medians), max(noop_medians)
     ratio = Figure(f"no-op {big} slices / no-op {small} slices", unit="x", goal=GOAL_RATIO)
     ratio.add(noop_medians[big] / noop_medians[small])

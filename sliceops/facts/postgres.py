@@ -1,8 +1,16 @@
 """Facts about the PostgreSQL tier, each read in one process on the target whatever the fleet size.
 
 `PgCluster` says whether the cluster exists and runs. `PgFleet` reads roles, databases,
-every database's migration ledger and grants, the gateway's slice rows and which secret
-files exist, in a single psql session that hops between databases with `\\c`.
+the migration ledger and grants of every database whose stamp is not current, the gateway's
+slice rows and which secret files exist.
+
+The stamp: a slice database's last migration run ends by writing
+`COMMENT ON DATABASE … IS 'sliceops <stamp> <tenant role oid>'`, where <stamp> digests the
+migration files and grants the deploy would converge it to. Database comments live in a
+shared catalog, so one query over `pg_database` tells which databases are already where
+the deploy wants them; only the others are connected to. Any DDL or GRANT in the database,
+and any change to its ledger, clears the comment (an event trigger and a ledger trigger the
+migration run installs), so a hand-made drift is read and converged by the next deploy.
 """
 
 from __future__ import annotations
@@ -13,23 +21,16 @@ from pyinfra.api import FactBase
 
 from sliceops.errors import RemoteStateError
 
-# psql meta-commands generated per database: the ledger and the grants are read only
-# where the table / role exists, so a half-built database reads as such, not as an error.
+# psql meta-commands generated per database: the ledger and the slice registry are read only
+# where their table exists, so a half-built database reads as such, not as an error.
 _PER_DB_SQL = r"""
 SELECT format($tpl$\c %1$I
 SELECT to_regclass('sliceops.schema_migrations') IS NOT NULL AS has_ledger,
-       to_regclass('gateway.slices') IS NOT NULL AS has_slices,
-       EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %1$L) AS has_tenant \gset
+       to_regclass('gateway.slices') IS NOT NULL AS has_slices \gset
 \if :has_ledger
 SELECT json_build_object('kind', 'ledger', 'db', current_database(), 'rows',
   (SELECT coalesce(json_agg(json_build_array(version, checksum) ORDER BY version), '[]')
    FROM sliceops.schema_migrations));
-\endif
-\if :has_tenant
-SELECT json_build_object('kind', 'tenant', 'db', current_database(), 'ok',
-  has_schema_privilege(%1$L, 'public', 'USAGE') AND coalesce((SELECT bool_and(
-    has_table_privilege(%1$L, c.oid, 'SELECT,INSERT,UPDATE,DELETE')) FROM pg_class c
-    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')), true));
 \endif
 \if :has_slices
 SELECT json_build_object('kind', 'slices', 'db', current_database(), 'rows',
@@ -40,9 +41,23 @@ SELECT json_build_object('kind', 'slices', 'db', current_database(), 'rows',
        ELSE false END);
 \endif
 $tpl$, datname)
-FROM pg_database
-WHERE datname = :'gateway_db' OR datname ~ '^wa_slice_[0-9]+$'
+FROM pg_database d
+WHERE datname = :'gateway_db' OR ((datname ~ '^wa_slice_[0-9]+$' OR datname = :'template_db')
+  AND shobj_description(d.oid, 'pg_database') IS DISTINCT FROM """ + "{expected}" + r""")
 ORDER BY datname;
+"""
+
+# What the comment of a current database reads: the stamp of its kind and the oid of the role
+# named like it (its tenant; none for the template), so a dropped and re-created role counts
+# as drift too.
+_EXPECTED = r"""('sliceops ' || CASE WHEN d.datname = :'template_db' THEN :'template_stamp'
+  ELSE :'slice_stamp' END || ' ' || coalesce((SELECT r.oid::text FROM pg_roles r WHERE r.rolname = d.datname), '-'))"""
+
+_STAMPED_SQL = r"""
+SELECT json_build_object('kind', 'stamped', 'rows', coalesce(json_agg(d.datname ORDER BY d.datname), '[]'))
+FROM pg_database d
+WHERE (d.datname ~ '^wa_slice_[0-9]+$' OR d.datname = :'template_db')
+  AND shobj_description(d.oid, 'pg_database') IS NOT DISTINCT FROM {expected};
 """
 
 _FLEET_SQL = r"""
@@ -56,10 +71,15 @@ SELECT json_build_object('kind', 'databases', 'rows', coalesce(json_agg(json_bui
    WHERE a.privilege_type = 'CONNECT' AND a.grantee <> 0 AND a.grantee <> d.datdba)
   ) ORDER BY d.datname), '[]'))
 FROM pg_database d WHERE NOT d.datistemplate;
+""" + _STAMPED_SQL.replace("{expected}", _EXPECTED) + r"""
 \o :out
-""" + _PER_DB_SQL + r"""
+""" + _PER_DB_SQL.replace("{expected}", _EXPECTED) + r"""
 \o
 """
+
+# A psql that fails says so on a line of its own, which `parse` turns into an error: a state
+# read half-way must never pass for a cluster with nothing in it.
+_FAILED = 'echo "PSQL_FAILED $(head -c 300 "$e" | tr -s "\\n" " ")"'
 
 # The per-database reads run in this many psql sessions at once: a fleet's cost is mostly
 # one backend start per database, which the cores share. A database block starts at its
@@ -109,23 +129,30 @@ class PgFleet(FactBase):
 
     Returns None when the cluster is not running (nothing can be read yet), else a dict:
     roles {name: {"login", "password"}}, databases {name: {"owner", "public_connect",
-    "connect"}}, ledgers {db: {version: checksum}}, tenant_ok {db: bool},
-    slices {id: {"port", "status", "user_id"}} | None, monitor_ok bool, secrets [file names].
+    "connect"}}, ledgers {db: {version: checksum}},
+    slices {id: {"port", "status", "user_id"}} | None, monitor_ok bool, secrets [file names],
+    stamped [databases whose stamp is current: their ledger was not read].
     """
 
-    def command(self, version: int, cluster: str, port: int, gateway_db: str, secrets_dir: str) -> str:
+    def command(
+        self, version: int, cluster: str, port: int, gateway_db: str, secrets_dir: str,
+        template_db: str = "", slice_stamp: str = "", template_stamp: str = "",
+    ) -> str:
         return (
             f"if ! {_cluster_running(version, cluster)}; then echo DOWN; exit 0; fi; "
             f"echo SECRETS $(ls {secrets_dir} 2>/dev/null); "
-            f"d=$(mktemp -d) && chown postgres \"$d\" && f=\"$d/all.sql\" && "
-            f"runuser -u postgres -- psql -XAtq -p {port} -d postgres "
-            f"-v out=\"$f\" -v gateway_db={gateway_db} 2>/dev/null <<'SLICEOPS_SQL'\n"
+            f"d=$(mktemp -d) && chown postgres \"$d\" && f=\"$d/all.sql\" && e=\"$d/err\" && "
+            f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p {port} -d postgres "
+            f"-v out=\"$f\" -v gateway_db={gateway_db} -v template_db={template_db or '-'} "
+            f"-v slice_stamp={slice_stamp or '-'} -v template_stamp={template_stamp or '-'} "
+            f"2>\"$e\" <<'SLICEOPS_SQL' || {_FAILED}\n"
             f"{_FLEET_SQL}\nSLICEOPS_SQL\n"
             f"if [ -s \"$f\" ]; then "
             f"awk -v d=\"$d\" '/^\\\\c /{{i=(i+1)%{READERS}}} {{print > (d \"/part\" i \".sql\")}}' \"$f\"; "
             f"chown postgres \"$d\"/part*.sql; "
             f"for p in \"$d\"/part*.sql; do "
-            f"runuser -u postgres -- psql -XAtq -p {port} -d postgres -f \"$p\" >\"$p.out\" 2>/dev/null & done; wait; "
+            f"( e=\"$p.err\"; runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p {port} -d postgres -f \"$p\" "
+            f">\"$p.out\" 2>\"$e\" || {_FAILED} >>\"$p.out\" ) & done; wait; "
             f"cat \"$d\"/part*.sql.out; fi; "
             f"rm -rf \"$d\"; true"
         )
@@ -138,13 +165,15 @@ class PgFleet(FactBase):
         if not lines or lines[0].strip() == "DOWN":
             return None
         fleet: dict = {
-            "roles": {}, "databases": {}, "ledgers": {}, "tenant_ok": {},
-            "slices": None, "monitor_ok": False, "secrets": [],
+            "roles": {}, "databases": {}, "ledgers": {},
+            "slices": None, "monitor_ok": False, "secrets": [], "stamped": [],
         }
         for line in lines:
             if line.startswith("SECRETS"):
                 fleet["secrets"] = line.split()[1:]
                 continue
+            if line.startswith("PSQL_FAILED"):
+                raise RemoteStateError(f"reading the PostgreSQL state failed: {line[12:].strip() or 'psql exited non-zero'}")
             if not line.startswith("{"):
                 continue
             try:
@@ -160,8 +189,8 @@ class PgFleet(FactBase):
                 }
             elif kind == "ledger":
                 fleet["ledgers"][row["db"]] = {v: c for v, c in row["rows"]}
-            elif kind == "tenant":
-                fleet["tenant_ok"][row["db"]] = bool(row["ok"])
+            elif kind == "stamped":
+                fleet["stamped"] = sorted(row["rows"])
             elif kind == "slices":
                 fleet["slices"] = {
                     i: {"port": p, "status": s, "user_id": u} for i, p, s, u in row["rows"]

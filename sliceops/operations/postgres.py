@@ -7,6 +7,9 @@ here-document on its standard input: never an argument, never pyinfra's output.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from pyinfra import host
 from sliceops.operations.util import as_script, refuses
 from pyinfra.api import StringCommand, operation
@@ -15,11 +18,35 @@ from sliceops import factcache
 from sliceops.errors import LifecycleError
 from sliceops.facts.postgres import PgFleet
 from sliceops.inventory import DESTROYING, SUSPENDED, Inventory
+from sliceops.errors import MigrationError
 from sliceops.migrations import Migration, discover, pending
 
 MONITOR_ROLE = "sliceops_monitor"
 # One constant advisory-lock key for every migration run: two deploys serialise on it.
 MIGRATION_LOCK = 74281903
+# New slice databases are copies of this one, migrated once (see `databases`). It holds no
+# tenant's data: when its history stops matching sql/slice/ it is dropped and rebuilt.
+TEMPLATE_DB = "sliceops_slice_template"
+# Bumped when what a stamp vouches for changes (the triggers below, the grants' shape).
+STAMP_REVISION = 1
+
+
+def stamp(kind: str, owner: str, grants: str) -> str:
+    """Digest of the end state a migration run gives a database: its kind's migration files, its
+    owner, and its grants (a slice's with the tenant's name left out: the stamp's comment
+    carries the tenant role's oid)."""
+    files = [[m.version, m.checksum] for m in discover(kind)]
+    text = json.dumps([STAMP_REVISION, kind, owner, files, grants])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def slice_stamp(inv: Inventory) -> str:
+    owner = inv.slice_defaults.role
+    return stamp("slice", owner, _tenant_grants(owner, "<tenant>"))
+
+
+def template_stamp(inv: Inventory) -> str:
+    return stamp("slice", inv.slice_defaults.role, "")
 
 
 def fleet(inv: Inventory) -> dict | None:
@@ -30,6 +57,9 @@ def fleet(inv: Inventory) -> dict | None:
         port=inv.postgres.port,
         gateway_db=inv.gateway.database,
         secrets_dir=inv.secrets_dir,
+        template_db=TEMPLATE_DB,
+        slice_stamp=slice_stamp(inv),
+        template_stamp=template_stamp(inv),
     )
 
 
@@ -138,7 +168,10 @@ def databases_sql(inv: Inventory, state: dict | None) -> list[str]:
     sql = []
     for db, (owner, grantee) in desired_databases(inv).items():
         cur = have.get(db)
-        if cur is None:
+        if cur is None and db != inv.gateway.database:
+            # A copy of the migrated template: the slice schema is built once, not once per slice.
+            sql.append(f'CREATE DATABASE "{db}" OWNER "{owner}" TEMPLATE "{TEMPLATE_DB}";')
+        elif cur is None:
             sql.append(f'CREATE DATABASE "{db}" OWNER "{owner}";')
         elif cur["owner"] != owner:
             sql.append(f'ALTER DATABASE "{db}" OWNER TO "{owner}";')
@@ -152,14 +185,47 @@ def databases_sql(inv: Inventory, state: dict | None) -> list[str]:
     return sql
 
 
+def template_command(inv: Inventory, state: dict | None) -> str:
+    """Shell bringing the template to the newest slice migrations ('' when it is there already).
+
+    The template is a cache, not data: a history that no longer matches the files (a removed
+    or edited migration) rebuilds it instead of stopping the deploy."""
+    state = state or {"databases": {}, "ledgers": {}, "stamped": set()}
+    if TEMPLATE_DB in state.get("stamped", ()):
+        return ""
+    owner = inv.slice_defaults.role
+    exists = TEMPLATE_DB in state["databases"]
+    try:
+        todo = list(pending(TEMPLATE_DB, discover("slice"), state["ledgers"].get(TEMPLATE_DB, {}))) if exists else None
+    except MigrationError:
+        todo = None
+    create = []
+    if todo is None:
+        todo = list(discover("slice"))
+        create = [
+            f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE);' if exists else "",
+            f'CREATE DATABASE "{TEMPLATE_DB}" OWNER "{owner}";',
+            f'REVOKE CONNECT, TEMPORARY ON DATABASE "{TEMPLATE_DB}" FROM PUBLIC;',
+        ]
+    script = migration_script(inv, TEMPLATE_DB, owner, todo, "", template_stamp(inv))
+    parts = [heredoc(inv, "\n".join(q for q in create if q))] if create else []
+    return "\n".join(parts + [heredoc(inv, script, TEMPLATE_DB)])
+
+
 @operation(is_idempotent=True)
 def databases(inv: Inventory):
-    """The gateway database and one database per kept slice, closed to PUBLIC."""
-    sql = databases_sql(inv, fleet(inv))
+    """The gateway database and one database per kept slice, closed to PUBLIC; new slice
+    databases are copies of the migrated template."""
+    state = fleet(inv)
+    sql = databases_sql(inv, state)
     if not sql:
         host.noop(f"all {len(desired_databases(inv))} databases exist, owned and closed to PUBLIC")
         return
-    yield from as_script(inv.share_dir, "databases", heredoc(inv, "\n".join(sql)))
+    shell = ["set -e"]
+    if any(f'TEMPLATE "{TEMPLATE_DB}"' in q for q in sql):
+        shell.append(template_command(inv, state))
+    shell.append(heredoc(inv, "\n".join(sql)))
+    yield from as_script(inv.share_dir, "databases", "\n".join(x for x in shell if x))
 
 
 # --------------------------------------------------------------------------- migrations
@@ -187,11 +253,49 @@ def _monitor_grants() -> str:
     ])
 
 
-def migration_script(inv: Inventory, database: str, owner: str, todo: list[Migration], grants: str) -> str:
+# Installed in every stamped database, owned by the superuser: any DDL or GRANT (but a
+# COMMENT, which the stamp itself is) and any change to the ledger but an INSERT clear the
+# database's comment, so the next deploy reads the database instead of trusting the stamp.
+_FORGET_STAMP = """\
+CREATE OR REPLACE FUNCTION sliceops.forget_stamp() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $f$
+BEGIN
+  IF tg_tag <> 'COMMENT' THEN
+    EXECUTE format('COMMENT ON DATABASE %I IS NULL', current_database());
+  END IF;
+END $f$;
+CREATE OR REPLACE FUNCTION sliceops.forget_stamp_on_ledger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $f$
+BEGIN
+  EXECUTE format('COMMENT ON DATABASE %I IS NULL', current_database());
+  RETURN NULL;
+END $f$;
+DROP TRIGGER IF EXISTS forget_stamp ON sliceops.schema_migrations;
+CREATE TRIGGER forget_stamp AFTER UPDATE OR DELETE OR TRUNCATE ON sliceops.schema_migrations
+  FOR EACH STATEMENT EXECUTE FUNCTION sliceops.forget_stamp_on_ledger();
+DO $d$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'sliceops_forget_stamp') THEN
+    CREATE EVENT TRIGGER sliceops_forget_stamp ON ddl_command_end EXECUTE FUNCTION sliceops.forget_stamp();
+  END IF;
+END $d$;"""
+
+
+def stamp_sql(value: str) -> str:
+    """The run's last statements: the triggers, then the comment naming the converged state."""
+    return _FORGET_STAMP + (
+        "\nSELECT format('COMMENT ON DATABASE %I IS %L', current_database(), "
+        f"'sliceops {value} ' || coalesce((SELECT oid::text FROM pg_roles WHERE rolname = current_database()), '-')) \\gexec"
+    )
+
+
+def migration_script(
+    inv: Inventory, database: str, owner: str, todo: list[Migration], grants: str, stamp_value: str = ""
+) -> str:
     """psql script applying `todo` to one database in ONE transaction, under the advisory lock.
 
     Each file is re-checked against the ledger after the lock is held, so a deploy that
     waited for a concurrent one skips what that one applied instead of applying it twice.
+    With `stamp_value`, the transaction ends by stamping the database (see facts.postgres).
     """
     sqldir = f"{inv.share_dir}/sql"
     lines = [
@@ -224,24 +328,33 @@ def migration_script(inv: Inventory, database: str, owner: str, todo: list[Migra
             f"\\echo applied {m.filename} to {database}",
             "\\endif",
         ]
-    lines += [grants, "COMMIT;"]
+    lines += [grants]
+    if stamp_value:
+        lines.append(stamp_sql(stamp_value))
+    lines.append("COMMIT;")
     return "\n".join(lines)
 
 
-def migration_plan(inv: Inventory, state: dict | None) -> list[tuple[str, str, list[Migration], str]]:
-    """[(database, owner, pending migrations, grants)] for every database that needs work."""
+def migration_plan(inv: Inventory, state: dict | None) -> list[tuple[str, str, list[Migration], str, str]]:
+    """[(database, owner, pending migrations, grants, stamp)] for every database that needs work.
+
+    A slice database whose stamp is current was not read and needs nothing; any other is
+    stamped by its run, even one that only lacked the stamp."""
     state = state or {"ledgers": {}, "tenant_ok": {}, "monitor_ok": False}
+    stamped = state.get("stamped", set())
     plan = []
     gw = inv.gateway.database
     todo = pending(gw, discover("gateway"), state["ledgers"].get(gw, {}))
     if todo or not state["monitor_ok"]:
-        plan.append((gw, inv.gateway.role, todo, _monitor_grants()))
+        plan.append((gw, inv.gateway.role, todo, _monitor_grants(), ""))
     slice_files = discover("slice")
     owner = inv.slice_defaults.role
+    current = slice_stamp(inv)
     for s in inv.kept_slices():
+        if s.database in stamped:
+            continue
         todo = pending(s.database, slice_files, state["ledgers"].get(s.database, {}))
-        if todo or not state["tenant_ok"].get(s.database, False):
-            plan.append((s.database, owner, todo, _tenant_grants(owner, s.login_role)))
+        plan.append((s.database, owner, todo, _tenant_grants(owner, s.login_role), current))
     return plan
 
 
@@ -249,8 +362,8 @@ def migrate_command(inv: Inventory, plan) -> str:
     """One shell script: a psql per database needing work; a failure in one database leaves the
     others converged, and the script exits non-zero naming every database that failed."""
     parts = ["failed=''"]
-    for database, owner, todo, grants in plan:
-        script = migration_script(inv, database, owner, todo, grants)
+    for database, owner, todo, grants, stamp_value in plan:
+        script = migration_script(inv, database, owner, todo, grants, stamp_value)
         parts.append(f"{heredoc(inv, script, database)}\n[ $? -eq 0 ] || failed=\"$failed {database}\"")
     parts.append(
         'if [ -n "$failed" ]; then echo "sliceops: migrations failed (rolled back) in:$failed" >&2; exit 1; fi'

@@ -69,7 +69,7 @@ def data_migrations(monkeypatch):
 
 def test_the_empty_cluster_shape_is_what_the_cases_build_on():
     assert PgFleet.parse(["SECRETS"]) == {
-        "roles": {}, "databases": {}, "ledgers": {}, "tenant_ok": {},
+        "roles": {}, "databases": {}, "ledgers": {}, "stamped": [],
         "slices": None, "monitor_ok": False, "secrets": [],
     }
 
@@ -134,7 +134,7 @@ def test_migration_plan(inventory, data_migrations, sections, case):
             "files": [m.filename for m in todo],
             "grants": grants_sql.splitlines(),
         }
-        for database, owner, todo, grants_sql in pg.migration_plan(inv, _fleet(case["fleet"]))
+        for database, owner, todo, grants_sql, _ in pg.migration_plan(inv, _fleet(case["fleet"]))
     ]
     expected = [
         {
@@ -150,11 +150,11 @@ def test_migration_plan(inventory, data_migrations, sections, case):
 def test_a_fresh_host_plans_every_shipped_file_for_every_database(inventory):
     inv = inventory({"slices": DEFAULT_SLICES})
     plan = pg.migration_plan(inv, None)
-    assert [(db, owner) for db, owner, _, _ in plan] == [
+    assert [(db, owner) for db, owner, _, _, _ in plan] == [
         ("wank_saas", "wank_gateway"), ("wa_slice_1", "wa_slice"), ("wa_slice_2", "wa_slice"), ("wa_slice_3", "wa_slice"),
     ]
     assert plan[0][2] == list(discover("gateway"))
-    assert all(todo == list(discover("slice")) for _, _, todo, _ in plan[1:])
+    assert all(todo == list(discover("slice")) for _, _, todo, _, _ in plan[1:])
 
 
 @pytest.fixture
@@ -216,6 +216,79 @@ def test_grants_alone_still_run_in_a_transaction_under_the_lock(inventory):
     lines = pg.migration_script(inv, "wa_slice_2", "wa_slice", [], "GRANT X;").splitlines()
     assert lines[0] == "BEGIN;" and lines[-1] == "COMMIT;" and lines[-2] == "GRANT X;"
     assert not [line for line in lines if line.startswith(("\\i ", "SET ROLE", "INSERT"))]
+
+
+def test_a_stamped_run_ends_with_its_triggers_then_the_comment_inside_the_transaction(inventory):
+    inv = inventory({"slices": DEFAULT_SLICES})
+    lines = pg.migration_script(inv, "wa_slice_2", "wa_slice", [], "GRANT X;", "abc123").splitlines()
+    comment = next(i for i, line in enumerate(lines) if "COMMENT ON DATABASE %I IS %L" in line)
+    assert "'sliceops abc123 '" in lines[comment] and lines[comment].endswith("\\gexec")
+    assert lines.index("GRANT X;") < comment == len(lines) - 2 and lines[-1] == "COMMIT;"
+    body = "\n".join(lines)
+    assert "CREATE EVENT TRIGGER sliceops_forget_stamp ON ddl_command_end" in body
+    assert "AFTER UPDATE OR DELETE OR TRUNCATE ON sliceops.schema_migrations" in body
+
+
+def test_an_unstamped_run_writes_no_comment(script):
+    _, lines = script
+    assert not [line for line in lines if "COMMENT ON DATABASE" in line or "EVENT TRIGGER" in line]
+
+
+def test_the_stamp_follows_the_files_the_owner_and_the_grants(monkeypatch, inventory):
+    inv = inventory({"slices": DEFAULT_SLICES})
+    files = list(discover("slice", SQL))
+    monkeypatch.setattr(pg, "discover", lambda kind: tuple(files))
+    base = pg.slice_stamp(inv)
+    assert base == pg.slice_stamp(inv) and len(base) == 24
+    assert pg.template_stamp(inv) != base  # the template carries no tenant grants
+    assert pg.stamp("slice", "someone_else", "") != pg.template_stamp(inv)
+    files[-1] = type(files[-1])(files[-1].kind, files[-1].version, files[-1].name, "0" * 64)
+    assert pg.slice_stamp(inv) != base  # an edited file is another end state
+    files.pop()
+    assert pg.slice_stamp(inv) not in (base,)
+
+
+def _template_state(**given):
+    return _fleet({"databases": {}, "ledgers": {}, "stamped": [], **given})
+
+
+def test_the_template_is_created_and_fully_migrated_when_missing(inventory, data_migrations):
+    inv = inventory({"slices": DEFAULT_SLICES})
+    shell = pg.template_command(inv, _template_state())
+    assert 'CREATE DATABASE "sliceops_slice_template" OWNER "wa_slice";' in shell
+    assert "DROP DATABASE" not in shell
+    assert re.findall(r"\\i \S+/slice/(\S+)", shell) == ["0001_contacts.sql", "0002_chats.sql"]
+    assert f"'sliceops {pg.template_stamp(inv)} '" in shell
+
+
+def test_a_stamped_template_needs_nothing(inventory, data_migrations):
+    inv = inventory({"slices": DEFAULT_SLICES})
+    state = _template_state(databases={"sliceops_slice_template": {}}, stamped=["sliceops_slice_template"])
+    assert pg.template_command(inv, state) == ""
+
+
+def test_a_template_behind_gets_only_what_it_lacks(inventory, data_migrations):
+    inv = inventory({"slices": DEFAULT_SLICES})
+    first = discover("slice", SQL)[0]
+    state = _template_state(
+        databases={"sliceops_slice_template": {}}, ledgers={"sliceops_slice_template": {first.version: first.checksum}}
+    )
+    shell = pg.template_command(inv, state)
+    assert "CREATE DATABASE" not in shell
+    assert re.findall(r"\\i \S+/slice/(\S+)", shell) == ["0002_chats.sql"]
+
+
+def test_a_template_whose_history_no_longer_matches_the_files_is_rebuilt(inventory, data_migrations):
+    """The template holds no tenant's data: an edited or removed file rebuilds it, where a
+    slice database would stop the deploy."""
+    inv = inventory({"slices": DEFAULT_SLICES})
+    state = _template_state(
+        databases={"sliceops_slice_template": {}}, ledgers={"sliceops_slice_template": {"0001": "0" * 64}}
+    )
+    shell = pg.template_command(inv, state)
+    drop = shell.index('DROP DATABASE IF EXISTS "sliceops_slice_template" WITH (FORCE);')
+    assert drop < shell.index('CREATE DATABASE "sliceops_slice_template"')
+    assert re.findall(r"\\i \S+/slice/(\S+)", shell) == ["0001_contacts.sql", "0002_chats.sql"]
 
 
 # --------------------------------------------------------------------------- registration
@@ -366,7 +439,7 @@ def test_the_captured_state_plans_exactly_the_repairs_it_needs(inventory, data_m
         'REVOKE CONNECT, TEMPORARY ON DATABASE "wa_slice_3" FROM PUBLIC;',
         'GRANT CONNECT ON DATABASE "wa_slice_3" TO "wa_slice_3";',
     ]
-    assert [(db, [m.filename for m in todo]) for db, _, todo, _ in pg.migration_plan(inv, state)] == [
+    assert [(db, [m.filename for m in todo]) for db, _, todo, _, _ in pg.migration_plan(inv, state)] == [
         ("wa_slice_2", ["0002_chats.sql"]),
         ("wa_slice_3", ["0001_contacts.sql", "0002_chats.sql"]),
     ]

@@ -69,6 +69,7 @@ class SliceDefaults:
     memory: str
     cpus: float
     pids: int
+    health_interval: int
 
 
 @dataclass(frozen=True)

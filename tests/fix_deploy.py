@@ -59,11 +59,12 @@ def teardown_instance(instance: str, pg_version: int = 15) -> None:
     sh = lambda cmd: subprocess.run(["sh", "-c", cmd], capture_output=True)  # noqa: E731
     sh(f"/etc/init.d/sliceops-monitor-{instance} stop; systemctl stop sliceops-monitor-{instance}")
     sh(f"rm -f /etc/init.d/sliceops-monitor-{instance}; update-rc.d sliceops-monitor-{instance} remove")
+    sh(f"rm -f /run/sliceops-monitor-{instance}.pid /var/log/sliceops/sliceops-monitor-{instance}.log*")
     sh(f"docker rm -f $(docker ps -aq --filter label=sliceops.instance={instance})")
     sh(f"docker network rm sliceops-{instance}")
     sh(f"pg_dropcluster --stop {pg_version} {instance}")
     for path in (f"/etc/sliceops/{instance}", f"/srv/sliceops/{instance}", f"/usr/local/share/sliceops/{instance}",
-                 f"/var/backups/sliceops/{instance}"):
+                 f"/var/backups/sliceops/{instance}", f"/opt/sliceops/{instance}"):
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import psycopg
-from psycopg import sql
 
 from .config import DatabaseConfig
 from .errors import DatabaseError, DatabaseUnavailable, RetryFailed, RowsRejected
@@ -41,13 +40,11 @@ UPDATE gateway.slices AS s SET
     wa_connected = v.wa_connected,
     wa_phone = CASE WHEN v.health_at IS NULL THEN s.wa_phone ELSE v.wa_phone END,
     storage_bytes = COALESCE(v.storage_bytes, s.storage_bytes)
-FROM (VALUES {values}) AS v(id, health_at, wa_connected, wa_phone, storage_bytes)
+FROM unnest(%s::integer[], %s::timestamptz[], %s::boolean[], %s::text[], %s::bigint[])
+    AS v(id, health_at, wa_connected, wa_phone, storage_bytes)
 WHERE s.id = v.id
 RETURNING s.id
 """
-# Types on every row: VALUES infers column types from the first row only, and
-# a NULL there would otherwise be text.
-_SLICES_ROW = sql.SQL("(%s::integer, %s::timestamptz, %s::boolean, %s::text, %s::bigint)")
 _PRUNE = {
     "telemetry": 'DELETE FROM gateway.telemetry WHERE "timestamp" < now() - make_interval(secs => %s)',
     "server_telemetry": 'DELETE FROM gateway.server_telemetry WHERE "timestamp" < now() - make_interval(secs => %s)',
@@ -136,13 +133,15 @@ class Database:
             with conn.transaction(), conn.cursor() as cur:
                 known: set[int] = set()
                 if batch.slices:
-                    query = sql.SQL(_SLICES_UPDATE).format(
-                        values=sql.SQL(", ").join([_SLICES_ROW] * len(batch.slices)))
-                    params = []
-                    for s in batch.slices:
-                        params += (s.slice_id, batch.collected_at if s.answered else None,
-                                   s.wa_state == "CONNECTED", s.wa_phone, s.disk_bytes)
-                    cur.execute(query, params)
+                    # One array per column: five parameters and one plan whatever the
+                    # fleet size (a VALUES list was 5 parameters per slice, parsed anew).
+                    cur.execute(_SLICES_UPDATE, (
+                        [s.slice_id for s in batch.slices],
+                        [batch.collected_at if s.answered else None for s in batch.slices],
+                        [s.wa_state == "CONNECTED" for s in batch.slices],
+                        [s.wa_phone for s in batch.slices],
+                        [s.disk_bytes for s in batch.slices],
+                    ))
                     known = {row[0] for row in cur.fetchall()}
                     # Telemetry references gateway.slices: a slice the deploy configured but
                     # the gateway does not have would fail the whole COPY, so it is left out

@@ -19,6 +19,7 @@ from pathlib import Path
 from pyinfra import host, logger, state
 from pyinfra.api import StringCommand, operation
 
+from sliceops import factcache
 from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.facts.docker import DockerImage, DockerNetwork, ImageLabels, SliceContainers
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory, Slice
@@ -185,6 +186,7 @@ def desired_spec(inv: Inventory, s: Slice, image_id: str, env_sha: str | None) -
         "log_driver": "json-file",
         "log_opts": {"max-size": "10m", "max-file": "3"},
         "restart": "unless-stopped",
+        "health_interval": inv.slice_defaults.health_interval,
     }
 
 
@@ -221,6 +223,12 @@ def run_command(inv: Inventory, s: Slice, spec: dict) -> str:
     args += ["--log-driver", spec["log_driver"]]
     for key, value in spec["log_opts"].items():
         args += ["--log-opt", f"{key}={value}"]
+    # Docker's health check execs a process in the container each time: at fleet size that is
+    # a standing cost, so its pace is the inventory's (0: off; the monitor checks /health).
+    if spec["health_interval"]:
+        args += ["--health-interval", f"{spec['health_interval']}s"]
+    else:
+        args.append("--no-healthcheck")
     args += ["--restart", spec["restart"], spec["image"]]
     return " ".join(q(a) for a in args) + " >/dev/null"
 
@@ -325,7 +333,7 @@ def containers(inv: Inventory):
     containers of slices no longer in the inventory reported and left alone."""
     image = inv.slice_defaults.image
     image_id = host.get_fact(DockerImage, image=image)
-    have = host.get_fact(SliceContainers, instance=inv.instance, secrets_dir=inv.secrets_dir)
+    have = factcache.get(SliceContainers, instance=inv.instance, secrets_dir=inv.secrets_dir)
     # Before execution the image may still be unbuilt; any placeholder differs from every label.
     plan = container_plan(inv, have, image_id or f"(unbuilt {image})")
     if plan.orphans and _once():

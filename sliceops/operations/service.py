@@ -1,5 +1,6 @@
 """Keep a service running and enabled under systemd or an LSB init script; restart it only
-when something it reads changed (call `restart` with `_if=any_changed(...)`)."""
+when something it reads changed (`restart_if=any_changed(...)`), and never right after it
+was started by the same run."""
 
 from __future__ import annotations
 
@@ -19,27 +20,18 @@ def _ctl(service_name: str, verb: str, init: str) -> str:
 
 
 @operation(is_idempotent=True)
-def running(service_name: str):
-    """Running now and started at boot."""
+def running(service_name: str, restart_if=None):
+    """Running now and started at boot; restarted when `restart_if()` (evaluated when the
+    operation runs, e.g. pyinfra's `any_changed`) says what it reads changed. A service this
+    operation starts already runs the new code and configuration, so it is not restarted."""
     init = init_system()
     state = host.get_fact(ServiceState, service=service_name, init=init)
-    if state["running"] and state["enabled"]:
+    changed = bool(restart_if and restart_if())
+    if state["running"] and state["enabled"] and not changed:
         host.noop(f"{service_name} is running and enabled ({init})")
         return
-    if not state["enabled"]:
-        if init == "systemd":
-            yield "systemctl daemon-reload"
-            yield f"systemctl enable --quiet {service_name}"
-        else:
-            yield f"update-rc.d {service_name} defaults >/dev/null"
-    if not state["running"]:
-        yield _ctl(service_name, "start", init)
-
-
-@operation(is_idempotent=False)
-def restart(service_name: str):
-    """Restart (after `systemctl daemon-reload` on systemd, for a changed unit file)."""
-    init = init_system()
-    if init == "systemd":
+    if init == "systemd" and (changed or not state["enabled"]):
         yield "systemctl daemon-reload"
-    yield _ctl(service_name, "restart", init)
+    if not state["enabled"]:
+        yield f"systemctl enable --quiet {service_name}" if init == "systemd" else f"update-rc.d {service_name} defaults >/dev/null"
+    yield _ctl(service_name, "restart" if state["running"] else "start", init)

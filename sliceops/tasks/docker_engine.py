@@ -29,6 +29,5 @@ def converge(inv: Inventory) -> None:
         dest="/etc/init.d/sliceops-docker",
         mode="755",
     )
-    service.running(name="Run the Docker engine", service_name="sliceops-docker")
-    service.restart(name="Restart the Docker engine (init script changed)", service_name="sliceops-docker",
-                    _if=any_changed(script))
+    service.running(name="Run the Docker engine (restarted if its init script changed)",
+                    service_name="sliceops-docker", restart_if=any_changed(script))

@@ -110,9 +110,7 @@ def converge(inv: Inventory) -> None:
             src=str(TEMPLATES / "monitor/sliceops-monitor.init.j2"),
             dest=f"/etc/init.d/{name}", mode="755", **variables,
         )
-    service.running(name=f"Run the monitor ({name})", service_name=name)
-    service.restart(
-        name=f"Restart the monitor ({name}): its code or configuration changed",
-        service_name=name,
-        _if=any_changed(code, conf, unit),
+    service.running(
+        name=f"Run the monitor ({name}; restarted if its code or configuration changed)",
+        service_name=name, restart_if=any_changed(code, conf, unit),
     )

@@ -9,6 +9,7 @@ import types
 import pytest
 import yaml
 
+from sliceops import factcache
 from sliceops.facts.docker import DockerNetwork, SliceContainers
 from sliceops.inventory import load
 from sliceops.operations import docker as op
@@ -129,14 +130,24 @@ RUN_1 = (
     "--network sliceops-main --user 10001:10001 --read-only --tmpfs /tmp "
     "--volume /srv/sliceops/main/slices/1:/data --security-opt no-new-privileges --cap-drop ALL "
     "--memory 256m --cpus 0.5 --pids-limit 256 --log-driver json-file --log-opt max-size=10m "
-    "--log-opt max-file=3 --restart unless-stopped " + IMAGE + " >/dev/null"
+    "--log-opt max-file=3 --health-interval 300s --restart unless-stopped " + IMAGE + " >/dev/null"
 )
-RUN_1_HASH = "46f8732639711eb77d02462f3021ed15704c7f93717cf90788d4c809d28b5704"
+RUN_1_HASH = "1114ee5e27123f09e8cedae47be22c23eb7ea3d8d71c3c3f14dce3c4570310e7"
 
 
 def _run(inv, sid, env_sha):
     s = inv.slice(sid)
     return op.run_command(inv, s, desired_spec(inv, s, IMAGE, env_sha))
+
+
+@pytest.mark.parametrize(("interval", "flag"), [(0, "--no-healthcheck"), (45, "--health-interval 45s")])
+def test_the_docker_health_check_pace_is_the_inventorys(tmp_path, interval, flag):
+    inv = inventory(tmp_path, slice_defaults={"health_interval": interval})
+    command = _run(inv, 1, SHA[1])
+    assert f" {flag} --restart " in command
+    other = "--health-interval" if interval == 0 else "--no-healthcheck"
+    assert other not in command
+    assert spec_hash(spec_of(inv)) != spec_hash(spec_of(inventory(tmp_path)))  # a change recreates
 
 
 def test_fresh_host_runs_every_in_service_slice(tmp_path):
@@ -257,6 +268,7 @@ class FakeHost:
     """Just enough of pyinfra's host for an operation's planning: facts by class, noop lines."""
 
     print_prefix = "[test] "
+    name = "test"
 
     def __init__(self, facts: dict):
         self.facts = facts
@@ -285,6 +297,8 @@ def run_op(monkeypatch):
     def run(operation, facts: dict, executing: bool = False, **kwargs):
         fake = FakeHost(facts)
         monkeypatch.setattr(op, "host", fake)
+        monkeypatch.setattr(factcache, "host", fake)
+        monkeypatch.setattr(factcache, "_cache", {})
         monkeypatch.setattr(op, "state", types.SimpleNamespace(
             is_executing=executing, should_check_for_changes=lambda: True))
         commands = [_script_text(c) for c in operation._inner(**kwargs)]

@@ -13,7 +13,7 @@ from pyinfra.api.state import BaseStateCallback
 from sliceops import factcache
 
 # Lines our commands print for the operator; anything else stays at -vvv.
-_PREFIXES = ("applied ", "skipped ", "sliceops:", "backup ", "destroyed ", "orphan ")
+_PREFIXES = ("applied ", "skipped ", "created ", "sliceops:", "backup ", "destroyed ", "orphan ")
 
 
 class Reporter(BaseStateCallback):

@@ -222,9 +222,12 @@ def databases(inv: Inventory):
         host.noop(f"all {len(desired_databases(inv))} databases exist, owned and closed to PUBLIC")
         return
     shell = ["set -e"]
-    if any(f'TEMPLATE "{TEMPLATE_DB}"' in q for q in sql):
+    copies = [q.split('"')[1] for q in sql if q.endswith(f'TEMPLATE "{TEMPLATE_DB}";')]
+    if copies:
         shell.append(template_command(inv, state))
     shell.append(heredoc(inv, "\n".join(sql)))
+    newest = discover("slice")[-1].filename if discover("slice") else "none"
+    shell += [f"echo 'created {db} from {TEMPLATE_DB} (migrations up to {newest})'" for db in copies]
     yield from as_script(inv.share_dir, "databases", "\n".join(x for x in shell if x))
 
 

@@ -75,9 +75,63 @@ def ledger(db: str) -> dict[str, str]:
 
 
 def test_first_deploy_says_what_it_applied_where(converged):
+    """The slice schema is built once, in the template; each slice database is its copy."""
     _, _, first = converged
-    for db in ("wank_saas", "wa_slice_1", "wa_slice_2", "wa_slice_3"):
+    for db in ("wank_saas", "sliceops_slice_template"):
         assert re.search(rf"applied 0001_\w+\.sql to {db}$", first.output, re.M), db
+    for db in ("wa_slice_1", "wa_slice_2", "wa_slice_3"):
+        assert re.search(rf"created {db} from sliceops_slice_template \(migrations up to \d{{4}}_\w+\.sql\)$",
+                         first.output, re.M), db
+        assert not re.search(rf"applied \S+ to {db}$", first.output, re.M), db
+
+
+def _stamps() -> dict[str, str]:
+    return dict(su("postgres", "SELECT datname, coalesce(shobj_description(oid, 'pg_database'), '') "
+                               "FROM pg_database WHERE datname ~ '^(wa_slice_|sliceops_)'"))
+
+
+def test_every_slice_database_and_the_template_carry_their_stamp(converged):
+    from sliceops.inventory import load
+    from sliceops.operations import postgres as pg
+
+    path, env, _ = converged
+    inv = load(path)
+    oids = dict(su("postgres", "SELECT rolname, oid FROM pg_roles WHERE rolname ~ '^wa_slice_'"))
+    stamps = _stamps()
+    assert stamps["sliceops_slice_template"] == f"sliceops {pg.template_stamp(inv)} -"
+    for db in ("wa_slice_1", "wa_slice_2", "wa_slice_3"):
+        assert stamps[db] == f"sliceops {pg.slice_stamp(inv)} {oids[db]}", db
+
+
+@pytest.mark.parametrize(
+    "drift, check",
+    [
+        ("REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM wa_slice_2",
+         "SELECT bool_and(has_table_privilege('wa_slice_2', c.oid, 'SELECT')) FROM pg_class c "
+         "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'"),
+        ("CREATE TABLE public.it_by_hand (id int)",
+         "SELECT coalesce(has_table_privilege('wa_slice_2', to_regclass('public.it_by_hand'), 'SELECT'), true)"),
+        ("DELETE FROM sliceops.schema_migrations WHERE version = (SELECT max(version) FROM sliceops.schema_migrations)",
+         "SELECT max(version) FROM sliceops.schema_migrations"),
+    ],
+    ids=["grant-revoked", "table-made-by-hand", "ledger-row-deleted"],
+)
+def test_a_hand_made_change_clears_the_stamp_and_the_next_deploy_reads_and_converges_it(converged, drift, check):
+    path, env, _ = converged
+    before, converged_value = _stamps(), su("wa_slice_2", check)
+    su("wa_slice_2", drift)
+    after = _stamps()
+    assert su("wa_slice_2", check) != converged_value  # the drift is real
+    assert after["wa_slice_2"] == "", "the triggers should have cleared the stamp"
+    assert after["wa_slice_1"] == before["wa_slice_1"] and after["wa_slice_3"] == before["wa_slice_3"]
+    try:
+        out = run_deploy(path, env=env)
+        assert out.returncode == 0, out.output[-3000:]
+        assert su("wa_slice_2", check) == converged_value
+        assert _stamps() == before
+    finally:
+        su("wa_slice_2", "DROP TABLE IF EXISTS public.it_by_hand")
+        run_deploy(path, env=env)
 
 
 def test_second_deploy_changes_nothing(converged):

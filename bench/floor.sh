@@ -112,7 +112,8 @@ for i in $(seq 1 "$N"); do
         --publish "127.0.0.1:$port:$port" --network "$NETWORK" --user 10001:10001 --read-only \
         --tmpfs /tmp --volume "$DATA_DIR/$i:/data" --security-opt no-new-privileges --cap-drop ALL \
         --memory "$MEMORY" --cpus "$CPUS" --pids-limit "$PIDS" --log-driver json-file \
-        --log-opt max-size=10m --log-opt max-file=3 --restart unless-stopped "$IMAGE" >/dev/null
+        --log-opt max-size=10m --log-opt max-file=3 --health-interval "${HEALTH_INTERVAL}s" \
+        --restart unless-stopped "$IMAGE" >/dev/null
 done
 phase containers
 

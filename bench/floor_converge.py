@@ -79,7 +79,7 @@ def render(inventory: Path, out: Path) -> None:
         IMAGE=inv.slice_defaults.image, GATEWAY_DB=inv.gateway.database, GATEWAY_ROLE=inv.gateway.role,
         SLICE_ROLE=inv.slice_defaults.role, NETWORK=inv.network, BRIDGE=bridge_name(inv.instance),
         PREFIX=inv.container_name(1)[:-1], DATA_DIR=inv.slices_data_dir,
-        MEMORY=s.memory, CPUS=f"{s.cpus:g}", PIDS=s.pids,
+        MEMORY=s.memory, CPUS=f"{s.cpus:g}", PIDS=s.pids, HEALTH_INTERVAL=inv.slice_defaults.health_interval,
     )
     (out / "floor.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
 

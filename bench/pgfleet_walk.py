@@ -6,7 +6,8 @@ migration (the deploy's own ledger and schema).
   walk, 4 sessions:  the same split over 4 psql sessions (PgFleet since d877d25)
   catalog, 1 query:  every database's ledger digest from pg_shdescription (COMMENT ON DATABASE,
                      written by the migration transaction), read from `postgres` in one query:
-                     the proposed fix, where only databases whose digest differs are walked.
+                     what PgFleet has done since the stamps (f4263dc): only databases whose
+                     stamp differs are walked.
 
     .venv/bin/python bench/pgfleet_walk.py [--databases 200] [--runs 5]
 """

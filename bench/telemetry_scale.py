@@ -167,6 +167,8 @@ def deploy_tuning(slices: int) -> dict[str, str]:
         "effective_cache_size": f"{t['effective_cache_size_mb']}MB",
         "work_mem": f"{t['work_mem_mb']}MB",
         "maintenance_work_mem": f"{t['maintenance_work_mem_mb']}MB",
+        "jit": "off",  # as templates/postgresql/sliceops.conf.j2
+        "wal_compression": "lz4",
     }
 
 

@@ -89,6 +89,13 @@ def test_extra_listen_addresses_are_appended_never_replacing_loopback(tmp_path):
     assert conf["listen_addresses"] == "127.0.0.1,10.88.0.1,10.1.2.3"
 
 
+@pytest.mark.parametrize(("version", "compression"), [(15, "lz4"), (17, "lz4"), (14, "on"), (13, "on")])
+def test_wal_compression_is_what_the_server_version_understands(tmp_path, version, compression):
+    inv = _inventory(tmp_path, 3, postgres={"version": version})
+    conf = settings(render("sliceops.conf.j2", inv))
+    assert conf["wal_compression"] == compression and conf["jit"] == "off"
+
+
 @pytest.mark.parametrize("size", ["default", "200"])
 def test_no_rendered_address_means_every_interface(size, default_inv, inv_200):
     inv = default_inv if size == "default" else inv_200

@@ -48,14 +48,38 @@ def stamped(stamp_path: str, digest: str, commands: list[str], what: str):
     yield " && ".join(["set -e", *commands, f"echo {digest} > {stamp_path}"])
 
 
+def unpack_commands(tar: str, dest: str, d: str) -> list[str]:
+    """Shell steps making `dest` show the content of `tar` (digest `d`): see `ship_tree`."""
+    version = f"{dest}.v-{d[:16]}"
+    parent, base = dest.rsplit("/", 1)
+    return [
+        f"if [ ! -d {version} ]; then t=$(mktemp -d {dest}.tmp.XXXXXX) && tar -xf {tar} -C \"$t\" "
+        f"&& echo {d} > \"$t/.sliceops-source\" && chmod 755 \"$t\" "
+        f"&& {{ mv -T \"$t\" {version} 2>/dev/null || rm -rf \"$t\"; }}; fi",
+        # A tree shipped by an older sliceops is a plain folder: it gives way to the link once.
+        f"if [ -d {dest} ] && [ ! -L {dest} ]; then rm -rf {dest}; fi",
+        f"ln -sfn {version.rsplit('/', 1)[-1]} {dest}.link.$$ && mv -T {dest}.link.$$ {dest}",
+        f"for old in {dest}.v-*; do [ \"$old\" = {version} ] || rm -rf \"$old\"; done",
+        # Temp folders of a deploy killed mid-unpack; an hour old cannot be in use.
+        # (Another deploy's folders may vanish under find: not an error.)
+        f"{{ find {parent} -maxdepth 1 -name '{base}.tmp.*' -mmin +60 -exec rm -rf {{}} + 2>/dev/null || true; }}",
+    ]
+
+
 def ship_tree(source_tar: str, dest: str, what: str) -> None:
-    """Put a reproducible tarball on the target and unpack it into `dest` when its digest
-    changed: one checksum for the whole folder, redone if a deploy died halfway."""
+    """Put a reproducible tarball on the target and make `dest` show its content when its
+    digest changed: one checksum for the whole folder, redone if a deploy died halfway.
+
+    `dest` is a symlink to `dest.v-<digest>`, a folder that is complete before it gets its
+    name (unpacked into a temp folder, then renamed) and never changes after: swapping the
+    link is atomic, so a deploy reading the files (psql's \\i, docker build) never sees a
+    half-unpacked or vanished tree, even when a second deploy ships at the same moment."""
     files.put(name=f"Ship {what} to {dest}.tar", src=source_tar, dest=f"{dest}.tar", mode="644")
+    d = digest(source_tar)
     stamped(
         name=f"Unpack {what} into {dest}",
         stamp_path=f"{dest}/.sliceops-source",
-        digest=digest(source_tar),
+        digest=d,
         what=what,
-        commands=[f"rm -rf {dest}", f"mkdir -p {dest}", f"tar -xf {dest}.tar -C {dest}"],
+        commands=unpack_commands(f"{dest}.tar", dest, d),
     )

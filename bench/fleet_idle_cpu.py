@@ -1,13 +1,15 @@
 """What an idle fleet costs the host: CPU used by an instance's slice containers at rest
 (cgroup cpuacct) and by the Docker daemons (dockerd, containerd, shims, runc), over a window;
-with --ab, the same containers re-run with `--no-healthcheck` (identical otherwise: the
-deploy's own run_command) and measured again, then restored.
+with --ab, the same containers re-run at other Docker health-check paces (the deploy's own
+run_command with only `health_interval` changed: 30 s, the image's own, and 0, off) and
+measured again, then restored to the inventory's.
 
 Found while benchmarking no-op deploys of 200 slices: the reference image's HEALTHCHECK
-starts a python3 in every container every 30 s through `docker exec`.
+starts a python3 in every container every 30 s through `docker exec`; since then the
+deploy runs them every `slice_defaults.health_interval` seconds (300).
 
     .venv/bin/python bench/fleet_idle_cpu.py --inventory INSTANCE.yaml [--window 120] [--ab]
-    .venv/bin/python bench/fleet_idle_cpu.py --inventory INSTANCE.yaml --healthcheck off|on
+    .venv/bin/python bench/fleet_idle_cpu.py --inventory INSTANCE.yaml --health-interval SECONDS
 
 The instance must be converged (e.g. left by `bench/noop_deploy.py --keep`).
 """
@@ -86,17 +88,16 @@ def measure(instance: str, window: float, label: str) -> list[Figure]:
     return [inside, daemons, busy]
 
 
-def rerun(inv, healthcheck: bool) -> None:
-    """Re-run every container of the instance with the deploy's own command, health check on or off."""
+def rerun(inv, interval: int) -> None:
+    """Re-run every container of the instance with the deploy's own command, the health
+    check every `interval` seconds (0: off)."""
     image_id = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", inv.slice_defaults.image],
                               capture_output=True, text=True, check=True).stdout.strip()
     lines = ["set -e"]
     for s in inv.slices:
         env_sha = hashlib.sha256(Path(dk.env_file(inv, s)).read_bytes()).hexdigest()
-        spec = dk.desired_spec(inv, s, image_id, env_sha)
+        spec = {**dk.desired_spec(inv, s, image_id, env_sha), "health_interval": interval}
         cmd = dk.run_command(inv, s, spec)
-        if not healthcheck:
-            cmd = cmd.replace("docker run -d ", "docker run -d --no-healthcheck ", 1)
         lines.append(f"docker rm -f {spec['name']} >/dev/null && {cmd}")
     # On standard input: 200 `docker run`s are more than one argument may hold (128 KiB).
     subprocess.run(["bash"], input="\n".join(lines), text=True, check=True, capture_output=True)
@@ -106,22 +107,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inventory", required=True)
     ap.add_argument("--window", type=float, default=120)
-    ap.add_argument("--ab", action="store_true", help="also measure with --no-healthcheck, then restore")
-    ap.add_argument("--healthcheck", choices=["on", "off"],
-                    help="only re-run the containers with the image's health check on or off, measure nothing "
-                         "(off: keeps a bench instance's own health checks from loading the machine)")
+    ap.add_argument("--ab", action="store_true",
+                    help="also measure with the health check every 30 s and off, then restore")
+    ap.add_argument("--health-interval", type=int,
+                    help="only re-run the containers with this health-check pace (0: off), measure nothing")
     args = ap.parse_args()
     inv = load(args.inventory)
-    if args.healthcheck:
-        rerun(inv, healthcheck=args.healthcheck == "on")
-        print(f"{inv.instance}: containers re-run with the health check {args.healthcheck}")
+    own = inv.slice_defaults.health_interval
+    if args.health_interval is not None:
+        rerun(inv, args.health_interval)
+        print(f"{inv.instance}: containers re-run with the health check every {args.health_interval} s (0: off)")
         return 0
-    figures = measure(inv.instance, args.window, "as deployed (image HEALTHCHECK every 30 s)")
+    figures = measure(inv.instance, args.window, f"as deployed (health check every {own} s)")
     if args.ab:
-        rerun(inv, healthcheck=False)
-        time.sleep(30)
-        figures += measure(inv.instance, args.window, "same containers, --no-healthcheck")
-        rerun(inv, healthcheck=True)
+        for interval, label in ((30, "health check every 30 s (the image's own pace)"), (0, "no health check")):
+            rerun(inv, interval)
+            time.sleep(30)
+            figures += measure(inv.instance, args.window, f"same containers, {label}")
+        rerun(inv, own)
     print(table(figures))
     append_results("fleet_idle_cpu", command_line(), "\n".join([
         f"Instance `{inv.instance}` ({len(inv.slices)} slices) at rest; window {args.window:.0f} s each. "

@@ -86,9 +86,9 @@ PRUNE = 'DELETE FROM gateway.telemetry WHERE "timestamp" < now() - make_interval
 # The same, bounded to the last minutes: on a partitioned table only the newest day is probed.
 LATEST_RECENT = LATEST_LATERAL.replace("WHERE slice_id = s.id",
                                        "WHERE slice_id = s.id AND \"timestamp\" > %s::timestamptz - interval '10 minutes'")
-# The proposal's prune (bench/proposals/0003_telemetry_partitioned.sql) and the monitor's
+# The proposal's prune (bench/proposals/0004_telemetry_partitioned.sql) and the monitor's
 # server_telemetry prune, in one transaction as Database.prune does.
-PROPOSAL = Path(__file__).resolve().parent / "proposals" / "0003_telemetry_partitioned.sql"
+PROPOSAL = Path(__file__).resolve().parent / "proposals" / "0004_telemetry_partitioned.sql"
 MAINTAIN = "SELECT gateway.telemetry_maintain(make_interval(secs => %s))"
 SERVER_PRUNE = 'DELETE FROM gateway.server_telemetry WHERE "timestamp" < now() - make_interval(secs => %s)'
 # The same 1,000 rows the monitor COPYs, as one INSERT: COPY cannot be EXPLAINed, this can,

@@ -21,8 +21,31 @@ from pyinfra.api import FactBase
 
 from sliceops.errors import RemoteStateError
 
+
+def stamp_comment(head: str, database: str) -> str:
+    """SQL for the comment a current database carries, written by the migration run and
+    compared here: `head` ('sliceops <stamp of its kind> ') then the oid of the role named like
+    the database (its tenant; '-' for the template), so a dropped and re-created role counts
+    as drift too. `head` and `database` are SQL expressions."""
+    return f"({head} || coalesce((SELECT r.oid::text FROM pg_roles r WHERE r.rolname = {database}), '-'))"
+
+
+# A slice database or the template whose comment is what the deploy would stamp it with.
+_STAMPABLE = "(d.datname ~ '^wa_slice_[0-9]+$' OR d.datname = :'template_db')"
+_CURRENT = (
+    f"{_STAMPABLE} AND shobj_description(d.oid, 'pg_database') IS NOT DISTINCT FROM "
+    + stamp_comment("'sliceops ' || CASE WHEN d.datname = :'template_db' THEN :'template_stamp' "
+                    "ELSE :'slice_stamp' END || ' '", "d.datname")
+)
+
+_STAMPED_SQL = f"""
+SELECT json_build_object('kind', 'stamped', 'rows', coalesce(json_agg(d.datname ORDER BY d.datname), '[]'))
+FROM pg_database d WHERE {_CURRENT};
+"""
+
 # psql meta-commands generated per database: the ledger and the slice registry are read only
-# where their table exists, so a half-built database reads as such, not as an error.
+# where their table exists, so a half-built database reads as such, not as an error. The
+# gateway is always read; a slice database or the template only when not current.
 _PER_DB_SQL = r"""
 SELECT format($tpl$\c %1$I
 SELECT to_regclass('sliceops.schema_migrations') IS NOT NULL AS has_ledger,
@@ -42,22 +65,8 @@ SELECT json_build_object('kind', 'slices', 'db', current_database(), 'rows',
 \endif
 $tpl$, datname)
 FROM pg_database d
-WHERE datname = :'gateway_db' OR ((datname ~ '^wa_slice_[0-9]+$' OR datname = :'template_db')
-  AND shobj_description(d.oid, 'pg_database') IS DISTINCT FROM """ + "{expected}" + r""")
+WHERE datname = :'gateway_db' OR (""" + _STAMPABLE + " AND NOT (" + _CURRENT + r"""))
 ORDER BY datname;
-"""
-
-# What the comment of a current database reads: the stamp of its kind and the oid of the role
-# named like it (its tenant; none for the template), so a dropped and re-created role counts
-# as drift too.
-_EXPECTED = r"""('sliceops ' || CASE WHEN d.datname = :'template_db' THEN :'template_stamp'
-  ELSE :'slice_stamp' END || ' ' || coalesce((SELECT r.oid::text FROM pg_roles r WHERE r.rolname = d.datname), '-'))"""
-
-_STAMPED_SQL = r"""
-SELECT json_build_object('kind', 'stamped', 'rows', coalesce(json_agg(d.datname ORDER BY d.datname), '[]'))
-FROM pg_database d
-WHERE (d.datname ~ '^wa_slice_[0-9]+$' OR d.datname = :'template_db')
-  AND shobj_description(d.oid, 'pg_database') IS NOT DISTINCT FROM {expected};
 """
 
 _FLEET_SQL = r"""
@@ -71,9 +80,9 @@ SELECT json_build_object('kind', 'databases', 'rows', coalesce(json_agg(json_bui
    WHERE a.privilege_type = 'CONNECT' AND a.grantee <> 0 AND a.grantee <> d.datdba)
   ) ORDER BY d.datname), '[]'))
 FROM pg_database d WHERE NOT d.datistemplate;
-""" + _STAMPED_SQL.replace("{expected}", _EXPECTED) + r"""
+""" + _STAMPED_SQL + r"""
 \o :out
-""" + _PER_DB_SQL.replace("{expected}", _EXPECTED) + r"""
+""" + _PER_DB_SQL + r"""
 \o
 """
 
@@ -136,15 +145,15 @@ class PgFleet(FactBase):
 
     def command(
         self, version: int, cluster: str, port: int, gateway_db: str, secrets_dir: str,
-        template_db: str = "", slice_stamp: str = "", template_stamp: str = "",
+        template_db: str, slice_stamp: str, template_stamp: str,
     ) -> str:
         return (
             f"if ! {_cluster_running(version, cluster)}; then echo DOWN; exit 0; fi; "
             f"echo SECRETS $(ls {secrets_dir} 2>/dev/null); "
             f"d=$(mktemp -d) && chown postgres \"$d\" && f=\"$d/all.sql\" && e=\"$d/err\" && "
             f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p {port} -d postgres "
-            f"-v out=\"$f\" -v gateway_db={gateway_db} -v template_db={template_db or '-'} "
-            f"-v slice_stamp={slice_stamp or '-'} -v template_stamp={template_stamp or '-'} "
+            f"-v out=\"$f\" -v gateway_db={gateway_db} -v template_db={template_db} "
+            f"-v slice_stamp={slice_stamp} -v template_stamp={template_stamp} "
             f"2>\"$e\" <<'SLICEOPS_SQL' || {_FAILED}\n"
             f"{_FLEET_SQL}\nSLICEOPS_SQL\n"
             f"if [ -s \"$f\" ]; then "

@@ -15,10 +15,9 @@ from sliceops.operations.util import as_script, refuses
 from pyinfra.api import StringCommand, operation
 
 from sliceops import factcache
-from sliceops.errors import LifecycleError
-from sliceops.facts.postgres import PgFleet
+from sliceops.errors import LifecycleError, MigrationError
+from sliceops.facts.postgres import PgFleet, stamp_comment
 from sliceops.inventory import DESTROYING, SUSPENDED, Inventory
-from sliceops.errors import MigrationError
 from sliceops.migrations import Migration, discover, pending
 
 MONITOR_ROLE = "sliceops_monitor"
@@ -190,15 +189,17 @@ def template_command(inv: Inventory, state: dict | None) -> str:
 
     The template is a cache, not data: a history that no longer matches the files (a removed
     or edited migration) rebuilds it instead of stopping the deploy."""
-    state = state or {"databases": {}, "ledgers": {}, "stamped": set()}
-    if TEMPLATE_DB in state.get("stamped", ()):
+    state = state or {"databases": {}, "ledgers": {}, "stamped": []}
+    if TEMPLATE_DB in state["stamped"]:
         return ""
     owner = inv.slice_defaults.role
     exists = TEMPLATE_DB in state["databases"]
-    try:
-        todo = list(pending(TEMPLATE_DB, discover("slice"), state["ledgers"].get(TEMPLATE_DB, {}))) if exists else None
-    except MigrationError:
-        todo = None
+    todo = None  # None: (re)create it and apply every file
+    if exists:
+        try:
+            todo = pending(TEMPLATE_DB, discover("slice"), state["ledgers"].get(TEMPLATE_DB, {}))
+        except MigrationError:
+            pass
     create = []
     if todo is None:
         todo = list(discover("slice"))
@@ -222,7 +223,8 @@ def databases(inv: Inventory):
         host.noop(f"all {len(desired_databases(inv))} databases exist, owned and closed to PUBLIC")
         return
     shell = ["set -e"]
-    copies = [q.split('"')[1] for q in sql if q.endswith(f'TEMPLATE "{TEMPLATE_DB}";')]
+    have = state["databases"] if state else {}
+    copies = [s.database for s in inv.kept_slices() if s.database not in have]
     if copies:
         shell.append(template_command(inv, state))
     shell.append(heredoc(inv, "\n".join(sql)))
@@ -285,10 +287,8 @@ END $d$;"""
 
 def stamp_sql(value: str) -> str:
     """The run's last statements: the triggers, then the comment naming the converged state."""
-    return _FORGET_STAMP + (
-        "\nSELECT format('COMMENT ON DATABASE %I IS %L', current_database(), "
-        f"'sliceops {value} ' || coalesce((SELECT oid::text FROM pg_roles WHERE rolname = current_database()), '-')) \\gexec"
-    )
+    comment = stamp_comment(f"'sliceops {value} '", "current_database()")
+    return f"{_FORGET_STAMP}\nSELECT format('COMMENT ON DATABASE %I IS %L', current_database(), {comment}) \\gexec"
 
 
 def migration_script(
@@ -343,8 +343,8 @@ def migration_plan(inv: Inventory, state: dict | None) -> list[tuple[str, str, l
 
     A slice database whose stamp is current was not read and needs nothing; any other is
     stamped by its run, even one that only lacked the stamp."""
-    state = state or {"ledgers": {}, "tenant_ok": {}, "monitor_ok": False}
-    stamped = state.get("stamped", set())
+    state = state or {"ledgers": {}, "monitor_ok": False, "stamped": []}
+    stamped = state["stamped"]
     plan = []
     gw = inv.gateway.database
     todo = pending(gw, discover("gateway"), state["ledgers"].get(gw, {}))

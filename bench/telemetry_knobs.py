@@ -24,24 +24,18 @@ import time
 
 from _common import ROOT, Figure, append_results, command_line, table
 
+sys.path.insert(0, str(ROOT / "monitor"))
+
 import psycopg  # noqa: E402
 
+# The monitor's own statements, so the figures are of what it runs.
+from sliceops_monitor.database import _SLICES_UPDATE as UPDATE  # noqa: E402
+from sliceops_monitor.database import _TELEMETRY_COPY as COPY  # noqa: E402
 from tests.fix_db import LocalCluster  # noqa: E402
 
 SLICES = 1000
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 COMPRESSION = ("off", "lz4", "pglz", "zstd")
-
-UPDATE = """
-UPDATE gateway.slices AS s SET
-    last_health_at = GREATEST(s.last_health_at, v.health_at), wa_connected = v.wa_connected,
-    wa_phone = CASE WHEN v.health_at IS NULL THEN s.wa_phone ELSE v.wa_phone END,
-    storage_bytes = COALESCE(v.storage_bytes, s.storage_bytes)
-FROM unnest(%s::integer[], %s::timestamptz[], %s::boolean[], %s::text[], %s::bigint[])
-    AS v(id, health_at, wa_connected, wa_phone, storage_bytes)
-WHERE s.id = v.id RETURNING s.id
-"""
-COPY = 'COPY gateway.telemetry (slice_id, "timestamp", rss_bytes, wa_state, cpu_percent, disk_bytes) FROM STDIN'
 
 
 def dsn(cluster: LocalCluster) -> str:

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from sliceops import hostkeys
 from sliceops.errors import SliceopsError
 from sliceops.inventory import DEFAULT_INVENTORY, Inventory, load
 from sliceops.paths import ROOT
@@ -62,13 +63,21 @@ def cmd_check(inv: Inventory, args) -> int:
     return 0
 
 
+def _check_host_key(inv: Inventory) -> None:
+    """Stop before anything connects with root's key unless the target's host key is the recorded one."""
+    if inv.target.startswith("ssh://"):
+        hostkeys.check(inv.target, inv.ssh_known_hosts)
+
+
 def cmd_deploy(inv: Inventory, args) -> int:
+    _check_host_key(inv)
     pyinfra = [sys.executable, "-m", "pyinfra", "-y", str(ROOT / "inventory" / "hosts.py"), str(ROOT / "deploy.py")]
     with _lock(inv, args.wait):
         return subprocess.call(pyinfra + args.extra, env=_env(inv), cwd=ROOT)
 
 
 def cmd_verify(inv: Inventory, args) -> int:
+    _check_host_key(inv)
     spec, kwargs = testinfra_host_spec(inv)
     pytest = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "infra"), f"--hosts={spec}", "-p", "no:cacheprovider"]
     if kwargs.get("ssh_identity_file"):

@@ -127,6 +127,7 @@ class Inventory:
     monitor: MonitorSettings
     slices: tuple[Slice, ...]
     ssh_key: str | None = None
+    ssh_known_hosts: str | None = None
     lines: dict = field(default_factory=dict, compare=False, repr=False)
 
     # Names derived from the instance, so two environments can share one host.
@@ -412,6 +413,7 @@ def _build(shown: str, data: dict, lines: dict) -> Inventory:
         path=shown,
         target=data["target"],
         ssh_key=data.get("ssh_key"),
+        ssh_known_hosts=data.get("ssh_known_hosts"),
         instance=data.get("instance", schema()["properties"]["instance"]["default"]),
         postgres=PostgresSettings(**{**pg, "listen_addresses": tuple(pg["listen_addresses"])}),
         gateway=GatewaySettings(**gw),

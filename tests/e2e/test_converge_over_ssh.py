@@ -22,6 +22,8 @@ def inventory(systemd_host, tmp_path_factory):
     data = yaml.safe_load(EXAMPLE.read_text())
     data["target"] = f"ssh://root@127.0.0.1:{systemd_host.port}"
     data["ssh_key"] = str(systemd_host.key_path)
+    # The key of the host it built, read out of band: the deploy and verify check it strictly.
+    data["ssh_known_hosts"] = str(systemd_host.known_hosts_path)
     path = tmp_path_factory.mktemp("e2e") / "e2e.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     yield path

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 
+import paramiko
 import pytest
 
+from sliceops.hostkeys import known_hosts_path
 from sliceops.inventory import DEFAULT_INVENTORY, load
 
 INVENTORY = load(os.environ.get("SLICEOPS_INVENTORY", str(DEFAULT_INVENTORY)))
@@ -18,6 +20,27 @@ INVENTORY = load(os.environ.get("SLICEOPS_INVENTORY", str(DEFAULT_INVENTORY)))
 @pytest.fixture(scope="session")
 def inv():
     return INVENTORY
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _checked_host_key(request):
+    """testinfra's paramiko backend accepts any host key (WarningPolicy, nothing loaded): hand it
+    a client that knows only the inventory's known-hosts file and refuses every other key."""
+    if "host" not in request.fixturenames:
+        return
+    backend = request.getfixturevalue("host").backend
+    if backend.NAME != "paramiko" or "client" in vars(backend):
+        return
+    client = paramiko.SSHClient()
+    path = known_hosts_path(INVENTORY.ssh_known_hosts)
+    if os.path.exists(path):
+        client.load_host_keys(path)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    spec = backend.host
+    client.connect(spec.name, port=int(spec.port or 22), username=spec.user or "root",
+                   key_filename=backend.ssh_identity_file, timeout=backend.timeout,
+                   allow_agent=backend.ssh_identity_file is None, look_for_keys=backend.ssh_identity_file is None)
+    backend.client = client  # the backend's cached_property: its own connect() never runs
 
 
 def pytest_generate_tests(metafunc):

@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PYTEST = $(VENV)/bin/python -m pytest
 
-.PHONY: deploy test verify check unit integration host e2e test-deps clean
+.PHONY: deploy test verify check status unit integration host e2e test-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ deploy: $(VENV)/.installed
 
 verify: $(VENV)/.installed
 	$(VENV)/bin/sliceops verify --inventory $(INVENTORY)
+
+status: $(VENV)/.installed
+	$(VENV)/bin/sliceops status --inventory $(INVENTORY)
 
 unit: $(VENV)/.installed
 	$(PYTEST) tests/unit -q

@@ -85,9 +85,25 @@ def cmd_verify(inv: Inventory, args) -> int:
     return subprocess.call(pytest + args.extra, env=_env(inv), cwd=ROOT)
 
 
+def cmd_status(inv: Inventory, args) -> int:
+    from sliceops.status.command import run
+
+    return run(inv, args.rest)
+
+
+def cmd_logs(inv: Inventory, args) -> int:
+    from sliceops.logs import run
+
+    return run(inv, args.rest)
+
+
+# Commands that only read the target; each parses its own options (`sliceops status -h`).
+READERS = {"status": cmd_status, "logs": cmd_logs}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sliceops", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["check", "deploy", "verify"])
+    parser.add_argument("command", choices=["check", "deploy", "verify", *READERS])
     parser.add_argument("-i", "--inventory", default=str(DEFAULT_INVENTORY), help="the YAML inventory")
     parser.add_argument("--wait", type=float, default=600, help="seconds to wait for a concurrent deploy")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -95,11 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser.epilog = "Arguments after -- are passed to pyinfra (deploy) or pytest (verify)."
-    args = parser.parse_args(argv)
+    args, args.rest = parser.parse_known_args(argv)
+    if args.rest and args.command not in READERS:
+        parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
     args.extra = extra
     try:
         inv = load(args.inventory)
-        return {"check": cmd_check, "deploy": cmd_deploy, "verify": cmd_verify}[args.command](inv, args)
+        return {"check": cmd_check, "deploy": cmd_deploy, "verify": cmd_verify, **READERS}[args.command](inv, args)
     except SliceopsError as exc:
         print(f"sliceops: {exc}", file=sys.stderr)
         return 2

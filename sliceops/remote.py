@@ -1,0 +1,128 @@
+"""Read a target the way the deploy reaches it, for commands that only look (status, logs).
+
+`@local` runs commands here; `ssh://user@host[:port]` opens one SSH connection (paramiko, the
+inventory's `ssh_key`, host keys handled as the deploy handles them, see sliceops/target.py)
+that carries both the commands and the Docker API (`docker system dial-stdio` on the
+target), so PostgreSQL and the Docker socket are never opened to the network.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from urllib.parse import urlsplit
+
+from sliceops.errors import RemoteStateError
+from sliceops.inventory import Inventory
+
+# The lowest Engine API every supported host speaks (Debian 12's docker.io 20.10); fixed so
+# that creating a client costs no `/version` round trip.
+DOCKER_API_VERSION = "1.41"
+LOCAL_SOCKET = "unix:///var/run/docker.sock"
+COMMAND_TIMEOUT = 60
+
+
+class Target:
+    """One connection to the inventory's target: `run` a command, `docker()` its engine."""
+
+    def __init__(self, inv: Inventory):
+        self.inv = inv
+        self._ssh = None
+        self._docker = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.inv.target == "@local"
+
+    # ------------------------------------------------------------------ commands
+
+    def run(self, argv: list[str], stdin: str = "") -> str:
+        """Run argv as root on the target, `stdin` on its standard input; its stdout, or
+        RemoteStateError with the first line of stderr."""
+        if self.is_local:
+            try:
+                proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+            except FileNotFoundError:
+                raise RemoteStateError(f"{argv[0]} not found on this machine") from None
+            except subprocess.TimeoutExpired:
+                raise RemoteStateError(f"{argv[0]} took over {COMMAND_TIMEOUT}s") from None
+            code, out, err = proc.returncode, proc.stdout, proc.stderr
+        else:
+            channel_in, channel_out, channel_err = self._client().exec_command(
+                shlex.join(argv), timeout=COMMAND_TIMEOUT
+            )
+            channel_in.write(stdin)
+            channel_in.channel.shutdown_write()
+            out = channel_out.read().decode(errors="replace")
+            err = channel_err.read().decode(errors="replace")
+            code = channel_out.channel.recv_exit_status()
+        if code != 0:
+            first = next((line for line in err.splitlines() if line.strip()), f"exit status {code}")
+            raise RemoteStateError(f"{argv[0]} on {self.inv.target}: {first.strip()[:300]}")
+        return out
+
+    # ------------------------------------------------------------------ ssh
+
+    def _client(self):
+        if self._ssh is None:
+            import paramiko  # only ssh:// targets pay for it
+
+            parts = urlsplit(self.inv.target)
+            client = paramiko.SSHClient()
+            # As the deploy does (target.py): disposable hosts have keys nobody has seen yet.
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            key = os.path.expanduser(self.inv.ssh_key) if self.inv.ssh_key else None
+            try:
+                client.connect(
+                    parts.hostname or "", port=parts.port or 22, username=parts.username or "root",
+                    key_filename=key, timeout=15,
+                )
+            except (OSError, paramiko.SSHException) as exc:
+                raise RemoteStateError(f"cannot reach {self.inv.target}: {exc}") from None
+            self._ssh = client
+        return self._ssh
+
+    # ------------------------------------------------------------------ docker
+
+    def docker(self):
+        """A low-level docker APIClient for the target's engine (local socket or over SSH)."""
+        if self._docker is None:
+            import docker
+
+            if self.is_local:
+                self._docker = docker.APIClient(base_url=LOCAL_SOCKET, version=DOCKER_API_VERSION, timeout=30)
+            else:
+                self._docker = docker.APIClient(base_url=LOCAL_SOCKET, version=DOCKER_API_VERSION, timeout=30)
+                adapter = _adapter_over(self._client(), self.inv.target)
+                self._docker.mount("http+docker://ssh", adapter)
+                self._docker.base_url = "http+docker://ssh"
+        return self._docker
+
+    def close(self) -> None:
+        if self._docker is not None:
+            self._docker.close()
+        if self._ssh is not None:
+            self._ssh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _adapter_over(client, target: str):
+    """The docker SDK's SSH adapter, riding the connection this Target already opened (the
+    SDK's own would read ~/.ssh/config for the key and refuse unknown host keys)."""
+    from docker.transport.sshconn import SSHHTTPAdapter
+
+    class _SharedSSH(SSHHTTPAdapter):
+        def _create_paramiko_client(self, base_url):
+            self.ssh_client = client
+            self.ssh_params = {}
+
+        def _connect(self):
+            pass  # connected by Target._client()
+
+    return _SharedSSH(target)

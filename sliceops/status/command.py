@@ -1,0 +1,64 @@
+"""`sliceops status [--sort mem|cpu|disk|age] [--json] [--find TEXT]`: read the target, print.
+
+Reads only: one psql session and one Docker API call on the target, whatever the fleet
+size. Exit 0 when the target answered (whatever the slices' health: the summary line and
+`--json` say that), 1 when it could not be read, 2 for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from sliceops.errors import RemoteStateError
+from sliceops.inventory import Inventory
+from sliceops.remote import Target
+from sliceops.status import gather, model, render
+from sliceops.usage import OneLineParser
+
+
+def parser() -> OneLineParser:
+    p = OneLineParser(prog="sliceops status", description="Summary and one row per slice of the target.")
+    p.add_argument("--sort", choices=model.SORT_KEYS, default="id",
+                   help="largest memory/CPU/disk share first, or stalest telemetry first (default: by id)")
+    p.add_argument("--json", action="store_true", help="the stable JSON shape documented in the README")
+    p.add_argument("--find", metavar="TEXT", help="only the slices whose user's email or WhatsApp phone contains TEXT")
+    return p
+
+
+def wants_colour(stream) -> bool:
+    # https://no-color.org: any value of NO_COLOR turns colour off.
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def collect(inv: Inventory) -> list[model.SliceStatus]:
+    """Both round trips, then the rows (every slice id found in the inventory or on the host)."""
+    from sliceops.operations.postgres import slice_stamp  # the stamp the deploy would write
+
+    with Target(inv) as target:
+        db = gather.read_database(target, inv, slice_stamp(inv))
+        containers = gather.read_containers(target, inv)
+    return model.build_rows(inv, db, containers)
+
+
+def run(inv: Inventory, argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    if args.find is not None and not args.find.strip():
+        print("sliceops: status --find: empty text (give part of an email or a phone number)", file=sys.stderr)
+        return 2
+    try:
+        rows = collect(inv)
+    except RemoteStateError as exc:
+        print(f"sliceops: status: {exc}", file=sys.stderr)
+        return 1
+    fleet = model.summary(rows)
+    if args.find is not None:
+        rows = model.find(rows, args.find)
+    rows = model.sort_rows(rows, args.sort)
+    if args.json:
+        sys.stdout.write(json.dumps(model.to_json(inv, rows, fleet), indent=2) + "\n")
+    else:
+        sys.stdout.write(render.render(rows, fleet, inv.target, inv.instance, inv.monitor.interval,
+                                       wants_colour(sys.stdout)))
+    return 0

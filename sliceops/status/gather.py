@@ -1,0 +1,117 @@
+"""What `sliceops status` reads from the target: two round trips whatever the fleet size.
+
+One psql session on the target (as postgres, by peer authentication, the way the deploy
+reads it) returns one JSON document: every gateway row with its user's email and its newest
+telemetry row, and every slice database's size, open connections and stamp. One Docker API
+call lists every container of the instance (state and health). Nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sliceops.errors import RemoteStateError
+from sliceops.facts.postgres import stamp_comment
+from sliceops.inventory import Inventory
+from sliceops.remote import Target
+
+# Database comments and stat counters live in shared catalogs, so the sizes, connections and
+# stamps of every slice database come from the gateway session without connecting to them.
+# The newest telemetry row per slice is one index probe each (idx_telemetry_slice_time).
+_STATUS_SQL = r"""
+SELECT json_build_object(
+  'now', extract(epoch FROM now()),
+  'slices', (
+    SELECT coalesce(json_agg(json_build_object(
+      'id', s.id, 'port', s.port, 'status', s.status, 'user_id', s.user_id, 'email', u.email,
+      'wa_connected', s.wa_connected, 'wa_phone', s.wa_phone,
+      'telemetry', CASE WHEN t.slice_id IS NULL THEN NULL ELSE json_build_object(
+        'at', extract(epoch FROM t."timestamp"), 'rss_bytes', t.rss_bytes, 'wa_state', t.wa_state,
+        'cpu_percent', t.cpu_percent, 'disk_bytes', t.disk_bytes) END
+    ) ORDER BY s.id), '[]')
+    FROM gateway.slices s
+    LEFT JOIN gateway.users u ON u.id = s.user_id
+    LEFT JOIN LATERAL (
+      SELECT * FROM gateway.telemetry x WHERE x.slice_id = s.id ORDER BY x."timestamp" DESC LIMIT 1
+    ) t ON true),
+  'databases', (
+    SELECT coalesce(json_agg(json_build_object(
+      'name', d.datname, 'size_bytes', pg_database_size(d.oid),
+      'connections', (SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid),
+      'stamped', coalesce(shobj_description(d.oid, 'pg_database') LIKE 'sliceops %', false),
+      'current', shobj_description(d.oid, 'pg_database') IS NOT DISTINCT FROM """ + stamp_comment(
+    "'sliceops ' || :'slice_stamp' || ' '", "d.datname"
+) + r"""
+    ) ORDER BY d.datname), '[]')
+    FROM pg_database d WHERE d.datname ~ '^wa_slice_[0-9]+$')
+);
+"""
+
+_SLICE_DB = re.compile(r"^wa_slice_([0-9]+)$")
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+def psql_argv(inv: Inventory, slice_stamp: str) -> list[str]:
+    """The one psql invocation: the deploy's superuser over the local socket, read-only."""
+    return [
+        "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1",
+        "-p", str(inv.postgres.port), "-d", inv.gateway.database, "-v", f"slice_stamp={slice_stamp}",
+    ]
+
+
+# Set before the query: a status read never writes, even by mistake, and never hangs a terminal.
+STATUS_SQL = "SET default_transaction_read_only = on;\nSET statement_timeout = '20s';\n" + _STATUS_SQL
+
+
+def parse_database_state(text: str) -> dict:
+    """The psql answer as {"now": epoch, "slices": {id: row}, "databases": {id: row}}."""
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    if len(lines) != 1:
+        raise RemoteStateError(f"unexpected answer from psql: {text.strip()[:120]!r}")
+    try:
+        raw = json.loads(lines[0])
+    except ValueError as exc:
+        raise RemoteStateError(f"unreadable answer from psql: {lines[0][:120]!r}") from exc
+    databases = {}
+    for row in raw["databases"]:
+        m = _SLICE_DB.match(row["name"])
+        if m:
+            databases[int(m[1])] = row
+    return {"now": raw["now"], "slices": {row["id"]: row for row in raw["slices"]}, "databases": databases}
+
+
+def parse_containers(listing: list[dict]) -> dict[int, dict]:
+    """Docker's container list (GET /containers/json) as {slice id: {"name", "state", "health"}}.
+
+    The list endpoint carries health only inside its Status text ("Up 3 hours (healthy)");
+    reading it there keeps the whole fleet to this one call, with no inspect per container.
+    """
+    out: dict[int, dict] = {}
+    for c in listing:
+        label = (c.get("Labels") or {}).get("sliceops.slice", "")
+        if not label.isdigit():
+            continue
+        m = _HEALTH.search(c.get("Status") or "")
+        health = m[1].replace("health: ", "") if m else None
+        out[int(label)] = {
+            "name": (c.get("Names") or ["?"])[0].lstrip("/"),
+            "state": c.get("State"),
+            "health": health,
+        }
+    return out
+
+
+def read_database(target: Target, inv: Inventory, slice_stamp: str) -> dict:
+    return parse_database_state(target.run(psql_argv(inv, slice_stamp), STATUS_SQL))
+
+
+def read_containers(target: Target, inv: Inventory) -> dict[int, dict]:
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        listing = target.docker().containers(all=True, filters={"label": f"sliceops.instance={inv.instance}"})
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        raise RemoteStateError(f"the Docker engine of {inv.target} does not answer: {str(exc)[:200]}") from None
+    return parse_containers(listing)

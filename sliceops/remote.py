@@ -1,9 +1,10 @@
 """Read a target the way the deploy reaches it, for commands that only look (status, logs).
 
 `@local` runs commands here; `ssh://user@host[:port]` opens one SSH connection (paramiko, the
-inventory's `ssh_key`, host keys handled as the deploy handles them, see sliceops/target.py)
-that carries both the commands and the Docker API (`docker system dial-stdio` on the
-target), so PostgreSQL and the Docker socket are never opened to the network.
+inventory's `ssh_key`, the host key checked against `ssh_known_hosts` as the deploy checks
+it, see sliceops/hostkeys.py) that carries both the commands and the Docker API
+(`docker system dial-stdio` on the target), so PostgreSQL and the Docker socket are never
+opened to the network.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from urllib.parse import urlsplit
-
+from sliceops import hostkeys
 from sliceops.errors import RemoteStateError
 from sliceops.inventory import Inventory
 
@@ -66,18 +66,16 @@ class Target:
 
     def _client(self):
         if self._ssh is None:
-            import paramiko  # only ssh:// targets pay for it
-
-            parts = urlsplit(self.inv.target)
+            # One clear line (HostKeyError, exit 2) for an unknown or changed key, as deploy says it;
+            # the client below refuses any key but the recorded one all the same.
+            hostkeys.check(self.inv.target, self.inv.ssh_known_hosts)
+            user, hostname, port = hostkeys.ssh_parts(self.inv.target)
             client = paramiko.SSHClient()
-            # As the deploy does (target.py): disposable hosts have keys nobody has seen yet.
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            client.load_host_keys(hostkeys.known_hosts_path(self.inv.ssh_known_hosts))
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
             key = os.path.expanduser(self.inv.ssh_key) if self.inv.ssh_key else None
             try:
-                client.connect(
-                    parts.hostname or "", port=parts.port or 22, username=parts.username or "root",
-                    key_filename=key, timeout=15,
-                )
+                client.connect(hostname, port=port, username=user, key_filename=key, timeout=15)
             except (OSError, paramiko.SSHException) as exc:
                 raise RemoteStateError(f"cannot reach {self.inv.target}: {exc}") from None
             self._ssh = client

@@ -11,10 +11,11 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from sliceops import hostkeys
+from sliceops import hostkeys, plan
 from sliceops.errors import SliceopsError
 from sliceops.inventory import DEFAULT_INVENTORY, Inventory, load
 from sliceops.paths import ROOT
@@ -76,6 +77,32 @@ def cmd_deploy(inv: Inventory, args) -> int:
         return subprocess.call(pyinfra + args.extra, env=_env(inv), cwd=ROOT)
 
 
+def cmd_plan(inv: Inventory, args) -> int:
+    """What `deploy` would change, one sentence per slice, without changing anything (exit 0:
+    nothing, 3: something would change, 1: the dry run failed or the deploy would stop)."""
+    _check_host_key(inv)
+    with tempfile.TemporaryDirectory(prefix="sliceops-plan-") as tmp:
+        out = Path(tmp) / "plan.json"
+        dryrun = [sys.executable, "-m", "sliceops.dryrun", str(out),
+                  str(ROOT / "inventory" / "hosts.py"), str(ROOT / "deploy.py")]
+        # Under the deploy's lock: a plan never reads a host half-way through a deploy.
+        with _lock(inv, args.wait):
+            proc = subprocess.run(dryrun, env=_env(inv), cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0 or not out.exists():
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-30:]
+            print("\n".join(tail), file=sys.stderr)
+            print(f"sliceops: plan: the dry run of {inv.target} failed (status {proc.returncode})", file=sys.stderr)
+            return plan.FAILED
+        changes = plan.load(out.read_text())
+    for line in plan.lines(changes):
+        print(line)
+    for c in changes:
+        if c.refused:
+            print(f"sliceops: the deploy would stop: {c.detail}", file=sys.stderr)
+    print(plan.summary(changes))
+    return plan.exit_status(changes)
+
+
 def cmd_verify(inv: Inventory, args) -> int:
     _check_host_key(inv)
     spec, kwargs = testinfra_host_spec(inv)
@@ -103,7 +130,7 @@ READERS = {"status": cmd_status, "logs": cmd_logs}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sliceops", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["check", "deploy", "verify", *READERS])
+    parser.add_argument("command", choices=["check", "plan", "deploy", "verify", *READERS])
     parser.add_argument("-i", "--inventory", default=str(DEFAULT_INVENTORY), help="the YAML inventory")
     parser.add_argument("--wait", type=float, default=600, help="seconds to wait for a concurrent deploy")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -117,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = extra
     try:
         inv = load(args.inventory)
-        return {"check": cmd_check, "deploy": cmd_deploy, "verify": cmd_verify, **READERS}[args.command](inv, args)
+        return {"check": cmd_check, "plan": cmd_plan, "deploy": cmd_deploy, "verify": cmd_verify, **READERS}[args.command](inv, args)
     except SliceopsError as exc:
         print(f"sliceops: {exc}", file=sys.stderr)
         return 2

@@ -127,6 +127,13 @@ class DockerNetwork(FactBase):
         return None
 
 
+def _json_or_none(text: str | None):
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
 class SliceContainers(FactBase):
     """Every container labelled `sliceops.instance=<instance>`, and the checksums of the
     instance's slice credential files, in one shell on the target (two docker calls).
@@ -136,7 +143,8 @@ class SliceContainers(FactBase):
      "env_sha256": {"wa_slice_1.env": sha256 hex, ...}}.
     `state` is Docker's (running, exited, created, restarting, paused, dead); `spec` the
     `sliceops.spec` label; `slice` the int of the `sliceops.slice` label (None if malformed);
-    `health` the HEALTHCHECK's status or None. The env files hold passwords: only their
+    `health` the HEALTHCHECK's status or None; `spec_fields` the spec it was run with (its
+    `sliceops.spec.fields` label, None on containers from before that label). The env files hold passwords: only their
     sha256 leaves the target, so a rotated password changes the spec.
     """
 
@@ -178,6 +186,7 @@ class SliceContainers(FactBase):
                 "state": state.get("Status"),
                 "health": (state.get("Health") or {}).get("Status"),
                 "spec": labels.get("sliceops.spec"),
+                "spec_fields": _json_or_none(labels.get("sliceops.spec.fields")),
                 "slice": int(slice_label) if slice_label.isdigit() else None,
                 "image": raw.get("image"),
                 "started_at": state.get("StartedAt"),

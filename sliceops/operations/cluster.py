@@ -6,7 +6,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from sliceops import factcache
+from sliceops import factcache, plan
 from sliceops.facts.host import ServiceState
 from sliceops.facts.postgres import PgCluster
 from sliceops.operations.service import init_system
@@ -47,7 +47,8 @@ def cluster_running(version: int, cluster: str):
 def cluster_reload(version: int, cluster: str):
     """Reload, then restart only if PostgreSQL says a changed setting waits for one
     (listen_addresses, port, shared_buffers, max_connections ...). Run it with
-    `_if=any_changed(...)` on the configuration files' operations."""
+    `_if=changed(...)` on the configuration files' operations."""
+    plan.record(f"postgres {version}/{cluster}", "reloaded", "configuration changed (restarted if a setting needs it)")
     systemd = init_system() == "systemd"
     restart = f"systemctl restart {_unit(version, cluster)}" if systemd else f"pg_ctlcluster {version} {cluster} restart"
     # The running port is line 4 of postmaster.pid: the config file may already name a new one.

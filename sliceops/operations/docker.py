@@ -19,7 +19,7 @@ from pathlib import Path
 from pyinfra import host, logger, state
 from pyinfra.api import StringCommand, operation
 
-from sliceops import factcache
+from sliceops import factcache, plan
 from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.facts.docker import DockerImage, DockerNetwork, ImageLabels, SliceContainers
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory, Slice
@@ -96,6 +96,7 @@ def image_built(inv: Inventory, images_dir: str):
     if labels is not None and labels.get(RECIPE_LABEL) == digest:
         host.noop(f"slice image {image} is built from the current images/slice-backend")
         return
+    plan.record("slice image", "rebuilt" if labels is not None else "built", f"{image} from images/slice-backend")
     yield StringCommand(build_command(images_dir, image, digest))
 
 
@@ -152,6 +153,7 @@ def network(inv: Inventory):
     if not commands:
         host.noop(f"network {inv.network} exists ({inv.docker.subnet}, inter-container traffic off)")
         return
+    plan.record(f"network {inv.network}", "recreated" if len(commands) > 1 else "created", inv.docker.subnet)
     yield StringCommand(" && ".join(commands))
 
 
@@ -195,6 +197,48 @@ def spec_hash(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+SPEC_FIELDS_LABEL = "sliceops.spec.fields"
+
+
+def spec_label(spec: dict) -> str:
+    """The spec as a container label: canonical JSON, the credentials file's checksum cut to
+    12 characters (enough to see it changed; the full one stays in the spec's hash)."""
+    shown = dict(spec, env_file_sha256=(spec.get("env_file_sha256") or "")[:12] or None)
+    return json.dumps(shown, sort_keys=True, separators=(",", ":"))
+
+
+def spec_changes(old: dict | None, new: dict) -> list[str]:
+    """What differs between a container's recorded spec and the desired one, in words."""
+    if not old:
+        return ["spec changed"]
+    new = json.loads(spec_label(new))
+    words = {
+        "memory": "memory", "cpus": "cpus", "pids_limit": "pids", "publish": "published on",
+        "health_interval": "health check interval (s)", "network": "network", "volumes": "mounts",
+    }
+    out = []
+    for key in sorted(set(old) | set(new)):
+        was, now = old.get(key), new.get(key)
+        if was == now:
+            continue
+        if key == "image":
+            out.append("image rebuilt" if str(now).startswith("(unbuilt") else
+                       f"image {str(was)[7:19]} -> {str(now)[7:19]}")
+        elif key == "env_file_sha256":
+            out.append("credentials changed")
+        elif key in words:
+            out.append(f"{words[key]} {_show(was)} -> {_show(now)}")
+        else:
+            out.append(f"{key} changed")
+    return out or ["spec changed"]
+
+
+def _show(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def run_command(inv: Inventory, s: Slice, spec: dict) -> str:
     """The `docker run` of a spec; every option comes from the spec, so the hash covers them all."""
     q = shlex.quote
@@ -203,6 +247,8 @@ def run_command(inv: Inventory, s: Slice, spec: dict) -> str:
         "--label", f"sliceops.instance={inv.instance}",
         "--label", f"sliceops.slice={s.id}",
         "--label", f"sliceops.spec={spec_hash(spec)}",
+        # The spec itself, so `sliceops plan` can say what a recreate changes (memory 256m -> 512m).
+        "--label", f"{SPEC_FIELDS_LABEL}={spec_label(spec)}",
     ]
     for key, value in spec["env"].items():
         args += ["--env", f"{key}={value}"]
@@ -335,17 +381,52 @@ def containers(inv: Inventory):
     image_id = host.get_fact(DockerImage, image=image)
     have = factcache.get(SliceContainers, instance=inv.instance, secrets_dir=inv.secrets_dir)
     # Before execution the image may still be unbuilt; any placeholder differs from every label.
-    plan = container_plan(inv, have, image_id or f"(unbuilt {image})")
-    if plan.orphans and _once():
+    if not state.is_executing and plan.planned("slice image"):
+        image_id = None  # a dry run: the image the deploy would build is not there yet
+    todo = container_plan(inv, have, image_id or f"(unbuilt {image})")
+    if todo.orphans and _once():
         logger.warning(
             f"{host.print_prefix}orphan slice containers (their slices are not in {inv.path}), "
-            f"left alone: {', '.join(plan.orphans)}"
+            f"left alone: {', '.join(todo.orphans)}"
         )
-    if not plan.commands:
+    _plan_containers(inv, have, image_id or f"(unbuilt {image})", todo)
+    if not todo.commands:
         running = sum(1 for s in inv.slices if s.in_service)
         suspended = sum(1 for s in inv.slices if s.status == SUSPENDED)
         host.noop(f"{running} slice containers run their current spec; {suspended} suspended stopped")
         return
     if state.is_executing:
-        _ready_for_execution(inv, have, image_id, plan)
-    yield from as_script(inv.share_dir, "containers", plan_script(plan))
+        _ready_for_execution(inv, have, image_id, todo)
+    yield from as_script(inv.share_dir, "containers", plan_script(todo))
+
+
+def _plan_containers(inv: Inventory, have: dict | None, image_id: str, todo: ContainerPlan) -> None:
+    """Tell `sliceops plan` what `todo` does to each slice."""
+    have = have or {"containers": {}, "env_sha256": {}}
+    for s in inv.slices:
+        name = inv.container_name(s.id)
+        env = have["env_sha256"].get(f"{s.login_role}.env")
+        if name in todo.created:
+            # No credentials yet: the slice itself is new (the roles step writes them first).
+            if env is None:
+                plan.for_slice(s.id, "new", f"container on 127.0.0.1:{s.port}")
+            else:
+                plan.for_slice(s.id, "container created", f"on 127.0.0.1:{s.port}")
+        elif name in todo.recreated:
+            cur = have["containers"][name]
+            if cur["state"] == "dead":
+                plan.for_slice(s.id, "container recreated", "it was dead")
+                continue
+            old = cur.get("spec_fields")
+            for change in spec_changes(old, desired_spec(inv, s, image_id, env)):
+                plan.for_slice(s.id, "container recreated", change)
+        elif name in todo.started:
+            plan.for_slice(s.id, "container started", "it was stopped")
+        elif name in todo.stopped:
+            plan.for_slice(s.id, "suspended", "container stopped")
+    for name in todo.orphans:
+        sid = have["containers"][name].get("slice")
+        if sid is not None:
+            plan.for_slice(sid, "orphan, left intact", changes=False)
+        else:
+            plan.record(f"container {name}", "orphan, left intact", changes=False)

@@ -13,7 +13,7 @@ from pyinfra import host, logger
 from sliceops.operations.util import refuses
 from pyinfra.api import StringCommand, operation
 
-from sliceops import factcache
+from sliceops import factcache, plan
 from sliceops.facts.docker import SliceContainers
 from sliceops.inventory import DESTROYING, Inventory
 from sliceops.operations.postgres import assert_destroy_allowed, fleet
@@ -39,6 +39,7 @@ def preflight(inv: Inventory):
     assert_destroy_allowed(inv, state["slices"] if state else None)
     lost = orphans(inv, state)
     for sid in lost:
+        plan.for_slice(sid, "orphan, left intact", changes=False)
         logger.warning(
             f"{host.print_prefix}orphan slice {sid}: on the host (database wa_slice_{sid} or gateway row) "
             f"but not in {inv.path}; left intact. Add it back, or list it with status: destroying to remove it."
@@ -105,5 +106,7 @@ def destroyed(inv: Inventory, stamp: str):
         n = sum(1 for s in inv.slices if s.status == DESTROYING)
         host.noop(f"{n} slice(s) marked destroying, none left on the host")
         return
+    for sid in todo:
+        plan.for_slice(sid, "destroyed", "verified backup, then container, database, role, gateway row and data removed")
     for sid in todo:
         yield StringCommand(destroy_script(inv, sid, stamp))

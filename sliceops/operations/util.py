@@ -8,12 +8,14 @@ import shlex
 
 from pyinfra.api import FileUploadCommand, StringCommand
 
+from sliceops import plan
 from sliceops.errors import SliceopsError
 
 
 def refusal(message: str) -> StringCommand:
     """A command that fails with one line: pyinfra reports the operation as failed and stops
     the host there, without the traceback an exception in an operation would print."""
+    plan.refused(message)
     return StringCommand(f"echo {shlex.quote('sliceops: ' + message)} >&2; exit 1")
 
 
@@ -41,3 +43,32 @@ def as_script(directory: str, label: str, text: str):
     yield StringCommand(f"mkdir -p {directory}")
     yield FileUploadCommand(io.BytesIO(text.encode()), path)
     yield StringCommand(f"sh {path}; rc=$?; rm -f {path}; exit $rc")
+
+
+class Changes:
+    """Whether any of these operations changes the host, as a condition (`_if=`, a restart's
+    `restart_if=`): `did_change()` once they ran, their planned change during a dry run
+    (`sliceops plan`), where nothing ran and pyinfra's own `any_changed` cannot answer.
+    Keyword labels say what changed ("configuration"), for the plan's sentences."""
+
+    def __init__(self, *ops, **labelled):
+        self.ops = {**{f"step {i + 1}": op for i, op in enumerate(ops)}, **labelled}
+
+    @staticmethod
+    def _changes(op) -> bool:
+        return op.did_change() if op.is_complete() else bool(op.will_change)
+
+    def which(self) -> list[str]:
+        return [label for label, op in self.ops.items() if self._changes(op)]
+
+    def explain(self) -> None:
+        """The plan names the change these operations make through the operation they trigger."""
+        for op in self.ops.values():
+            op.sliceops_explained = True
+
+    def __call__(self) -> bool:
+        return bool(self.which())
+
+
+def changed(*ops, **labelled) -> Changes:
+    return Changes(*ops, **labelled)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.operations import files
-from pyinfra.operations.util import any_changed
 
 from sliceops import factcache
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import Inventory
 from sliceops.operations import service, system
 from sliceops.operations.engine import client_only, engine_answers
+from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
 
 
@@ -21,7 +21,7 @@ def converge(inv: Inventory) -> None:
         return
     system.packages(name="Install the Docker engine (docker.io)", names=["docker.io"])
     if factcache.get(InitSystem) == "systemd":
-        service.running(name="Run the Docker engine", service_name="docker")
+        service.running(name="Run the Docker engine", service_name="docker", subject="docker engine")
         return
     script = files.template(
         name="Install the Docker engine's init script (/etc/init.d/sliceops-docker)",
@@ -30,4 +30,5 @@ def converge(inv: Inventory) -> None:
         mode="755",
     )
     service.running(name="Run the Docker engine (restarted if its init script changed)",
-                    service_name="sliceops-docker", restart_if=any_changed(script))
+                    service_name="sliceops-docker", subject="docker engine",
+                    restart_if=changed(**{"init script": script}))

@@ -8,13 +8,13 @@ import json
 
 from pyinfra import host
 from pyinfra.operations import files, server
-from pyinfra.operations.util import any_changed
 
 from sliceops import factcache
 from sliceops.bundle import digest, tarball
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
 from sliceops.operations import service, system
+from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
 
 USER = "sliceops-monitor"
@@ -112,5 +112,6 @@ def converge(inv: Inventory) -> None:
         )
     service.running(
         name=f"Run the monitor ({name}; restarted if its code or configuration changed)",
-        service_name=name, restart_if=any_changed(code, conf, unit),
+        service_name=name, subject="monitor",
+        restart_if=changed(code=code, configuration=conf, unit=unit),
     )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.operations import files, server
-from pyinfra.operations.util import any_changed
 
 from sliceops.facts.host import MemTotal
 from sliceops.inventory import Inventory
 from sliceops.operations import cluster, system
+from sliceops.operations.util import changed
 from sliceops.operations.postgres import MONITOR_ROLE
 from sliceops.tuning import listen_addresses, pg_tuning
 from sliceops.paths import TEMPLATES
@@ -30,7 +30,7 @@ def converge(inv: Inventory) -> None:
         name="Apply /etc/sysctl.d/60-sliceops.conf",
         # Inside a container /proc/sys may be read-only: then the host decides, and we say so.
         commands=["sysctl -q -p /etc/sysctl.d/60-sliceops.conf || echo 'sliceops: could not apply net.ipv4.ip_nonlocal_bind here'"],
-        _if=nonlocal_bind.did_change,
+        _if=changed(nonlocal_bind),
     )
     etc = f"/etc/postgresql/{pg.version}/{inv.cluster}"
     ram = host.get_fact(MemTotal)
@@ -61,5 +61,5 @@ def converge(inv: Inventory) -> None:
         name=f"Reload cluster {pg.version}/{inv.cluster} (restart only if a setting needs it)",
         version=pg.version,
         cluster=inv.cluster,
-        _if=any_changed(conf, hba, ident),
+        _if=changed(conf, hba, ident),
     )

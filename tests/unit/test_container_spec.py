@@ -3,6 +3,7 @@ is run with moves, and the plan, given the docker facts, is exactly these comman
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import types
 
@@ -125,7 +126,7 @@ def test_spec_carries_the_hardening_and_no_secret(tmp_path):
 # a change to the spec recreates every slice container on every host, so it must be deliberate.
 RUN_1 = (
     "docker run -d --name wa-slice-1 --label sliceops.instance=main --label sliceops.slice=1 "
-    "--label sliceops.spec={hash} --env SLICE_ID=1 --env PORT=5001 "
+    "--label sliceops.spec={hash} --label {fields} --env SLICE_ID=1 --env PORT=5001 "
     "--env-file /etc/sliceops/main/secrets/wa_slice_1.env --publish 127.0.0.1:5001:5001 "
     "--network sliceops-main --user 10001:10001 --read-only --tmpfs /tmp "
     "--volume /srv/sliceops/main/slices/1:/data --security-opt no-new-privileges --cap-drop ALL "
@@ -156,7 +157,8 @@ def test_fresh_host_runs_every_in_service_slice(tmp_path):
     assert plan.commands[0] == (
         "install -d -o 10001 -g sliceops-monitor -m 2750 /srv/sliceops/main/slices/1 /srv/sliceops/main/slices/3"
     )
-    assert plan.commands[1] == RUN_1.format(hash=RUN_1_HASH)
+    fields = shlex.quote("sliceops.spec.fields=" + op.spec_label(spec_of(inv)))
+    assert plan.commands[1] == RUN_1.format(hash=RUN_1_HASH, fields=fields)
     assert plan.commands[2] == _run(inv, 3, SHA[3])
     assert len(plan.commands) == 3
     assert (plan.created, plan.recreated, plan.started, plan.stopped) == (["wa-slice-1", "wa-slice-3"], [], [], [])
@@ -415,7 +417,7 @@ def test_slice_containers_parse():
     assert got["env_sha256"] == {"wa_slice_1.env": "3f" + "0" * 62}
     assert got["containers"]["wa-slice-1"] == {
         "id": "abc", "state": "running", "health": "healthy", "spec": "h1", "slice": 1,
-        "image": "sha256:9", "started_at": "2026-01-01T00:00:00Z",
+        "image": "sha256:9", "started_at": "2026-01-01T00:00:00Z", "spec_fields": None,
     }
     assert got["containers"]["wa-slice-x"]["slice"] is None and got["containers"]["wa-slice-x"]["health"] is None
     assert SliceContainers.parse([]) == {"containers": {}, "env_sha256": {}}

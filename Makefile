@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PYTEST = $(VENV)/bin/python -m pytest
 
-.PHONY: deploy test verify check status unit integration host e2e test-deps clean
+.PHONY: deploy plan test verify check status unit integration host e2e test-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 
 check: $(VENV)/.installed
 	$(VENV)/bin/sliceops check --inventory $(INVENTORY)
+
+plan: $(VENV)/.installed
+	$(VENV)/bin/sliceops plan --inventory $(INVENTORY)
 
 deploy: $(VENV)/.installed
 	$(VENV)/bin/sliceops deploy --inventory $(INVENTORY)

@@ -112,19 +112,23 @@ def cmd_verify(inv: Inventory, args) -> int:
     return subprocess.call(pytest + args.extra, env=_env(inv), cwd=ROOT)
 
 
-def cmd_status(inv: Inventory, args) -> int:
-    from sliceops.status.command import run
+def _reader(command: str):
+    """The module of a command that only reads the target; it parses its own options."""
+    if command == "status":
+        from sliceops.status import command as module
+    else:
+        from sliceops import logs as module
+    return module
 
-    return run(inv, args.rest)
+
+def cmd_status(inv: Inventory, args) -> int:
+    return _reader("status").run(inv, args.rest)
 
 
 def cmd_logs(inv: Inventory, args) -> int:
-    from sliceops.logs import run
-
-    return run(inv, args.rest)
+    return _reader("logs").run(inv, args.rest)
 
 
-# Commands that only read the target; each parses its own options (`sliceops status -h`).
 READERS = {"status": cmd_status, "logs": cmd_logs}
 
 
@@ -138,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser.epilog = "Arguments after -- are passed to pyinfra (deploy) or pytest (verify)."
+    reader = next((word for word in argv if word in READERS), None)
+    if reader and {"-h", "--help"} & set(argv):
+        _reader(reader).parser().print_help()  # `sliceops status -h`: its own options
+        return 0
     args, args.rest = parser.parse_known_args(argv)
     if args.rest and args.command not in READERS:
         parser.error(f"unrecognized arguments: {' '.join(args.rest)}")

@@ -29,7 +29,8 @@ class UsageError(ValueError):
 
 
 def parser() -> OneLineParser:
-    p = OneLineParser(prog="sliceops logs", description="A slice container's logs.")
+    p = OneLineParser(prog="sliceops logs", description="A slice container's logs.",
+                        epilog="The target is the one of -i/--inventory FILE (default: inventory/slices.yaml).")
     p.add_argument("slice_id", type=int, metavar="ID", help="the slice's id in the inventory")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
     p.add_argument("--since", metavar="WHEN", help="only lines newer than 30s, 10m, 2h, 1d or an ISO time")

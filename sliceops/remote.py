@@ -64,6 +64,11 @@ class Target:
 
     # ------------------------------------------------------------------ ssh
 
+    def connect(self) -> None:
+        """Open the SSH connection now (nothing to open for @local), before threads share it."""
+        if not self.is_local:
+            self._client()
+
     def _client(self):
         if self._ssh is None:
             # One clear line (HostKeyError, exit 2) for an unknown or changed key, as deploy says it;

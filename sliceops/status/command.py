@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from sliceops.errors import RemoteStateError
 from sliceops.inventory import Inventory
@@ -19,7 +20,8 @@ from sliceops.usage import OneLineParser
 
 
 def parser() -> OneLineParser:
-    p = OneLineParser(prog="sliceops status", description="Summary and one row per slice of the target.")
+    p = OneLineParser(prog="sliceops status", description="Summary and one row per slice of the target.",
+                        epilog="The target is the one of -i/--inventory FILE (default: inventory/slices.yaml).")
     p.add_argument("--sort", choices=model.SORT_KEYS, default="id",
                    help="largest memory/CPU/disk share first, or stalest telemetry first (default: by id)")
     p.add_argument("--json", action="store_true", help="the stable JSON shape documented in the README")
@@ -37,9 +39,13 @@ def collect(inv: Inventory) -> list[model.SliceStatus]:
     from sliceops.operations.postgres import slice_stamp  # the stamp the deploy would write
 
     with Target(inv) as target:
-        db = gather.read_database(target, inv, slice_stamp(inv))
-        containers = gather.read_containers(target, inv)
-    return model.build_rows(inv, db, containers)
+        target.connect()  # over SSH, one connection both reads share
+        # psql runs in its own process (here or on the target) while this one imports the
+        # docker SDK and lists the containers.
+        with ThreadPoolExecutor(1) as pool:
+            db = pool.submit(gather.read_database, target, inv, slice_stamp(inv))
+            containers = gather.read_containers(target, inv)
+            return model.build_rows(inv, db.result(), containers)
 
 
 def run(inv: Inventory, argv: list[str]) -> int:

@@ -374,3 +374,30 @@ def test_credentials_in_urls_are_masked():
     line = "boot DATABASE_URL=postgresql://wa_slice_1:s3cretPassw0rd@172.30.0.1:5432/wa_slice_1 ok"
     assert logs.mask(line) == "boot DATABASE_URL=postgresql://wa_slice_1:***@172.30.0.1:5432/wa_slice_1 ok"
     assert logs.mask("GET /health 200") == "GET /health 200"
+
+
+# ----------------------------------------------------------------- the command line
+
+
+def _cli(*args: str):
+    import subprocess
+    import sys
+
+    from sliceops.paths import ROOT
+
+    return subprocess.run([sys.executable, "-m", "sliceops.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_subcommand_help_shows_its_own_options_and_other_commands_still_refuse_strangers():
+    helped = _cli("status", "-h")
+    assert helped.returncode == 0 and "--sort" in helped.stdout and "--find" in helped.stdout
+    refused = _cli("check", "--sort", "mem")
+    assert refused.returncode == 2 and "unrecognized arguments: --sort mem" in refused.stderr
+
+
+def test_a_bad_option_value_is_one_line_and_status_2():
+    proc = _cli("logs", "1", "--since", "yesterday")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "sliceops: logs: --since: 'yesterday' is not a duration (30s, 10m, 2h, 1d) or an ISO time"]

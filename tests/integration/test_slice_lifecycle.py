@@ -180,7 +180,8 @@ def test_an_assigned_slice_is_not_destroyed_without_force(fleet):
 
 
 def test_destroy_takes_a_verified_backup_that_restores(fleet):
-    su("wa_slice_2", "INSERT INTO public.contacts (wa_id, name) VALUES ('4915550001@c.us', 'Ada')")
+    su("wa_slice_2", 'INSERT INTO public."user" (id, name, email, "emailVerified", "createdAt", "updatedAt") '
+                    "VALUES ('u-ada', 'Ada', 'ada@example.com', true, now(), now())")
     sh("docker", "exec", NAME(2), "sh", "-c", "echo CONNECTED > /data/wa_state")
     fleet.write([{"id": 1}, {"id": 2, "memory": "300m", "status": "destroying", "force": True}, {"id": 3}])
     out = run_deploy(fleet.path)
@@ -198,7 +199,7 @@ def test_destroy_takes_a_verified_backup_that_restores(fleet):
     su("postgres", "CREATE DATABASE itsl_restore")
     try:
         sh("sh", "-c", f"runuser -u postgres -- pg_restore --no-owner --no-acl --exit-on-error -p {PG_PORT} -d itsl_restore < {dump[1]}")
-        assert su("itsl_restore", "SELECT name FROM public.contacts WHERE wa_id = '4915550001@c.us'") == "Ada"
+        assert su("itsl_restore", "SELECT name FROM public.\"user\" WHERE id = 'u-ada'") == "Ada"
     finally:
         su("postgres", "DROP DATABASE IF EXISTS itsl_restore")
     listing = sh("tar", "-tzf", archive[1]).stdout

@@ -272,8 +272,12 @@ def _plan_databases(inv: Inventory, have: dict, sql: list[str]) -> None:
 
 
 def _tenant_grants(owner: str, tenant: str) -> str:
+    """DML on the slice schema, nothing more (sliceops owns the schema: the app's own migrator
+    is not run), and sessions in UTC: seed 004's columns are `timestamp`, so the app reads
+    back what it wrote whatever the server's zone."""
     privs = "SELECT, INSERT, UPDATE, DELETE"
     return "\n".join([
+        f'ALTER ROLE "{tenant}" SET timezone = \'UTC\';',
         f'GRANT USAGE ON SCHEMA public TO "{tenant}";',
         f'GRANT {privs} ON ALL TABLES IN SCHEMA public TO "{tenant}";',
         f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{tenant}";',

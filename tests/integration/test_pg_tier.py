@@ -181,6 +181,45 @@ def test_slice_role_can_use_its_tables_but_not_change_the_schema(converged):
             conn.execute("CREATE TABLE public.intruder (id int)")
 
 
+def test_a_converged_slice_database_is_seed_004s_schema(converged):
+    from tests.integration import _seed004
+
+    with _connect("wa_slice_1", "wa_slice_1") as conn:
+        assert _seed004.differences(conn) == []
+
+
+def test_tenant_sessions_run_in_utc(converged):
+    """seed 004's columns are timestamp: the app must read back what it wrote, whatever the server's zone."""
+    su("postgres", "ALTER SYSTEM SET timezone = 'America/New_York'")
+    su("postgres", "SELECT pg_reload_conf()")
+    try:
+        with _connect("wa_slice_2", "wa_slice_2") as conn:
+            assert conn.execute("SHOW timezone").fetchone()[0] == "UTC"
+            (stored,) = conn.execute("SELECT now()::timestamp = (now() AT TIME ZONE 'UTC')").fetchone()
+            assert stored
+    finally:
+        su("postgres", "ALTER SYSTEM RESET timezone")
+        su("postgres", "SELECT pg_reload_conf()")
+
+
+def test_seed_004s_example_queries_run_as_the_tenant_on_their_indexes(converged):
+    """Seed 004's three queries, as the SQL Drizzle sends, by the tenant role; sequential scans
+    are disabled so the few rows written here do not decide the plan."""
+    from tests.integration import _seed_queries as schema
+
+    with _connect("wa_slice_3", "wa_slice_3") as conn:
+        # 300 accounts: three of them have a number divisible by 97, the accounts the queries pick
+        for statement in schema.load_statements(users=20, accounts=300)[:6]:
+            conn.execute(statement)
+        conn.execute("SET enable_seqscan = off")
+        for case, (template, expected, result_ok) in schema.SEED_QUERIES.items():
+            query = schema.query_for(conn, template)
+            used, shown = schema.indexes_used(conn, query)
+            assert expected <= used, f"{case}: expected {expected}, plan used {used or 'no index'}\n{shown}"
+            assert result_ok(conn.execute(query).fetchall()), case
+        conn.rollback()
+
+
 def test_public_cannot_connect_anywhere(converged):
     su("postgres", "DROP ROLE IF EXISTS itpg_stranger")
     su("postgres", "CREATE ROLE itpg_stranger LOGIN PASSWORD 'stranger-pw'")

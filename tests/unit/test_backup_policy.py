@@ -1,0 +1,105 @@
+"""The backup agent's pure parts: retention by daily and weekly counts, the choice of the
+backup a restore uses, checksums against the manifest, and times on the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from sliceops_backup import store
+
+T0 = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.timezone.utc)  # a Tuesday
+
+
+def make(tmp_path: Path, days_ago: float, kind: str = "scheduled", verified: bool = True) -> store.Backup:
+    started = T0 - dt.timedelta(days=days_ago)
+    folder = tmp_path / f"{started.strftime(store.STAMP)}-{kind}-{verified}"
+    folder.mkdir()
+    manifest = {"started": store.iso(started), "kind": kind, "verified": verified, "files": []}
+    return store.Backup(folder, manifest)
+
+
+def names(backups) -> set[float]:
+    return {b.path.name for b in backups}
+
+
+def test_keeps_the_newest_of_each_recent_day_and_week_and_prunes_the_rest(tmp_path):
+    nightly = [make(tmp_path, d) for d in range(40, -1, -1)]  # 41 nights, oldest first
+    gone = store.to_prune(nightly, keep_daily=7, keep_weekly=4)
+    kept = [b for b in nightly if b not in gone]
+    ages = sorted((T0 - b.started).days for b in kept)
+    # 7 most recent days, plus the newest of each of the 4 most recent ISO weeks
+    # (this week's and last week's are among the 7 days already).
+    assert ages[:7] == [0, 1, 2, 3, 4, 5, 6]
+    weeks = {b.started.isocalendar()[:2] for b in kept}
+    assert len(weeks) == 4 and len(kept) == 9
+    assert all((T0 - b.started).days <= 27 for b in kept)
+
+
+def test_two_backups_on_one_day_count_once(tmp_path):
+    backups = [make(tmp_path, 1.2), make(tmp_path, 1.1), make(tmp_path, 0.1), make(tmp_path, 0)]
+    gone = store.to_prune(backups, keep_daily=1, keep_weekly=0)
+    assert [b.path for b in gone] == [b.path for b in backups[:3]]
+
+
+def test_a_failed_backup_never_takes_a_good_ones_place(tmp_path):
+    good_old = make(tmp_path, 2)
+    good = make(tmp_path, 1)
+    failed = make(tmp_path, 0, verified=False)
+    gone = store.to_prune([good_old, good, failed], keep_daily=1, keep_weekly=0)
+    # The failed one is newer than the newest good one: it stays, visible; it keeps no day.
+    assert names(gone) == {good_old.path.name}
+    older_failure = make(tmp_path, 1.5, verified=False)
+    gone = store.to_prune([good_old, older_failure, good], keep_daily=1, keep_weekly=0)
+    assert names(gone) == {good_old.path.name, older_failure.path.name}
+
+
+def test_a_final_backup_is_never_pruned(tmp_path):
+    final = make(tmp_path, 400, kind="final")
+    recent = [make(tmp_path, d) for d in (2, 1, 0)]
+    assert final not in store.to_prune([final, *recent], keep_daily=1, keep_weekly=0)
+
+
+def test_nothing_is_pruned_while_no_backup_verified(tmp_path):
+    failed = [make(tmp_path, d, verified=False) for d in (3, 2, 1)]
+    assert store.to_prune(failed, keep_daily=1, keep_weekly=0) == []
+
+
+def test_latest_verified_at_or_before_a_time(tmp_path):
+    backups = [make(tmp_path, 3), make(tmp_path, 2), make(tmp_path, 1, verified=False), make(tmp_path, 0)]
+    assert store.latest_verified(backups) is backups[3]
+    assert store.latest_verified(backups, T0 - dt.timedelta(days=1)) is backups[1]
+    assert store.latest_verified(backups, T0 - dt.timedelta(days=10)) is None
+    # A restore's own safety copy is chosen only by name (--from).
+    assert store.latest_verified([*backups, make(tmp_path, -1, kind="pre-restore")]) is backups[3]
+
+
+def test_checksums_catch_a_changed_or_missing_file(tmp_path):
+    folder = tmp_path / "b"
+    folder.mkdir()
+    (folder / "x.dump").write_bytes(b"abc")
+    manifest = {"started": store.iso(T0), "files": [
+        {"role": "database", "name": "x.dump", "size": 3, "sha256": store.sha256(folder / "x.dump")},
+        {"role": "data", "name": "data.tar.gz", "size": 1, "sha256": "0" * 64},
+    ]}
+    store.write_manifest(folder, manifest)
+    b = store.read(folder)
+    assert json.loads((folder / "manifest.json").read_text()) == manifest
+    assert [p.endswith("data.tar.gz: missing") for p in store.checksum_problems(b)] == [True]
+    (folder / "data.tar.gz").write_bytes(b"z")
+    (folder / "x.dump").write_bytes(b"abd")
+    assert store.checksum_problems(b) == [f"{folder}/x.dump: checksum does not match the manifest",
+                                          f"{folder}/data.tar.gz: checksum does not match the manifest"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026-12-01T03:00", T0),
+    ("2026-12-01 03:00:00Z", T0),
+    ("2026-12-01T04:00:00+01:00", T0),
+    ("2026-12-01", T0 - dt.timedelta(hours=3)),
+])
+def test_times_are_utc_unless_they_say_otherwise(text, expected):
+    assert store.parse_time(text) == expected

@@ -8,7 +8,7 @@ from pyinfra import host, state
 from sliceops import report
 from sliceops.inventory import load
 from sliceops.operations import lifecycle
-from sliceops.tasks import databases, docker_engine, monitor, postgres_server, slices
+from sliceops.tasks import backups, databases, docker_engine, monitor, postgres_server, slices
 
 report.install(state)  # relay "applied 0002_x to wa_slice_3"-style lines at default verbosity
 inv = load(host.data.sliceops_inventory)
@@ -17,5 +17,6 @@ lifecycle.preflight(name="Check the inventory's requests are safe", inv=inv)  # 
 docker_engine.converge(inv)  # Docker engine installed and running (or checked, if provided)
 postgres_server.converge(inv)  # PostgreSQL installed, configured, running, enabled at boot
 databases.converge(inv)  # roles and secrets, databases, migrations, gateway.slices rows
+backups.converge(inv)  # backup agent and its nightly schedule (the destroy uses it too)
 slices.converge(inv)  # image, isolated network, one container per slice, destroys
 monitor.converge(inv)  # the monitor service: telemetry every interval, hourly prune

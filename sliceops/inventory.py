@@ -92,6 +92,21 @@ class MonitorSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    schedule: str = "03:00"
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    dir: str | None = None
+    drill: str = "weekly"
+    parallel: int = 2
+
+    @property
+    def hour_minute(self) -> tuple[int, int]:
+        hour, minute = self.schedule.split(":")
+        return int(hour), int(minute)
+
+
+@dataclass(frozen=True)
 class Slice:
     id: int
     port: int
@@ -128,6 +143,7 @@ class Inventory:
     slices: tuple[Slice, ...]
     ssh_key: str | None = None
     ssh_known_hosts: str | None = None
+    backups: BackupSettings = field(default_factory=BackupSettings)
     lines: dict = field(default_factory=dict, compare=False, repr=False)
 
     # Names derived from the instance, so two environments can share one host.
@@ -168,7 +184,33 @@ class Inventory:
 
     @property
     def backup_dir(self) -> str:
-        return f"{self.slice_defaults.backup_dir}/{self.instance}"
+        return f"{self.backups.dir or self.slice_defaults.backup_dir}/{self.instance}"
+
+    def backup_lock(self, slice_id: int | None) -> str:
+        """The flock a backup, a restore and the destroy of one slice (None: the gateway) share."""
+        return f"/run/lock/sliceops-{self.instance}-backup-{'gateway' if slice_id is None else slice_id}.lock"
+
+    @property
+    def backup_agent(self) -> str:
+        """The backup agent's folder on the target (its entry point: sliceops-backup)."""
+        return f"{self.share_dir}/backup"
+
+    @property
+    def backup_config(self) -> str:
+        return f"{self.etc_dir}/backup.json"
+
+    @property
+    def backup_state(self) -> str:
+        """Results of the backup runs (JSON), readable by the monitor's group."""
+        return f"/var/lib/sliceops/{self.instance}/backups.json"
+
+    @property
+    def backup_service(self) -> str:
+        return f"sliceops-backup-{self.instance}"
+
+    def backup_command(self, *args: str) -> list[str]:
+        """argv running the backup agent on the target (root)."""
+        return ["/usr/bin/python3", f"{self.backup_agent}/sliceops-backup", "--config", self.backup_config, *args]
 
     @property
     def monitor_service(self) -> str:
@@ -392,6 +434,7 @@ def _build(shown: str, data: dict, lines: dict) -> Inventory:
     sd = {**_defaults("slice_defaults"), **data.get("slice_defaults", {})}
     dk = {**_defaults("docker"), **data.get("docker", {})}
     mo = {**_defaults("monitor"), **data.get("monitor", {})}
+    bk = {**_defaults("backups"), **data.get("backups", {})}
     slices = tuple(
         sorted(
             (
@@ -421,5 +464,6 @@ def _build(shown: str, data: dict, lines: dict) -> Inventory:
         docker=DockerSettings(**dk),
         monitor=MonitorSettings(**{**mo, "health_timeout": float(mo["health_timeout"])}),
         slices=slices,
+        backups=BackupSettings(**bk),
         lines=lines,
     )

@@ -60,11 +60,16 @@ def teardown_instance(instance: str, pg_version: int = 15) -> None:
     sh(f"/etc/init.d/sliceops-monitor-{instance} stop; systemctl stop sliceops-monitor-{instance}")
     sh(f"rm -f /etc/init.d/sliceops-monitor-{instance}; update-rc.d sliceops-monitor-{instance} remove")
     sh(f"rm -f /run/sliceops-monitor-{instance}.pid /var/log/sliceops/sliceops-monitor-{instance}.log*")
+    # Backups: the schedule (cron entry or systemd timer), its log, its results and locks.
+    sh(f"systemctl disable --now sliceops-backup-{instance}.timer; "
+       f"rm -f /etc/systemd/system/sliceops-backup-{instance}.service /etc/systemd/system/sliceops-backup-{instance}.timer")
+    sh(f"rm -f /etc/cron.d/sliceops-backup-{instance} /var/log/sliceops-backup-{instance}.log "
+       f"/run/lock/sliceops-{instance}-backup-*.lock")
     sh(f"docker rm -f $(docker ps -aq --filter label=sliceops.instance={instance})")
     sh(f"docker network rm sliceops-{instance}")
     sh(f"pg_dropcluster --stop {pg_version} {instance}")
     for path in (f"/etc/sliceops/{instance}", f"/srv/sliceops/{instance}", f"/usr/local/share/sliceops/{instance}",
-                 f"/var/backups/sliceops/{instance}", f"/opt/sliceops/{instance}"):
+                 f"/var/backups/sliceops/{instance}", f"/opt/sliceops/{instance}", f"/var/lib/sliceops/{instance}"):
         shutil.rmtree(path, ignore_errors=True)
 
 

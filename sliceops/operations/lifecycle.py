@@ -8,6 +8,7 @@ which are left intact. `destroyed` backs up, verifies, then removes.
 from __future__ import annotations
 
 import re
+import shlex
 
 from pyinfra import host, logger
 from sliceops.operations.util import refuses
@@ -50,27 +51,20 @@ def preflight(inv: Inventory):
 
 
 def destroy_script(inv: Inventory, slice_id: int, stamp: str) -> str:
-    """Backup (pg_dump, verified by pg_restore --list; data directory archived), then remove."""
+    """Final backup (the backup agent's, with its manifest; verified), then remove, all under the
+    slice's backup lock so no backup or restore of it runs meanwhile."""
     s = inv.slice(slice_id)
     port = inv.postgres.port
-    bdir = inv.backup_dir
-    dump = f"{bdir}/{stamp}-{s.database}.dump"
     data = inv.slice_data_dir(s.id)
-    archive = f"{bdir}/{stamp}-slice-{s.id}-data.tar.gz"
+    lock = shlex.quote(inv.backup_lock(s.id))
     psql = f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p {port}"
     return "\n".join([
         "set -e",
         "umask 077",
-        f"mkdir -p {bdir} && chmod 0700 {bdir}",
-        # 1. Backup, verified before anything is removed.
-        f"if [ \"$({psql} -d postgres -c \"SELECT 1 FROM pg_database WHERE datname = '{s.database}'\")\" = 1 ]; then",
-        f"  runuser -u postgres -- pg_dump -Fc -p {port} {s.database} >{dump}",
-        f"  tables=$(pg_restore --list {dump} | grep -c ' TABLE ' || true)",
-        f"  [ \"$tables\" -gt 0 ] || {{ echo 'sliceops: backup {dump} lists no table; nothing removed' >&2; exit 1; }}",
-        f"  echo \"backup {dump} verified ($tables tables)\"",
-        "fi",
-        f"if [ -d {data} ]; then tar -czf {archive} -C {data} . && tar -tzf {archive} >/dev/null "
-        f"&& echo 'backup {archive} verified'; fi",
+        f"exec 9>{lock}",
+        f"flock -w 600 9 || {{ echo 'sliceops: slice {s.id} is busy (a backup or restore holds {lock}); nothing removed' >&2; exit 1; }}",
+        # 1. Backup, verified before anything is removed (set -e: a failed one stops here).
+        shlex.join(inv.backup_command("final", str(s.id), "--lock-held")),
         # 2. Remove: container, database, credentials, gateway row (its telemetry cascades), data.
         f"docker rm -f {inv.container_name(s.id)} >/dev/null 2>&1 || true",
         f"{psql} -d postgres -c 'DROP DATABASE IF EXISTS \"{s.database}\" WITH (FORCE)' "

@@ -186,9 +186,12 @@ def test_destroy_takes_a_verified_backup_that_restores(fleet):
     fleet.write([{"id": 1}, {"id": 2, "memory": "300m", "status": "destroying", "force": True}, {"id": 3}])
     out = run_deploy(fleet.path)
     assert out.returncode == 0, out.output[-3000:]
-    dump = re.search(r"backup (\S+\.dump) verified", out.output)
-    archive = re.search(r"backup (\S+\.tar\.gz) verified", out.output)
-    assert dump and archive, out.output[-3000:]
+    final = re.search(r"final backup (\S+) verified", out.output)
+    assert final, out.output[-3000:]
+    manifest = json.loads((Path(final[1]) / "manifest.json").read_text())
+    assert manifest["kind"] == "final" and manifest["verified"] and manifest["tables"]["public.contacts"] >= 1
+    dump = (None, f"{final[1]}/wa_slice_2.dump")
+    archive = (None, f"{final[1]}/data.tar.gz")
     assert inspect(2) is None
     assert su("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'wa_slice_2'") == "0"
     assert su("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'wa_slice_2'") == "0"

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sliceops import hostkeys, plan
+from sliceops import backups, hostkeys, plan
 from sliceops.errors import SliceopsError
 from sliceops.inventory import DEFAULT_INVENTORY, Inventory, load
 from sliceops.paths import ROOT
@@ -70,11 +70,26 @@ def _check_host_key(inv: Inventory) -> None:
         hostkeys.check(inv.target, inv.ssh_known_hosts)
 
 
+def _pyinfra(inv: Inventory, args) -> int:
+    pyinfra = [sys.executable, "-m", "pyinfra", "-y", str(ROOT / "inventory" / "hosts.py"), str(ROOT / "deploy.py")]
+    return subprocess.call(pyinfra + args.extra, env=_env(inv), cwd=ROOT)
+
+
 def cmd_deploy(inv: Inventory, args) -> int:
     _check_host_key(inv)
-    pyinfra = [sys.executable, "-m", "pyinfra", "-y", str(ROOT / "inventory" / "hosts.py"), str(ROOT / "deploy.py")]
     with _lock(inv, args.wait):
-        return subprocess.call(pyinfra + args.extra, env=_env(inv), cwd=ROOT)
+        return _pyinfra(inv, args)
+
+
+def cmd_backup(inv: Inventory, args) -> int:
+    """backup / backups / restore: the backup agent on the target (sliceops.backups)."""
+    request = backups.parse(args.command, args.rest)
+    _check_host_key(inv)
+    if args.command != "restore":
+        return backups.run(args.command, inv, request)
+    # No deploy runs between the restore and the deploy that re-grants and restarts the slice.
+    with _lock(inv, args.wait):
+        return backups.cmd_restore(inv, request, deploy=lambda: _pyinfra(inv, args))
 
 
 def cmd_plan(inv: Inventory, args) -> int:
@@ -134,7 +149,7 @@ READERS = {"status": cmd_status, "logs": cmd_logs}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sliceops", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["check", "plan", "deploy", "verify", *READERS])
+    parser.add_argument("command", choices=["check", "plan", "deploy", "verify", *READERS, *backups.COMMANDS])
     parser.add_argument("-i", "--inventory", default=str(DEFAULT_INVENTORY), help="the YAML inventory")
     parser.add_argument("--wait", type=float, default=600, help="seconds to wait for a concurrent deploy")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -146,13 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     if reader and {"-h", "--help"} & set(argv):
         _reader(reader).parser().print_help()  # `sliceops status -h`: its own options
         return 0
+    own = next((word for word in argv if word in backups.COMMANDS), None)
+    if own and {"-h", "--help"} & set(argv):
+        backups.parser(own).print_help()
+        return 0
     args, args.rest = parser.parse_known_args(argv)
-    if args.rest and args.command not in READERS:
+    if args.rest and args.command not in READERS and args.command not in backups.COMMANDS:
         parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
     args.extra = extra
     try:
         inv = load(args.inventory)
-        return {"check": cmd_check, "plan": cmd_plan, "deploy": cmd_deploy, "verify": cmd_verify, **READERS}[args.command](inv, args)
+        commands = {"check": cmd_check, "plan": cmd_plan, "deploy": cmd_deploy, "verify": cmd_verify, **READERS}
+        return commands.get(args.command, cmd_backup)(inv, args)
     except SliceopsError as exc:
         print(f"sliceops: {exc}", file=sys.stderr)
         return 2

@@ -45,7 +45,8 @@ def collect(inv: Inventory) -> list[model.SliceStatus]:
         with ThreadPoolExecutor(1) as pool:
             db = pool.submit(gather.read_database, target, inv, slice_stamp(inv))
             containers = gather.read_containers(target, inv)
-            return model.build_rows(inv, db.result(), containers)
+            backups = gather.read_backups(target, inv)
+            return model.build_rows(inv, db.result(), containers, backups)
 
 
 def run(inv: Inventory, argv: list[str]) -> int:

@@ -115,3 +115,27 @@ def read_containers(target: Target, inv: Inventory) -> dict[int, dict]:
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise RemoteStateError(f"the Docker engine of {inv.target} does not answer: {str(exc)[:200]}") from None
     return parse_containers(listing)
+
+
+def parse_backups(text: str) -> dict[int, dict] | None:
+    """The backup agent's results file (backup/README.md) as {slice id: {"good_at": epoch or
+    None, "failed": bool}}; None when no backup ever ran there (no file)."""
+    import datetime as dt
+
+    if not text.strip():
+        return None
+    try:
+        state = json.loads(text)
+    except ValueError:
+        raise RemoteStateError(f"unreadable backup results: {text.strip()[:120]!r}") from None
+    out = {}
+    for key, entry in (state.get("slices") or {}).items():
+        good = (entry.get("last_good") or {}).get("at")
+        good_at = dt.datetime.fromisoformat(good.replace("Z", "+00:00")).timestamp() if good else None
+        out[int(key)] = {"good_at": good_at, "failed": not (entry.get("last") or {}).get("verified", True)}
+    return out
+
+
+def read_backups(target: Target, inv: Inventory) -> dict[int, dict] | None:
+    """The results file only (never a backup): empty when the host has none yet."""
+    return parse_backups(target.run(["sh", "-c", 'cat "$0" 2>/dev/null || true', inv.backup_state]))

@@ -19,6 +19,8 @@ MISSING = "missing"  # no container where the inventory wants one
 NOT_ANSWERED = frozenset({
     "BACKEND_UNREACHABLE", "BACKEND_TIMEOUT", "BACKEND_ERROR", "CONTAINER_STOPPED", "CONTAINER_MISSING",
 })
+# Nightly backups: a last good one older than two nights is a problem.
+BACKUP_STALE_SECONDS = 2 * 86400 + 3600
 # Above this share of a limit, memory and disk are a problem.
 NEAR_LIMIT_PERCENT = 90.0
 SORT_KEYS = ("id", "mem", "cpu", "disk", "age")
@@ -74,6 +76,8 @@ class SliceStatus:
     db_connections: int | None = None
     migration: str | None = None  # current / stale / unstamped; None: no database
     telemetry_age: float | None = None  # seconds
+    backup_age: float | None = None  # seconds since the last verified backup started; None: none
+    backup_failed: bool = False  # the slice's latest backup attempt failed
     healthy: bool | None = None  # None when the slice is not in service
     problems: list[str] = field(default_factory=list)
 
@@ -131,6 +135,21 @@ def other_problems(row: SliceStatus) -> list[str]:
     return problems
 
 
+def backup_problems(row: SliceStatus) -> list[str]:
+    """A kept slice whose last good backup is missing or older than two nights, or whose
+    latest backup failed (only said once backups have run on the host at all)."""
+    if row.inventory_status not in (ACTIVE, SUSPENDED):
+        return []
+    problems = []
+    if row.backup_age is None:
+        problems.append("no verified backup")
+    elif row.backup_age > BACKUP_STALE_SECONDS:
+        problems.append(f"last verified backup {fmt_age(row.backup_age)} old")
+    if row.backup_failed:
+        problems.append("latest backup failed")
+    return problems
+
+
 def fmt_age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -144,9 +163,10 @@ def fmt_age(seconds: float | None) -> str:
     return f"{s // 86400}d"
 
 
-def build_rows(inv: Inventory, db: dict, containers: dict[int, dict]) -> list[SliceStatus]:
-    """Join the inventory, the database answer (gather.parse_database_state) and the container
-    list (gather.parse_containers) into one row per slice id found anywhere."""
+def build_rows(inv: Inventory, db: dict, containers: dict[int, dict], backups: dict | None = None) -> list[SliceStatus]:
+    """Join the inventory, the database answer (gather.parse_database_state), the container
+    list (gather.parse_containers) and the backup results (gather.parse_backups; None: no
+    backup has run on the host yet) into one row per slice id found anywhere."""
     now = db["now"]
     listed = {s.id: s for s in inv.slices}
     ids = sorted(set(listed) | set(db["slices"]) | set(db["databases"]) | set(containers))
@@ -191,6 +211,11 @@ def build_rows(inv: Inventory, db: dict, containers: dict[int, dict]) -> list[Sl
             row.problems = health_problems(row, inv.monitor.interval)
             row.healthy = not row.problems
         row.problems += other_problems(row)
+        if backups is not None:
+            b = backups.get(sid) or {}
+            row.backup_age = None if b.get("good_at") is None else max(0.0, now - b["good_at"])
+            row.backup_failed = bool(b.get("failed"))
+            row.problems += backup_problems(row)
         rows.append(row)
     return rows
 
@@ -276,6 +301,8 @@ def to_json(inv: Inventory, rows: list[SliceStatus], fleet: dict[str, int]) -> d
                     "migration": r.migration,
                 },
                 "telemetry_age_seconds": None if r.telemetry_age is None else round(r.telemetry_age, 1),
+                "backup": {"age_seconds": None if r.backup_age is None else round(r.backup_age),
+                           "latest_failed": r.backup_failed},
             }
             for r in rows
         ],

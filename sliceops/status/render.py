@@ -14,7 +14,7 @@ RED, YELLOW, GREEN, DIM, RESET = "\033[31m", "\033[33m", "\033[32m", "\033[2m", 
 WARN_PERCENT = 75.0
 
 COLUMNS = ("ID", "INVENTORY", "GATEWAY", "CONTAINER", "PORT", "WHATSAPP", "MEMORY", "CPU", "DISK", "DATABASE",
-           "MIGRATION", "SEEN")
+           "MIGRATION", "SEEN", "BACKUP")
 
 
 def human(n: int | None) -> str:
@@ -79,6 +79,8 @@ def cells(r: SliceStatus, interval: int) -> list[tuple[str, str]]:
         (database, ""),
         (migration, YELLOW if migration in ("stale", "unstamped") else ""),
         (age, RED if want_running and stale else ""),
+        (fmt_age(r.backup_age) + (" failed" if r.backup_failed else ""),
+         RED if any("backup" in p for p in r.problems) else ""),
     ]
 
 

@@ -55,6 +55,12 @@ def scheduled_command(inv: Inventory) -> str:
 
 
 def converge(inv: Inventory) -> None:
+    systemd = factcache.get(InitSystem) == "systemd"
+    # The agent is stdlib Python; minimal hosts (debootstrap's minbase) have no python3.
+    system.packages(
+        name="Install the backup agent's runtime (python3" + (")" if systemd else ", and cron: the schedule without systemd)"),
+        names=["python3"] if systemd else ["python3", "cron"],
+    )
     system.ship_tree(tarball("backup"), inv.backup_agent, "the backup agent")
     files.put(
         name=f"Configure the backup agent ({inv.backup_config}, root only)",
@@ -65,7 +71,7 @@ def converge(inv: Inventory) -> None:
     files.directory(name=f"Keep the backup results' folder {state_dir}", path=state_dir, mode="755")
     variables = dict(instance=inv.instance, command=scheduled_command(inv), schedule=inv.backups.schedule)
     name = inv.backup_service
-    if factcache.get(InitSystem) == "systemd":
+    if systemd:
         unit = files.template(
             name=f"Install the systemd unit {name}.service",
             src=str(TEMPLATES / "backup/sliceops-backup.service.j2"),
@@ -79,7 +85,6 @@ def converge(inv: Inventory) -> None:
         service.running(name=f"Run the backup timer {name}.timer", service_name=f"{name}.timer",
                         restart_if=any_changed(unit, timer))
         return
-    system.packages(name="Install cron (the nightly backups' scheduler without systemd)", names=["cron"])
     hour, minute = inv.backups.hour_minute
     files.template(
         name=f"Install the cron entry /etc/cron.d/{name} (daily at {inv.backups.schedule})",

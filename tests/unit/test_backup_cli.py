@@ -76,3 +76,16 @@ def test_agent_config_names_every_slice_and_its_lock(tmp_path):
 def test_default_backup_dir_is_the_slice_defaults_one(tmp_path):
     inv = load(inventory(tmp_path, slice_defaults={"backup_dir": "/b2"}))
     assert inv.backup_dir == "/b2/unitbk" == agent_config(inv)["dir"]
+
+
+def test_the_destroy_takes_the_slices_backup_lock_before_its_final_backup(tmp_path):
+    from sliceops.operations.lifecycle import destroy_script
+
+    inv = load(inventory(tmp_path))
+    script = destroy_script(inv, 4, "20261201T000000Z").splitlines()
+    lock = agent_config(inv)["slices"][3]["lock"]
+    take = script.index(f"exec 9>{lock}")
+    final = next(i for i, line in enumerate(script) if " final 4 --lock-held" in line)
+    drop = next(i for i, line in enumerate(script) if "DROP DATABASE" in line)
+    assert take < final < drop
+    assert script[take + 1].startswith("flock -w 600 9 ||")

@@ -242,6 +242,7 @@ def test_json_shape_is_the_documented_one(inv):
         "disk": {"used_bytes": 5 * 1024**2, "quota_bytes": None, "percent": None},
         "database": {"name": "wa_slice_1", "size_bytes": 8_000_000, "connections": 2, "migration": "current"},
         "telemetry_age_seconds": 10.0,
+        "backup": {"age_seconds": None, "latest_failed": False},
     }
     assert doc["slices"][3]["gateway"]["status"] == "destroying" and doc["slices"][3]["healthy"] is None
 
@@ -401,3 +402,30 @@ def test_a_bad_option_value_is_one_line_and_status_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "sliceops: logs: --since: 'yesterday' is not a duration (30s, 10m, 2h, 1d) or an ISO time"]
+
+
+# ----------------------------------------------------------------- backups
+
+
+def test_backup_age_comes_from_the_agents_results_and_stale_ones_are_problems(inv):
+    db, containers = healthy_fleet()
+    now = db["now"]
+    text = json.dumps({"slices": {
+        "1": {"last": {"verified": True}, "last_good": {"at": _iso(now - 3600)}},
+        "2": {"last": {"verified": False}, "last_good": {"at": _iso(now - 3 * 86400)}},
+    }})
+    backups = gather.parse_backups(text)
+    rows = by_id(model.build_rows(inv, db, containers, backups))
+    assert round(rows[1].backup_age) == 3600 and not rows[1].backup_failed
+    assert not [p for p in rows[1].problems if "backup" in p]
+    assert "last verified backup 3d old" in rows[2].problems and "latest backup failed" in rows[2].problems
+    assert render.cells(rows[2], 60)[-1] == ("3d failed", render.RED)
+    # No results file on the host: nothing is said about backups.
+    assert gather.parse_backups("") is None
+    assert not [p for r in model.build_rows(inv, db, containers, None) for p in r.problems if "backup" in p]
+
+
+def _iso(epoch: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

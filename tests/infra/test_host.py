@@ -158,3 +158,24 @@ def test_slice_telemetry_is_fresh(host, inv, active_slice):
                f"WHERE slice_id = {active_slice.id}")
     limit = 2 * inv.monitor.interval
     assert 0 <= int(age) <= limit, f"slice {active_slice.id}: newest telemetry is {age}s old (limit {limit}s; -1: none)"
+
+
+# --------------------------------------------------------------------------- backups
+
+
+def test_backup_configuration_is_root_only(host, inv):
+    f = host.file(inv.backup_config)
+    assert f.exists and f.user == "root" and f.mode == 0o600, (
+        f"{inv.backup_config}: owner {f.user}, mode {oct(f.mode)}; want root 0600")
+
+
+def test_nightly_backups_are_scheduled(host, inv):
+    if is_systemd(host):
+        timer = host.service(f"{inv.backup_service}.timer")
+        assert timer.is_running and timer.is_enabled, f"{inv.backup_service}.timer is not active and enabled"
+        return
+    entry = host.file(f"/etc/cron.d/{inv.backup_service}")
+    hour, minute = inv.backups.hour_minute
+    assert entry.exists and f"{minute} {hour} * * * root " in entry.content_string, (
+        f"/etc/cron.d/{inv.backup_service} lacks the {inv.backups.schedule} entry")
+    assert host.run("/etc/init.d/cron status").rc == 0, "cron is not running"

@@ -166,3 +166,15 @@ def test_the_cron_entry_runs_a_command_that_takes_verified_backups(inv):
     assert state["slices"]["2"]["last_good"]["verified"]
     # The first scheduled run is due a drill: a restore into a scratch database, counts compared.
     assert state["last_drill"]["ok"], state["last_drill"]
+
+
+def test_the_gateway_database_restores_and_gets_its_grants_back(inv):
+    assert sliceops(inv, "backup", "--gateway").returncode == 0
+    before = su("wank_saas", "SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM gateway.slices")
+    su("wank_saas", "DELETE FROM gateway.telemetry; UPDATE gateway.slices SET wa_phone = 'tampered'")
+    done = sliceops(inv, "restore", "--gateway")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert su("wank_saas", "SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM gateway.slices") == before
+    assert su("wank_saas", "SELECT count(*) FROM gateway.slices WHERE wa_phone = 'tampered'") == "0"
+    # The monitor's grants are the deploy's, re-applied after the restore.
+    assert su("wank_saas", "SELECT has_table_privilege('sliceops_monitor', 'gateway.telemetry', 'INSERT')") == "t"

@@ -44,7 +44,13 @@ def sliceops(inv: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def contacts(sid: int) -> list[str]:
-    return su(f"wa_slice_{sid}", "SELECT wa_id || '=' || name FROM public.contacts ORDER BY wa_id").splitlines()
+    """Rows of a slice table with no foreign key (seed 004's verification), as id=value."""
+    return su(f"wa_slice_{sid}", "SELECT id || '=' || value FROM public.verification ORDER BY id").splitlines()
+
+
+def add_rows(sid: int, *rows: tuple[str, str]) -> None:
+    values = ", ".join(f"('{i}', 'contact', '{v}', now())" for i, v in rows)
+    su(f"wa_slice_{sid}", f'INSERT INTO public.verification (id, identifier, value, "expiresAt") VALUES {values}')
 
 
 def data_file(sid: int) -> Path:
@@ -79,13 +85,13 @@ def inv(tmp_path_factory):
 
 
 def test_restore_brings_back_the_rows_and_files_a_backup_holds(inv):
-    su("wa_slice_1", "INSERT INTO public.contacts (wa_id, name) VALUES ('1@c.us', 'Ada'), ('2@c.us', 'Bob')")
+    add_rows(1, ("1@c.us", "Ada"), ("2@c.us", "Bob"))
     data_file(1).write_text("before\n")
     taken = sliceops(inv, "backup", "1")
     assert taken.returncode == 0, taken.stdout + taken.stderr
     assert re.search(r"slice 1: backup \S+ verified", taken.stdout)
-    su("wa_slice_1", "UPDATE public.contacts SET name = 'Mallory' WHERE wa_id = '1@c.us'")
-    su("wa_slice_1", "DELETE FROM public.contacts WHERE wa_id = '2@c.us'")
+    su("wa_slice_1", "UPDATE public.verification SET value = 'Mallory' WHERE id = '1@c.us'")
+    su("wa_slice_1", "DELETE FROM public.verification WHERE id = '2@c.us'")
     data_file(1).write_text("after\n")
 
     done = sliceops(inv, "restore", "1")
@@ -99,21 +105,21 @@ def test_restore_brings_back_the_rows_and_files_a_backup_holds(inv):
     pre = [b for b in listed if b["kind"] == "pre-restore"]
     assert pre and pre[-1]["verified"]
     manifest = json.loads(Path(pre[-1]["path"], "manifest.json").read_text())
-    assert manifest["tables"]["public.contacts"] == 1
+    assert manifest["tables"]["public.verification"] == 1
     # Stamped again by the deploy that followed: the next deploy has nothing to do.
     again = run_deploy(inv)
     assert again.returncode == 0 and again.totals["changed"] == 0, again.changed_ops
 
 
 def test_restore_as_another_slice_leaves_the_live_one_untouched(inv):
-    su("wa_slice_1", "INSERT INTO public.contacts (wa_id, name) VALUES ('3@c.us', 'Cy')")
+    add_rows(1, ("3@c.us", "Cy"))
     live = contacts(1)
     done = sliceops(inv, "restore", "1", "--as", "3")
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert contacts(3) == ["1@c.us=Ada", "2@c.us=Bob"]  # the latest verified backup of slice 1
     assert contacts(1) == live
     # Slice 3's own tenant role reads it; slice 1's cannot even connect.
-    grants = su("wa_slice_3", "SELECT has_table_privilege('wa_slice_3', 'public.contacts', 'SELECT'), "
+    grants = su("wa_slice_3", "SELECT has_table_privilege('wa_slice_3', 'public.verification', 'SELECT'), "
                               "has_database_privilege('wa_slice_1', 'wa_slice_3', 'CONNECT')")
     assert grants == "t|f"
     assert sh("docker", "inspect", "-f", "{{.State.Running}}", f"{INSTANCE}-wa-slice-3", check=False).stdout.strip() != "true"
@@ -130,7 +136,7 @@ def test_a_corrupted_backup_is_refused_and_nothing_changes(inv):
     raw = bytearray(dump.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     dump.write_bytes(bytes(raw))
-    su("wa_slice_2", "INSERT INTO public.contacts (wa_id, name) VALUES ('9@c.us', 'Live')")
+    add_rows(2, ("9@c.us", "Live"))
     refused = sliceops(inv, "restore", "2", "--from", str(folder))
     assert refused.returncode != 0
     assert "checksum does not match the manifest" in refused.stderr

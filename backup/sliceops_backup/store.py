@@ -132,9 +132,11 @@ def to_prune(backups: list[Backup], keep_daily: int, keep_weekly: int) -> list[B
     verified backup of each of the `keep_daily` most recent days that have one, and of each
     of the `keep_weekly` most recent ISO weeks; any backup newer than the newest verified one
     (a failure stays visible until a good backup replaces it). Failed backups never count
-    towards the days or weeks kept.
+    towards the days or weeks kept. A restore's `pre-restore` backup takes no day's place
+    (it holds the state a restore replaced, not a good copy of that day) and is kept for
+    `keep_daily` days.
     """
-    good = [b for b in backups if b.verified and b.kind != "final"]
+    good = [b for b in backups if b.verified and b.kind not in ("final", "pre-restore")]
     keep: set[Path] = {b.path for b in backups if b.kind == "final"}
     by_newest = sorted(good, key=lambda b: b.started, reverse=True)
     days: dict = {}
@@ -150,6 +152,8 @@ def to_prune(backups: list[Backup], keep_daily: int, keep_weekly: int) -> list[B
     if by_newest:
         newest_good = by_newest[0].started
         keep |= {b.path for b in backups if b.started > newest_good}
+        since = newest_good - dt.timedelta(days=keep_daily)
+        keep |= {b.path for b in backups if b.kind == "pre-restore" and b.started >= since}
     else:
         keep |= {b.path for b in backups}  # nothing good yet: keep everything there is
     return [b for b in backups if b.path not in keep]

@@ -63,6 +63,15 @@ def test_a_final_backup_is_never_pruned(tmp_path):
     assert final not in store.to_prune([final, *recent], keep_daily=1, keep_weekly=0)
 
 
+def test_a_restores_safety_copy_takes_no_days_place_and_stays_keep_daily_days(tmp_path):
+    morning = make(tmp_path, 1)
+    safety = make(tmp_path, 0.9, kind="pre-restore")  # the same day, later
+    old_safety = make(tmp_path, 10, kind="pre-restore")
+    nightly = make(tmp_path, 0)
+    gone = store.to_prune([old_safety, morning, safety, nightly], keep_daily=7, keep_weekly=0)
+    assert names(gone) == {old_safety.path.name}
+
+
 def test_nothing_is_pruned_while_no_backup_verified(tmp_path):
     failed = [make(tmp_path, d, verified=False) for d in (3, 2, 1)]
     assert store.to_prune(failed, keep_daily=1, keep_weekly=0) == []

@@ -159,7 +159,7 @@ def cmd_final(cfg, args) -> int:
     if not args.lock_held:
         raise BadRequest("final is the destroy's step: it runs under the slice's lock (--lock-held)")
     if not cfg.cluster.exists(target.database) and not (target.data_dir and os.path.isdir(target.data_dir)):
-        print(f"{target.label}: neither database nor data directory left: nothing to back up")
+        print(f"backup of {target.label} skipped: neither its database nor its data directory is left")
         return 0
     b = agent.backup(cfg, target, "final")
     agent._note_backup(cfg, target, b, None)
@@ -167,7 +167,9 @@ def cmd_final(cfg, args) -> int:
         print(f"sliceops-backup: {target.label}: final backup {b.path} failed verification: "
               f"{b.manifest['error']}; nothing removed", file=sys.stderr)
         return 1
-    print(f"final backup {b.path} verified ({len(b.manifest['tables'])} tables, {agent._size(b.size)})")
+    # "backup ...": the deploy relays lines with this prefix (sliceops/report.py).
+    print(f"backup {b.path} verified (final backup of {target.label}: {len(b.manifest['tables'])} tables, "
+          f"{agent._size(b.size)})")
     return 0
 
 

@@ -186,7 +186,7 @@ def test_destroy_takes_a_verified_backup_that_restores(fleet):
     fleet.write([{"id": 1}, {"id": 2, "memory": "300m", "status": "destroying", "force": True}, {"id": 3}])
     out = run_deploy(fleet.path)
     assert out.returncode == 0, out.output[-3000:]
-    final = re.search(r"final backup (\S+) verified", out.output)
+    final = re.search(r"backup (\S+) verified \(final backup of slice 2", out.output)
     assert final, out.output[-3000:]
     manifest = json.loads((Path(final[1]) / "manifest.json").read_text())
     assert manifest["kind"] == "final" and manifest["verified"] and manifest["tables"]["public.user"] >= 1

@@ -89,6 +89,7 @@ class MonitorSettings:
     retention_days: int
     prune_interval: int
     health_timeout: float
+    metrics_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,17 @@ class Inventory:
 
     def slice(self, slice_id: int) -> Slice:
         return next(s for s in self.slices if s.id == slice_id)
+
+
+_SIZE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size_bytes(size: str) -> int:
+    """Bytes in a Docker-style size the schema accepts ("256m", "1g", "512k", "100b")."""
+    text = str(size).strip().lower()
+    if text[-1:] in _SIZE_UNITS:
+        return int(float(text[:-1]) * _SIZE_UNITS[text[-1]])
+    return int(text)
 
 
 def slice_port(slice_id: int, base: int, step: int) -> int:
@@ -418,6 +430,7 @@ def _check_cross_entry(data: dict, report) -> None:
             seen_ports[port] = i
         if entry.get("force") is True and entry.get("status") != DESTROYING:
             report(("slices", i, "force"), f"{entry['force']!r} is only meaningful with status: destroying")
+    _check_metrics_port(data, pg_port, seen_ports, entries, report)
     docker = data.get("docker") if isinstance(data.get("docker"), dict) else {}
     subnet = docker.get("subnet")
     subnet_pattern = schema()["properties"]["docker"]["properties"]["subnet"]["pattern"]
@@ -426,6 +439,20 @@ def _check_cross_entry(data: dict, report) -> None:
             ipaddress.ip_network(subnet)
         except ValueError as exc:
             report(("docker", "subnet"), f"{subnet!r} is not a network address ({exc})")
+
+
+def _check_metrics_port(data: dict, pg_port: int, slice_ports: dict, entries: list, report) -> None:
+    monitor = data.get("monitor") if isinstance(data.get("monitor"), dict) else {}
+    port = monitor.get("metrics_port")
+    if not _is_strict_int(None, port) or not 0 < port <= 65535:
+        return  # off, or the schema already reported it
+    at = ("monitor", "metrics_port")
+    if port < 1024:
+        report(at, f"{port!r} is a privileged port (use 0 for off, or 1024-65535)")
+    elif port == pg_port:
+        report(at, f"{port!r} is PostgreSQL's port")
+    elif port in slice_ports:
+        report(at, f"{port!r} is the port of slice {entries[slice_ports[port]]['id']}")
 
 
 def _build(shown: str, data: dict, lines: dict) -> Inventory:

@@ -5,7 +5,8 @@ Memory is what `docker stats` shows as MEM USAGE: usage minus inactive page
 cache (v1: memory.usage_in_bytes - total_inactive_file, v2: memory.current -
 inactive_file). CPU is the cumulative counter in nanoseconds (v1
 cpuacct.usage, v2 cpu.stat usage_usec * 1000); the caller turns two readings
-into a percentage.
+into a percentage. The memory limit (v1 memory.limit_in_bytes, v2 memory.max) is read
+once per container: the deploy changes a limit by recreating the container.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ class CgroupSample:
 
     memory_bytes: int | None
     cpu_ns: int | None
+    memory_limit: int | None = None  # None: unlimited or unreadable
+
+
+# cgroup v1 writes "no limit" as the largest page-aligned 64-bit value; anything at or
+# above 2**62 is no real limit on any machine.
+_UNLIMITED_V1 = 1 << 62
 
 
 def read_small(path: str) -> bytes:
@@ -52,6 +59,18 @@ def stat_value(data: bytes, key: bytes) -> int | None:
         return None
 
 
+def memory_limit(raw: bytes) -> int | None:
+    """A memory.max / memory.limit_in_bytes value in bytes; None for "max" or no limit."""
+    raw = raw.strip()
+    if not raw or raw == b"max":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return None if value >= _UNLIMITED_V1 else value
+
+
 def working_set(usage: int, inactive_file: int | None) -> int:
     """Usage minus inactive file cache, exactly as the docker CLI computes MEM USAGE."""
     if inactive_file is not None and inactive_file < usage:
@@ -78,6 +97,8 @@ class CgroupReader:
         self._layout = LAYOUTS[0]
         # container id -> (memory dir, cpu dir); dropped when the container goes away.
         self._dirs: dict[str, tuple[str, str]] = {}
+        # container id -> memory limit, read on the container's first reading only.
+        self._limits: dict[str, int | None] = {}
 
     def _find(self, cid: str) -> tuple[str, str] | None:
         # Try the layout that worked last first: on one host every container uses the same.
@@ -105,6 +126,7 @@ class CgroupReader:
         except (OSError, ValueError):
             # The container stopped between listing and reading: its cgroup went away.
             self._dirs.pop(cid, None)
+            self._limits.pop(cid, None)
             return None
         try:
             if self.version == 2:
@@ -115,12 +137,23 @@ class CgroupReader:
         except (OSError, ValueError):
             cpu = None  # no cpu controller here: memory is still worth reporting
         self._dirs[cid] = dirs
-        return CgroupSample(working_set(usage, inactive), cpu)
+        if cid in self._limits:
+            limit = self._limits[cid]
+        else:
+            try:
+                limit = memory_limit(read_small(mem_dir + ("/memory.max" if self.version == 2
+                                                          else "/memory.limit_in_bytes")))
+            except OSError:
+                limit = None
+            self._limits[cid] = limit
+        return CgroupSample(working_set(usage, inactive), cpu, limit)
 
     def forget_except(self, live: set[str]) -> None:
         """Drop cached paths of containers no longer listed (bounded memory over container churn)."""
         for cid in [c for c in self._dirs if c not in live]:
             del self._dirs[cid]
+        for cid in [c for c in self._limits if c not in live]:
+            del self._limits[cid]
 
 
 def cpu_percent(prev: tuple[int, float] | None, cpu_ns: int | None, now: float) -> float | None:

@@ -135,6 +135,8 @@ class Collector:
                     cg = self.cgroups.read(info.id)
                     if cg is not None:
                         sample.rss_bytes = cg.memory_bytes
+                        sample.memory_limit_bytes = cg.memory_limit
+                        sample.cpu_ns = cg.cpu_ns
                         if cg.cpu_ns is not None:
                             now = self.clock()
                             sample.cpu_percent = cpu_percent(self._prev_cpu.get(info.id), cg.cpu_ns, now)

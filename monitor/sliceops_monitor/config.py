@@ -39,6 +39,7 @@ class SliceConfig:
     container: str
     data_dir: str
     status: str = "active"
+    disk_quota_bytes: int | None = None  # for the metrics endpoint; None: no quota
 
     @property
     def in_service(self) -> bool:
@@ -60,6 +61,7 @@ class MonitorConfig:
     disk_path: str = "/"
     disk_interval: float = 300.0
     buffer_cycles: int = 120
+    metrics_port: int = 0  # Prometheus text exposition on 127.0.0.1:<port>; 0: off
     slices: tuple[SliceConfig, ...] = ()
     path: str = ""
 
@@ -126,13 +128,13 @@ class _Checker:
 _TOP_KEYS = {
     "instance", "database", "interval", "retention_days", "prune_interval", "health_timeout",
     "health_workers", "docker_socket", "docker_timeout", "cgroup_root", "disk_path", "disk_interval",
-    "buffer_cycles", "slices",
+    "buffer_cycles", "metrics_port", "slices",
 }
 _DB_KEYS = {
     "host", "port", "dbname", "user", "password_file", "application_name", "connect_timeout",
     "statement_timeout", "prune_timeout", "retry_deadline",
 }
-_SLICE_KEYS = {"id", "port", "container", "data_dir", "status"}
+_SLICE_KEYS = {"id", "port", "container", "data_dir", "status", "disk_quota_bytes"}
 
 
 def key_lines(text: str) -> dict[str, int]:
@@ -236,6 +238,7 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
         disk_path=c.string(data, "disk_path", "", d.disk_path, absolute=True),
         disk_interval=float(c.number(data, "disk_interval", "", d.disk_interval, minimum=0, exclusive_min=True)),
         buffer_cycles=c.number(data, "buffer_cycles", "", d.buffer_cycles, integer=True, minimum=1),
+        metrics_port=c.number(data, "metrics_port", "", d.metrics_port, integer=True, minimum=0, maximum=65535),
         slices=slices,
         path=path,
     )
@@ -290,6 +293,8 @@ def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
         container = c.string(item, "container", w, None, pattern=CONTAINER_RE)
         data_dir = c.string(item, "data_dir", w, None, absolute=True)
         status = c.string(item, "status", w, "active", choices=SLICE_STATUSES)
+        quota = c.number(item, "disk_quota_bytes", w, None, integer=True, minimum=1) \
+            if item.get("disk_quota_bytes") is not None else None
         for key, value in (("id", sid), ("port", port), ("container", container)):
             if value is None:
                 continue
@@ -298,7 +303,8 @@ def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
             else:
                 seen[key][value] = i
         if len(c.problems) == before:
-            slices.append(SliceConfig(id=sid, port=port, container=container, data_dir=data_dir, status=status))
+            slices.append(SliceConfig(id=sid, port=port, container=container, data_dir=data_dir, status=status,
+                                      disk_quota_bytes=quota))
     return tuple(slices)
 
 

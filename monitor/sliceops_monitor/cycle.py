@@ -65,6 +65,9 @@ class Monitor:
         self.last_written = 0
         self._db_down_since: float | None = None
         self._last_db_error: str | None = None
+        # The Prometheus collector (metrics.FleetCollector) when metrics are served: it is
+        # handed references to what the cycle measured and wrote, nothing more.
+        self.metrics = None
 
     def start(self) -> None:
         self.collector.start()
@@ -100,9 +103,12 @@ class Monitor:
             if pruned is not None:
                 notes.append(f"pruned {_plural(sum(pruned.values()), 'row')}")
         failed = Counter(s.wa_state for s in batch.slices if not s.answered)
+        elapsed = self.clock() - start
+        if self.metrics is not None:
+            self.metrics.observe(batch, self.config, elapsed, len(self.outbox))
         return status_line(self.number, slices=len(batch.slices), ok=len(batch.slices) - sum(failed.values()),
                            failed=failed, server=batch.server is not None, written=written,
-                           buffered=len(self.outbox), elapsed=self.clock() - start, notes=notes)
+                           buffered=len(self.outbox), elapsed=elapsed, notes=notes)
 
     @staticmethod
     def _notes(cnotes: CollectNotes) -> list[str]:
@@ -142,6 +148,11 @@ class Monitor:
             self.outbox.pop_oldest()
             written += result.rows
             replayed += 1
+            if self.metrics is not None:
+                try:
+                    self.metrics.written(batch, result.unknown_slices, result.active_slices, result.total_slices)
+                except Exception:  # the rows are written; a metrics fault must not write them twice
+                    logger.exception("recording written rows for the metrics failed")
             if result.unknown_slices:
                 logger.warning("slices %s are configured but not in gateway.slices: their telemetry is not written",
                                ", ".join(map(str, result.unknown_slices)))
@@ -173,6 +184,8 @@ class Monitor:
                                      retry_deadline=min(config.database.retry_deadline, config.interval / 2))
         self.collector.reconfigure(config)
         self.outbox.resize(config.buffer_cycles)
+        if self.metrics is not None:
+            self.metrics.forget({s.id for s in config.in_service})
         if config.prune_interval != old.prune_interval:
             self.next_prune = min(self.next_prune, self.clock() + config.prune_interval)
         self.config = config

@@ -85,12 +85,27 @@ class Signals:
         os.close(self._w)
 
 
+def _exporter(port: int):
+    """The metrics exporter, or None (logged) when prometheus_client is not installed."""
+    try:
+        from .metrics import Exporter
+    except ImportError as exc:
+        logger.error("metrics_port is %d but prometheus_client cannot be imported (Debian: "
+                     "python3-prometheus-client): %s; running without metrics", port, exc)
+        return None
+    return Exporter(port)
+
+
 def run(config: config_mod.MonitorConfig, config_path: str) -> int:
     """The daemon loop; returns the exit status."""
     signals = Signals()
     notifier = Notifier()
     monitor = Monitor(config)
     monitor.start()
+    exporter = _exporter(config.metrics_port) if config.metrics_port else None
+    if exporter is not None:
+        monitor.metrics = exporter.collector
+        exporter.serve()
     beat = Beat(config.interval)
     logger.info("monitor %s started: %d slices in service, every %gs, pid %d",
                 config.instance, len(config.in_service), config.interval, os.getpid())
@@ -107,6 +122,12 @@ def run(config: config_mod.MonitorConfig, config_path: str) -> int:
                 else:
                     monitor.reload(new)
                     beat.interval = new.interval
+                    if exporter is None and new.metrics_port:
+                        exporter = _exporter(new.metrics_port)
+                        if exporter is not None:
+                            monitor.metrics = exporter.collector
+                    if exporter is not None:
+                        exporter.set_port(new.metrics_port)
                     logger.info("reloaded %s: %d slices in service, every %gs",
                                 config_path, len(new.in_service), new.interval)
                 notifier.ready()
@@ -117,9 +138,13 @@ def run(config: config_mod.MonitorConfig, config_path: str) -> int:
             status = monitor.run_cycle()
             logger.info("%s", status)
             notifier.watchdog(status)
+            if exporter is not None and exporter.port and not exporter.serving:
+                exporter.serve()  # the port was taken at start or at the last reload
             beat.advance()
     finally:
         notifier.stopping()
+        if exporter is not None:
+            exporter.stop()
         if len(monitor.outbox):
             logger.warning("stopping with %d unwritten cycle(s) (%d rows) in the buffer",
                            len(monitor.outbox), monitor.outbox.rows)

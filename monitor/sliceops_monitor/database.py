@@ -31,6 +31,7 @@ INSERT INTO gateway.server_telemetry
 SELECT %s, %s, %s, %s, %s, %s, %s, %s,
        count(*) FILTER (WHERE status = 'assigned'), count(*)
 FROM gateway.slices
+RETURNING active_slices, total_slices
 """
 # GREATEST ignores NULL: a check that did not answer keeps the previous
 # last_health_at, and replaying buffered cycles never moves it backwards.
@@ -57,6 +58,9 @@ class WriteResult:
 
     rows: int
     unknown_slices: tuple[int, ...] = ()
+    # gateway.slices counted when the server row was written (None: no server row).
+    active_slices: int | None = None
+    total_slices: int | None = None
 
 
 class Database:
@@ -152,16 +156,18 @@ class Database:
                                 copy.write_row((s.slice_id, batch.collected_at, s.rss_bytes, s.wa_state,
                                                 s.cpu_percent, s.disk_bytes))
                 rows = len(known)
+                counts = (None, None)
                 if batch.server is not None:
                     v = batch.server
                     cur.execute(_SERVER_INSERT, (
                         batch.collected_at, v.ram_used_bytes, v.ram_total_bytes, v.swap_used_bytes,
                         v.swap_total_bytes, v.cpu_percent, v.disk_used_bytes, v.disk_total_bytes))
+                    counts = cur.fetchone()
                     rows += 1
         except psycopg.Error as exc:
             raise self._wrap(conn, exc, f"writing cycle {batch.number}") from exc
         unknown = tuple(sorted({s.slice_id for s in batch.slices} - known))
-        return WriteResult(rows, unknown)
+        return WriteResult(rows, unknown, *counts)
 
     def prune(self, retention_days: float) -> dict[str, int]:
         """Delete telemetry rows older than the retention; rows deleted per table."""

@@ -22,6 +22,9 @@ class SliceSample:
     disk_bytes: int | None = None
     wa_phone: str | None = None
     answered: bool = False  # /health answered: refresh last_health_at and wa_phone
+    # For the metrics endpoint only (not written to the database):
+    cpu_ns: int | None = None  # the container's cumulative CPU time
+    memory_limit_bytes: int | None = None  # its cgroup memory limit; None when unlimited
 
 
 @dataclass(slots=True)

@@ -12,12 +12,18 @@ from pyinfra.operations import files, server
 from sliceops import factcache
 from sliceops.bundle import digest, tarball
 from sliceops.facts.host import InitSystem
-from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
+from sliceops.inventory import ACTIVE, SUSPENDED, Inventory, size_bytes
 from sliceops.operations import service, system
 from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
 
 USER = "sliceops-monitor"
+
+
+def disk_quota_bytes(s) -> int | None:
+    """The slice's disk quota in bytes, when the inventory gives slices one (`disk`)."""
+    disk = getattr(s, "disk", None)
+    return size_bytes(disk) if disk else None
 
 
 def config(inv: Inventory) -> dict:
@@ -38,6 +44,7 @@ def config(inv: Inventory) -> dict:
         "docker_socket": "/var/run/docker.sock",
         "cgroup_root": "/sys/fs/cgroup",
         "disk_path": "/",
+        "metrics_port": inv.monitor.metrics_port,
         "slices": [
             {
                 "id": s.id,
@@ -45,6 +52,8 @@ def config(inv: Inventory) -> dict:
                 "container": inv.container_name(s.id),
                 "data_dir": inv.slice_data_dir(s.id),
                 "status": ACTIVE if s.in_service else SUSPENDED,
+                # The quota exists once the inventory has a disk limit per slice.
+                **({"disk_quota_bytes": quota} if (quota := disk_quota_bytes(s)) else {}),
             }
             for s in inv.slices
             if s.status in (ACTIVE, SUSPENDED)
@@ -60,8 +69,10 @@ def converge(inv: Inventory) -> None:
     # Debian's own psycopg and psutil: the venv sees them (--system-site-packages), so the
     # install needs no package index and works on air-gapped hosts.
     system.packages(
-        name="Install the monitor's runtime (python3-venv, psycopg, psutil; setuptools and wheel to build it offline)",
-        names=["python3-venv", "python3-psycopg", "python3-psutil", "python3-setuptools", "python3-wheel"],
+        name="Install the monitor's runtime (python3-venv, psycopg, psutil, prometheus-client; "
+             "setuptools and wheel to build it offline)",
+        names=["python3-venv", "python3-psycopg", "python3-psutil", "python3-prometheus-client",
+               "python3-setuptools", "python3-wheel"],
     )
     server.group(name=f"Create group {USER}", group=USER, system=True)
     # The engine's socket is group docker's; the group may not exist where the engine is provided.

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 
-from sliceops_monitor.cgroups import CgroupReader, cpu_percent, stat_value, working_set  # noqa: E402
+from sliceops_monitor.cgroups import CgroupReader, cpu_percent, memory_limit, stat_value, working_set  # noqa: E402
 
 CID = "b0f891bb22b1ce266cd7b6b735be2b6932113a697bbc788e68e03cdb56de4cdc"
 V1_STAT = "cache 12288\nrss 110592\ninactive_file 999\ntotal_cache 12288\ntotal_inactive_file 4096\ntotal_active_file 8192\n"
@@ -97,3 +97,37 @@ def test_cpu_percent_is_per_core_and_none_without_a_baseline():
     assert cpu_percent(None, 5, 1.0) is None
     assert cpu_percent((5_000, 10.0), 1_000, 11.0) is None  # counter reset: a new container
     assert cpu_percent((5_000, 10.0), 6_000, 10.01) is None  # too short to mean anything
+
+
+# --------------------------------------------------------------------------- memory limit
+
+@pytest.mark.parametrize("raw, expected", [
+    (b"268435456\n", 268435456),
+    (b"max\n", None),                      # v2: no limit
+    (b"9223372036854771712\n", None),      # v1: no limit (the largest page-aligned value)
+    (b"", None),
+    (b"garbage", None),
+])
+def test_memory_limit_reads_bytes_and_unlimited_as_none(raw, expected):
+    assert memory_limit(raw) == expected
+
+
+def test_the_limit_is_read_once_per_container_v1(tmp_path):
+    root = v1_tree(tmp_path)
+    limit_file = root / "memory" / "docker" / CID / "memory.limit_in_bytes"
+    put(limit_file, "268435456\n")
+    reader = CgroupReader(str(root))
+    assert reader.read(CID).memory_limit == 268435456
+    put(limit_file, "536870912\n")
+    # Cached: a limit changes only with a new container (a new id).
+    assert reader.read(CID).memory_limit == 268435456
+    reader.forget_except(set())
+    assert reader.read(CID).memory_limit == 536870912
+
+
+def test_the_v2_limit_comes_from_memory_max(tmp_path):
+    root = v2_tree(tmp_path, "docker/{id}")
+    put(root / "docker" / CID / "memory.max", "max\n")
+    assert CgroupReader(str(root)).read(CID).memory_limit is None
+    put(root / "docker" / CID / "memory.max", "1073741824\n")
+    assert CgroupReader(str(root)).read(CID).memory_limit == 1073741824

@@ -336,3 +336,40 @@ def test_rows_the_database_refuses_are_dropped_not_retried_forever(caplog):
         m.run_cycle()
     assert "0 buffered" in line and "refused the rows of cycle 1" in caplog.text
     assert db.written == [2] and m.outbox.dropped_cycles == 1
+
+
+class RecordingMetrics:
+    def __init__(self, fail=False):
+        self.observed, self.wrote, self.fail = [], [], fail
+
+    def observe(self, batch, config, duration, buffered):
+        self.observed.append((batch.number, buffered))
+
+    def written(self, batch, unknown, active, total):
+        self.wrote.append(batch.number)
+        if self.fail:
+            raise RuntimeError("metrics bug")
+
+    def forget(self, keep):
+        pass
+
+
+def test_the_metrics_see_each_cycle_and_each_batch_once_it_is_written():
+    m, db = make_monitor()
+    m.metrics = RecordingMetrics()
+    db.down = True
+    m.run_cycle()
+    db.down = False
+    m.run_cycle()
+    assert m.metrics.observed == [(1, 1), (2, 0)]
+    assert m.metrics.wrote == [1, 2]  # the buffered cycle too, once it reached the database
+
+
+def test_a_metrics_fault_never_writes_a_batch_twice(caplog):
+    m, db = make_monitor()
+    m.metrics = RecordingMetrics(fail=True)
+    with caplog.at_level(logging.ERROR):
+        m.run_cycle()
+        m.run_cycle()
+    assert db.written == [1, 2] and len(m.outbox) == 0
+    assert "recording written rows for the metrics failed" in caplog.text

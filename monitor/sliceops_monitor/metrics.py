@@ -54,10 +54,14 @@ class FleetCollector:
         # mutated, so the scrape thread can iterate it while a cycle writes.
         self._written: Mapping[int, float] = {}
         self._gateway_counts: tuple[int | None, int | None] = (None, None)
+        # slice id -> consecutive cycles whose /health did not answer (alert: 3 cycles).
+        self._down_cycles: Mapping[int, int] = {}
 
     # -- the monitor's side (the cycle thread)
 
     def observe(self, batch: CycleBatch, config: MonitorConfig, duration: float, buffered: int) -> None:
+        down = self._down_cycles
+        self._down_cycles = {s.slice_id: 0 if s.answered else down.get(s.slice_id, 0) + 1 for s in batch.slices}
         self._cycle = _Cycle(batch, config, duration, buffered, time.time())
         self._cycles += 1
 
@@ -84,7 +88,7 @@ class FleetCollector:
         return []
 
     def collect(self) -> Iterator:
-        cycle, written, cycles = self._cycle, self._written, self._cycles
+        cycle, written, cycles, down = self._cycle, self._written, self._cycles, self._down_cycles
         info = InfoMetricFamily("sliceops_monitor", "The monitor serving these metrics.")
         instance = cycle.config.instance if cycle else ""
         info.add_metric([], {"sliceops_instance": instance, "version": __version__})
@@ -100,10 +104,10 @@ class FleetCollector:
                                 "Seconds between cycles (monitor.interval).", value=cycle.config.interval)
         yield GaugeMetricFamily("sliceops_monitor_buffered_cycles",
                                 "Cycles measured but not yet written to PostgreSQL.", value=cycle.buffered)
-        yield from self._slices(cycle, written)
+        yield from self._slices(cycle, written, down)
         yield from self._server(cycle)
 
-    def _slices(self, cycle: _Cycle, written: Mapping[int, float]) -> Iterator:
+    def _slices(self, cycle: _Cycle, written: Mapping[int, float], down_cycles: Mapping[int, int]) -> Iterator:
         def family(kind, name, doc):
             return kind(name, doc, labels=SLICE_LABELS)
 
@@ -121,6 +125,8 @@ class FleetCollector:
                            "1 when the backend reports wa_state CONNECTED.")
         up = family(GaugeMetricFamily, "sliceops_slice_up",
                     "1 when the slice's /health answered 200 with a wa_state in the last cycle.")
+        down = family(GaugeMetricFamily, "sliceops_slice_down_cycles",
+                      "Consecutive cycles, up to the last, in which /health did not answer (0 when up).")
         state = GaugeMetricFamily("sliceops_slice_whatsapp_state",
                                   "1 for the slice's wa_state in the last cycle (or why it is unknown).",
                                   labels=SLICE_LABELS + ["state"])
@@ -142,10 +148,11 @@ class FleetCollector:
                 quota.add_metric(labels, conf.disk_quota_bytes)
             connected.add_metric(labels, 1 if sample.wa_state == "CONNECTED" else 0)
             up.add_metric(labels, 1 if sample.answered else 0)
+            down.add_metric(labels, down_cycles.get(sample.slice_id, 0))
             state.add_metric(labels + [sample.wa_state], 1)
             if sample.slice_id in written:
                 last.add_metric(labels, written[sample.slice_id])
-        yield from (mem, limit, cpu, disk, quota, connected, up, state, last)
+        yield from (mem, limit, cpu, disk, quota, connected, up, down, state, last)
 
     def _server(self, cycle: _Cycle) -> Iterator:
         v = cycle.batch.server

@@ -101,6 +101,17 @@ def test_the_telemetry_timestamp_is_that_of_the_newest_row_written():
     assert got["sliceops_server_slices"] == {(): 5} and got["sliceops_server_slices_assigned"] == {(): 1}
 
 
+def test_down_cycles_count_consecutive_unanswered_cycles_and_reset_when_up():
+    ex = Exporter(0)
+    for n in range(3):
+        ex.collector.observe(batch(n + 1), CONFIG, 0.1, 0)
+    assert scrape(ex)["sliceops_slice_down_cycles"] == {labels(1): 0, labels(2): 0, labels(3): 3}
+    back = batch(4)
+    back.slices[2].answered = True
+    ex.collector.observe(back, CONFIG, 0.1, 0)
+    assert scrape(ex)["sliceops_slice_down_cycles"][labels(3)] == 0
+
+
 def test_a_reload_ends_the_series_of_slices_no_longer_configured():
     ex = Exporter(0)
     ex.collector.written(batch(), (), None, None)

@@ -130,6 +130,16 @@ class Slice:
     def in_service(self) -> bool:
         return self.status == ACTIVE
 
+    @property
+    def memory_bytes(self) -> int:
+        return size_bytes(self.memory)
+
+    @property
+    def disk_quota_bytes(self) -> int | None:
+        """The data directory's quota, once the inventory gives slices one (`disk`); else None."""
+        disk = getattr(self, "disk", None)
+        return size_bytes(disk) if disk else None
+
 
 @dataclass(frozen=True)
 class Inventory:

@@ -12,18 +12,12 @@ from pyinfra.operations import files, server
 from sliceops import factcache
 from sliceops.bundle import digest, tarball
 from sliceops.facts.host import InitSystem
-from sliceops.inventory import ACTIVE, SUSPENDED, Inventory, size_bytes
+from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
 from sliceops.operations import service, system
 from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
 
 USER = "sliceops-monitor"
-
-
-def disk_quota_bytes(s) -> int | None:
-    """The slice's disk quota in bytes, when the inventory gives slices one (`disk`)."""
-    disk = getattr(s, "disk", None)
-    return size_bytes(disk) if disk else None
 
 
 def config(inv: Inventory) -> dict:
@@ -53,7 +47,7 @@ def config(inv: Inventory) -> dict:
                 "data_dir": inv.slice_data_dir(s.id),
                 "status": ACTIVE if s.in_service else SUSPENDED,
                 # The quota exists once the inventory has a disk limit per slice.
-                **({"disk_quota_bytes": quota} if (quota := disk_quota_bytes(s)) else {}),
+                **({"disk_quota_bytes": s.disk_quota_bytes} if s.disk_quota_bytes else {}),
             }
             for s in inv.slices
             if s.status in (ACTIVE, SUSPENDED)

@@ -99,3 +99,30 @@ def test_a_running_monitor_serves_what_it_wrote(env, running_monitor):
     with pytest.raises(OSError):
         scrape(port)
 
+
+
+# A deployed instance: the monitor runs from its venv on Debian's python3 and
+# python3-prometheus-client, under its init script, as the deploy installs it.
+DEPLOYED = "rep12m"
+
+
+def test_the_deployed_monitor_serves_metrics_from_debians_prometheus_client(make_inventory):
+    from tests.fix_deploy import run_deploy
+
+    port = free_port()
+    inventory = make_inventory(
+        DEPLOYED, [{"id": 1}, {"id": 2, "status": "suspended"}],
+        postgres={"port": 5621}, docker={"subnet": "172.30.121.0/24"},
+        slice_defaults={"port_base": 18121, "memory": "128m"},
+        monitor={"interval": 5, "metrics_port": port},
+    )
+    result = run_deploy(inventory)
+    assert result.returncode == 0, result.output[-3000:]
+    wait_until(lambda: scrape(port).get("sliceops_slice_last_telemetry_timestamp_seconds"),
+               what="the deployed monitor's first written cycle", timeout=60)
+    got = scrape(port)
+    assert got["sliceops_slice_spec_memory_limit_bytes"] == {("1",): 128 * 2**20}
+    assert got["sliceops_slice_up"] == {("1",): 1}  # the suspended slice is not measured
+    assert got["sliceops_monitor_info"] == {("rep12m", "0.1.0"): 1}
+    served_by = subprocess.run(["sh", "-c", f"ss -Hltnp 'sport = :{port}'"], capture_output=True, text=True).stdout
+    assert "127.0.0.1:" in served_by and "python3" in served_by, served_by

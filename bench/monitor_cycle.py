@@ -7,7 +7,11 @@ schema, then runs the monitor's cycles in a separate process so its wall time,
 CPU time (time.process_time, all threads) and peak RSS are the monitor's alone.
 Prints the figures, appends them to bench/RESULTS.md, and removes everything.
 
-    python bench/monitor_cycle.py --containers 50 [--cycles 5] [--no-docker-stats]
+    python bench/monitor_cycle.py --containers 50 [--cycles 5] [--no-docker-stats] [--metrics]
+
+--metrics times a second run of cycles on the same containers with the Prometheus endpoint
+on, scraping it once between cycles (the scrape is timed apart: it runs in the endpoint's
+thread, not in the cycle).
 """
 
 from __future__ import annotations
@@ -51,6 +55,21 @@ for i in range(cycles + 1):           # cycle 1 is a warm-up (first prune, conne
     w, c = time.perf_counter(), time.process_time()
     status = m.run_cycle()
     out["cycles"].append({"wall": time.perf_counter() - w, "cpu": time.process_time() - c, "status": status})
+if len(sys.argv) > 3 and sys.argv[3] == "metrics":
+    import urllib.request
+    from sliceops_monitor.metrics import Exporter
+    ex = Exporter(int(sys.argv[4])); ex.serve(); m.metrics = ex.collector
+    out["metrics"] = []
+    for i in range(cycles + 1):
+        time.sleep(max(0, next_run - time.monotonic())); next_run += cfg.interval
+        w, c = time.perf_counter(), time.process_time()
+        status = m.run_cycle()
+        wall, cpu = time.perf_counter() - w, time.process_time() - c
+        s, sc = time.perf_counter(), time.process_time()
+        body = urllib.request.urlopen(f"http://127.0.0.1:{ex.port}/metrics", timeout=10).read()
+        out["metrics"].append({"wall": wall, "cpu": cpu, "status": status, "scrape": time.perf_counter() - s,
+                               "scrape_cpu": time.process_time() - sc, "bytes": len(body)})
+    ex.stop()
 m.close()
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent across exec.
 status = open("/proc/self/status").read()
@@ -84,6 +103,20 @@ def machine() -> str:
             f"Linux {platform.release()}, cgroup {cg}")
 
 
+def metrics_lines(result: dict) -> list[str]:
+    """The second run's figures (metrics endpoint on, one scrape per cycle), if there was one."""
+    if "metrics" not in result:
+        return []
+    timed = result["metrics"][1:]
+    ms = lambda xs: f"median {statistics.median(xs) * 1000:.0f} ms, max {max(xs) * 1000:.0f} ms"  # noqa: E731
+    return [
+        f"- with the metrics endpoint on: cycle wall {ms([c['wall'] for c in timed])}, "
+        f"cycle CPU {ms([c['cpu'] for c in timed])}",
+        f"- one scrape of /metrics (its own thread, not in the cycle): wall {ms([c['scrape'] for c in timed])}, "
+        f"CPU {ms([c['scrape_cpu'] for c in timed])}, {timed[-1]['bytes'] / 1024:.0f} KiB of text",
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--containers", type=int, default=50)
@@ -93,6 +126,7 @@ def main() -> int:
     ap.add_argument("--busy", type=int, default=0, help="containers that also spin a busy loop")
     ap.add_argument("--no-docker-stats", action="store_true")
     ap.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
+    ap.add_argument("--metrics", action="store_true", help="also time cycles with the metrics endpoint on")
     args = ap.parse_args()
 
     run = uuid.uuid4().hex[:8]
@@ -166,7 +200,9 @@ def main() -> int:
 
         print(f"timing {args.cycles} cycles ...", file=sys.stderr)
         child = subprocess.run(
-            [sys.executable, "-c", CHILD, str(cfg_path), str(args.cycles)], capture_output=True, text=True,
+            [sys.executable, "-c", CHILD, str(cfg_path), str(args.cycles),
+             *(["metrics", str(next(p for p in range(29100, 29200) if free(p)))] if args.metrics else [])],
+            capture_output=True, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT / "monitor")}, timeout=600)
         if child.returncode != 0:
             print(child.stderr, file=sys.stderr)
@@ -194,11 +230,13 @@ def main() -> int:
             f"({len(walls)} cycles after a warm-up)",
             f"- cycle CPU (process_time, all threads): median {statistics.median(cpus) * 1000:.0f} ms, "
             f"max {max(cpus) * 1000:.0f} ms",
-            f"- monitor RSS: {rss_mb:.1f} MB after the cycles, peak {hwm_mb:.1f} MB",
+            f"- monitor RSS: {rss_mb:.1f} MB after the cycles, peak {hwm_mb:.1f} MB"
+            + (" (both runs, metrics on in the second)" if args.metrics else ""),
             f"- one walk of all data dirs (background worker): {result['disk_walk_s'] * 1000:.0f} ms",
             f"- `docker stats --no-stream` on the same containers: "
             + (f"{stats_s:.1f} s" if stats_s is not None else "not run"),
             f"- last status: `{timed[-1]['status']}`",
+            *metrics_lines(result),
             f"- (starting the containers took {start_s:.0f} s)",
             "",
         ]

@@ -7,7 +7,10 @@ Peak RSS is VmHWM from /proc/<pid>/status. `run` is read after several cycles, t
 stopped with SIGTERM; `once` exits by itself, so it runs under strace with its exit_group
 delayed by a second: VmHWM is read while the process is parked at its very last syscall.
 
-    .venv/bin/python bench/monitor_memory.py [--slices 500] [--cycles 6] [--python /usr/bin/python3]
+    .venv/bin/python bench/monitor_memory.py [--slices 500] [--cycles 6] [--python /usr/bin/python3] [--metrics]
+
+--metrics turns the Prometheus endpoint on (metrics_port) and scrapes it after every cycle
+of `run`, so its peak includes the exposition of N slices (needs python3-prometheus-client).
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ def main() -> int:
     ap.add_argument("--cycles", type=int, default=6, help="cycles of `run` before reading its peak")
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--python", default="/usr/bin/python3", help="the monitor's interpreter (the deploy's)")
+    ap.add_argument("--metrics", action="store_true", help="serve and scrape /metrics during `run`")
     ap.add_argument("--base-port", type=int, default=23000)
     args = ap.parse_args()
     n = args.slices
@@ -127,12 +131,14 @@ def main() -> int:
             for j in range(20):
                 (d / "media" / f"{j}.bin").write_bytes(b"x" * 4096)
             slices.append({"id": i + 1, "port": ports[i], "container": names[i], "data_dir": str(d)})
+        metrics_port = free_ports(1, 29300)[0]
         cfg = work / "monitor.json"
         cfg.write_text(json.dumps({
             "instance": "bench",
             "database": {"host": "127.0.0.1", "port": cluster.port, "dbname": "bench", "user": "postgres",
                          "password_file": str(pw)},
             "interval": args.interval, "health_timeout": min(2.0, args.interval / 2), "slices": slices,
+            **({"metrics_port": metrics_port} if args.metrics else {}),
         }))
         env = {**os.environ, "PYTHONPATH": str(ROOT / "monitor")}
         entry = ["-c", "import sys; from sliceops_monitor.cli import main; sys.exit(main())", "--config", str(cfg)]
@@ -178,15 +184,23 @@ def main() -> int:
             print(once.line(), flush=True)
 
         # ---- run: the daemon loop for several cycles
-        run = Figure(f"`sliceops-monitor run` peak RSS (VmHWM) after {args.cycles} cycles, {n} slices", unit="MB",
+        run = Figure(f"`sliceops-monitor run` peak RSS (VmHWM) after {args.cycles} cycles, {n} slices"
+                     + (", /metrics served and scraped each cycle" if args.metrics else ""), unit="MB",
                      goal=GOAL_MB)
         for _ in range(3):
             log = work / "run.log"
             with log.open("w") as logf:
                 proc = subprocess.Popen([args.python, *entry, "run"], env=env, stdout=logf, stderr=subprocess.STDOUT)
             deadline = time.monotonic() + args.cycles * args.interval + 120
+            scraped = 0
             while time.monotonic() < deadline and proc.poll() is None:
-                if len(CYCLE.findall(log.read_text())) >= args.cycles:
+                cycles = len(CYCLE.findall(log.read_text()))
+                if args.metrics and cycles > scraped:
+                    import urllib.request
+                    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+                        r.read()
+                    scraped = cycles
+                if cycles >= args.cycles:
                     break
                 time.sleep(0.5)
             if proc.poll() is not None:

@@ -131,6 +131,8 @@ def _reader(command: str):
     """The module of a command that only reads the target; it parses its own options."""
     if command == "status":
         from sliceops.status import command as module
+    elif command == "report":
+        from sliceops.reporting import command as module
     else:
         from sliceops import logs as module
     return module
@@ -144,7 +146,11 @@ def cmd_logs(inv: Inventory, args) -> int:
     return _reader("logs").run(inv, args.rest)
 
 
-READERS = {"status": cmd_status, "logs": cmd_logs}
+def cmd_report(inv: Inventory, args) -> int:
+    return _reader("report").run(inv, args.rest)
+
+
+READERS = {"status": cmd_status, "logs": cmd_logs, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,7 +111,9 @@ def _fleet_figure(n: int, title: str):
 
 
 def _slice_ticks(ax, ids: list[int]) -> None:
-    step = max(1, int(np.ceil(len(ids) / 40)))  # at most ~40 labels
+    # A label needs ~14 px; the plot area is about three quarters of the figure's height.
+    rows_px = ax.figure.get_figheight() * DPI * 0.75 / max(len(ids), 1)
+    step = max(1, int(np.ceil(14 / rows_px)))
     pos = np.arange(0, len(ids), step)
     ax.set_yticks(pos + 0.5, [str(ids[i]) for i in pos])
     ax.set_ylabel("slice id")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from pyinfra import host
+
 # Exit statuses of `sliceops plan` (2 is a user's error, as for every command).
 NO_CHANGES = 0
 FAILED = 1
@@ -38,12 +40,8 @@ _recorded: list[tuple[str | None, Change]] = []
 
 
 def _current_op() -> str | None:
-    from pyinfra import host
-
-    try:
-        return host.current_op_hash
-    except Exception:  # no host context (unit tests calling an operation's helpers)
-        return None
+    """The hash of the operation being planned (None outside pyinfra's host context)."""
+    return host.current_op_hash
 
 
 def record(subject: str, what: str, detail: str = "", slice_id: int | None = None, changes: bool = True) -> None:
@@ -97,13 +95,14 @@ def _if_holds(global_arguments: dict) -> bool:
 def collect(state) -> list[Change]:
     """The planned changes of a prepared (not executed) pyinfra run, in deploy order."""
     out: list[Change] = []
-    for host in state.inventory:
+    for target in state.inventory:
         for op_hash in state.get_op_order():
             try:
-                data = state.get_op_data_for_host(host, op_hash)
+                data = state.get_op_data_for_host(target, op_hash)
             except KeyError:
                 continue
             mine = recorded_for(op_hash)
+            # The change check's answer, kept by pyinfra (`will_change` would run the operation again).
             changing = bool(data.operation_meta._maybe_is_change) and _if_holds(data.global_arguments)
             out += [c for c in mine if not c.changes or c.refused or changing]
             if changing and not mine and not getattr(data.operation_meta, "sliceops_explained", False):

@@ -23,6 +23,7 @@ from sliceops import factcache, plan
 from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.facts.docker import DockerImage, DockerNetwork, ImageLabels, SliceContainers
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory, Slice
+from sliceops.operations import sentences
 from sliceops.operations.util import as_script, refuses
 from sliceops.paths import ROOT
 
@@ -207,38 +208,6 @@ def spec_label(spec: dict) -> str:
     return json.dumps(shown, sort_keys=True, separators=(",", ":"))
 
 
-def spec_changes(old: dict | None, new: dict) -> list[str]:
-    """What differs between a container's recorded spec and the desired one, in words."""
-    if not old:
-        return ["spec changed"]
-    new = json.loads(spec_label(new))
-    words = {
-        "memory": "memory", "cpus": "cpus", "pids_limit": "pids", "publish": "published on",
-        "health_interval": "health check interval (s)", "network": "network", "volumes": "mounts",
-    }
-    out = []
-    for key in sorted(set(old) | set(new)):
-        was, now = old.get(key), new.get(key)
-        if was == now:
-            continue
-        if key == "image":
-            out.append("image rebuilt" if str(now).startswith("(unbuilt") else
-                       f"image {str(was)[7:19]} -> {str(now)[7:19]}")
-        elif key == "env_file_sha256":
-            out.append("credentials changed")
-        elif key in words:
-            out.append(f"{words[key]} {_show(was)} -> {_show(now)}")
-        else:
-            out.append(f"{key} changed")
-    return out or ["spec changed"]
-
-
-def _show(value) -> str:
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def run_command(inv: Inventory, s: Slice, spec: dict) -> str:
     """The `docker run` of a spec; every option comes from the spec, so the hash covers them all."""
     q = shlex.quote
@@ -389,7 +358,13 @@ def containers(inv: Inventory):
             f"{host.print_prefix}orphan slice containers (their slices are not in {inv.path}), "
             f"left alone: {', '.join(todo.orphans)}"
         )
-    _plan_containers(inv, have, image_id or f"(unbuilt {image})", todo)
+    seen = have or {"containers": {}, "env_sha256": {}}
+    wanted = {  # what `sliceops plan` compares a recreated container's recorded spec with
+        inv.container_name(s.id): json.loads(spec_label(desired_spec(
+            inv, s, image_id or f"(unbuilt {image})", seen["env_sha256"].get(f"{s.login_role}.env"))))
+        for s in inv.slices if inv.container_name(s.id) in todo.recreated
+    }
+    sentences.containers(inv, seen, todo, wanted)
     if not todo.commands:
         running = sum(1 for s in inv.slices if s.in_service)
         suspended = sum(1 for s in inv.slices if s.status == SUSPENDED)
@@ -399,34 +374,3 @@ def containers(inv: Inventory):
         _ready_for_execution(inv, have, image_id, todo)
     yield from as_script(inv.share_dir, "containers", plan_script(todo))
 
-
-def _plan_containers(inv: Inventory, have: dict | None, image_id: str, todo: ContainerPlan) -> None:
-    """Tell `sliceops plan` what `todo` does to each slice."""
-    have = have or {"containers": {}, "env_sha256": {}}
-    for s in inv.slices:
-        name = inv.container_name(s.id)
-        env = have["env_sha256"].get(f"{s.login_role}.env")
-        if name in todo.created:
-            # No credentials yet: the slice itself is new (the roles step writes them first).
-            if env is None:
-                plan.for_slice(s.id, "new", f"container on 127.0.0.1:{s.port}")
-            else:
-                plan.for_slice(s.id, "container created", f"on 127.0.0.1:{s.port}")
-        elif name in todo.recreated:
-            cur = have["containers"][name]
-            if cur["state"] == "dead":
-                plan.for_slice(s.id, "container recreated", "it was dead")
-                continue
-            old = cur.get("spec_fields")
-            for change in spec_changes(old, desired_spec(inv, s, image_id, env)):
-                plan.for_slice(s.id, "container recreated", change)
-        elif name in todo.started:
-            plan.for_slice(s.id, "container started", "it was stopped")
-        elif name in todo.stopped:
-            plan.for_slice(s.id, "suspended", "container stopped")
-    for name in todo.orphans:
-        sid = have["containers"][name].get("slice")
-        if sid is not None:
-            plan.for_slice(sid, "orphan, left intact", changes=False)
-        else:
-            plan.record(f"container {name}", "orphan, left intact", changes=False)

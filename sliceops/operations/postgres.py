@@ -11,6 +11,7 @@ import hashlib
 import json
 
 from pyinfra import host
+from sliceops.operations import sentences
 from sliceops.operations.util import as_script, refuses
 from pyinfra.api import StringCommand, operation
 
@@ -148,23 +149,8 @@ def roles(inv: Inventory):
     if not todo and not with_monitor:
         host.noop(f"all {len(desired_login_roles(inv)) + 1} roles exist with their credentials")
         return
-    _plan_roles(inv, state, todo, with_monitor)
+    sentences.roles(inv, state["roles"] if state else {}, todo, MONITOR_ROLE if with_monitor else None)
     yield from as_script(inv.share_dir, "roles", roles_command(inv, todo, with_monitor))
-
-
-def _plan_roles(inv: Inventory, state: dict | None, todo: list[str], with_monitor: bool) -> None:
-    have = state["roles"] if state else {}
-    tenants = {s.login_role: s for s in inv.kept_slices()}
-    for role in todo:
-        s = tenants.get(role)
-        if s is not None and role not in have:
-            plan.for_slice(s.id, "new", "role")
-        elif s is not None:
-            plan.for_slice(s.id, "credentials restored", f"role {role} and its credentials files")
-        else:
-            plan.record("postgres", "role and credentials", role)
-    if with_monitor:
-        plan.record("postgres", "role and credentials", MONITOR_ROLE)
 
 
 # --------------------------------------------------------------------------- databases
@@ -241,7 +227,7 @@ def databases(inv: Inventory):
     shell = ["set -e"]
     have = state["databases"] if state else {}
     copies = [s.database for s in inv.kept_slices() if s.database not in have]
-    _plan_databases(inv, have, sql)
+    sentences.databases(inv, desired_databases(inv), have, sql)
     if copies:
         shell.append(template_command(inv, state))
         if TEMPLATE_DB not in (state or {}).get("stamped", []):
@@ -250,22 +236,6 @@ def databases(inv: Inventory):
     newest = discover("slice")[-1].filename if discover("slice") else "none"
     shell += [f"echo 'created {db} from {TEMPLATE_DB} (migrations up to {newest})'" for db in copies]
     yield from as_script(inv.share_dir, "databases", "\n".join(x for x in shell if x))
-
-
-def _plan_databases(inv: Inventory, have: dict, sql: list[str]) -> None:
-    by_db = {s.database: s for s in inv.kept_slices()}
-    for db in desired_databases(inv):
-        s = by_db.get(db)
-        if db not in have:
-            if s is not None:
-                plan.for_slice(s.id, "new", "database from the template")
-            else:
-                plan.record("gateway database", "new", db)
-        elif any(f'"{db}"' in q for q in sql):
-            if s is not None:
-                plan.for_slice(s.id, "database access corrected", "owner and CONNECT grants")
-            else:
-                plan.record("gateway database", "access corrected", "owner and CONNECT grants")
 
 
 # --------------------------------------------------------------------------- migrations
@@ -422,22 +392,8 @@ def migrations(inv: Inventory):
     if not todo:
         host.noop(f"all {len(inv.kept_slices()) + 1} databases are at the newest migration")
         return
-    _plan_migrations(inv, state, todo)
+    sentences.migrations(inv, state["databases"] if state else {}, todo)
     yield from as_script(inv.share_dir, "migrations", migrate_command(inv, todo))
-
-
-def _plan_migrations(inv: Inventory, state: dict | None, todo) -> None:
-    have = state["databases"] if state else {}
-    by_db = {s.database: s for s in inv.kept_slices()}
-    for database, _owner, files, _grants, _stamp in todo:
-        s = by_db.get(database)
-        applied = ", ".join(m.filename for m in files)
-        if s is not None and database not in have:
-            plan.for_slice(s.id, "new", "database from the template")  # its grants and stamp: part of new
-        elif s is not None:
-            plan.for_slice(s.id, "migrations", applied or "grants re-checked and stamp written (changed since stamped)")
-        else:
-            plan.record("gateway database", "migrations", applied or "monitor grants")
 
 
 # --------------------------------------------------------------------------- registration
@@ -499,25 +455,8 @@ def registration(inv: Inventory):
     if not sql:
         host.noop(f"gateway.slices matches the inventory ({len(inv.slices)} slices)")
         return
-    _plan_registration(inv, (state["slices"] if state else None) or {})
+    sentences.registration(inv, (state["slices"] if state else None) or {})
     yield StringCommand(heredoc(inv, "BEGIN;\n" + "\n".join(sql) + "\nCOMMIT;", inv.gateway.database))
-
-
-def _plan_registration(inv: Inventory, rows: dict) -> None:
-    for s in inv.slices:
-        row = rows.get(s.id)
-        if row is None:
-            if s.status != DESTROYING:
-                plan.for_slice(s.id, "new", "gateway row")
-            continue
-        wanted = {SUSPENDED: "suspended", DESTROYING: "destroying"}.get(s.status)
-        if wanted and row["status"] != wanted:
-            plan.for_slice(s.id, wanted, f"gateway row {row['status']} -> {wanted}")
-        elif not wanted and row["status"] in ("suspended", "destroying"):
-            back = "available" if row["user_id"] is None else "assigned"
-            plan.for_slice(s.id, "back in service", f"gateway row {row['status']} -> {back}")
-        if row["port"] != s.port:
-            plan.for_slice(s.id, "port moved", f"gateway row port {row['port']} -> {s.port}")
 
 
 def assert_destroy_allowed(inv: Inventory, rows: dict | None) -> None:

@@ -3,6 +3,7 @@ recreate says changed; how a prepared (not executed) pyinfra run becomes planned
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import types
@@ -11,6 +12,7 @@ import pytest
 
 from sliceops import plan
 from sliceops.operations import docker as op
+from sliceops.operations import sentences
 from sliceops.operations.util import Changes, changed
 from sliceops.paths import ROOT
 from sliceops.plan import Change
@@ -97,16 +99,19 @@ def _spec(tmp_path, **slice_keys):
     return op.desired_spec(inv, inv.slice(2), "sha256:" + "a" * 64, "f" * 64)
 
 
-def test_a_recreate_names_what_changed(tmp_path):
-    import json
+def _label(spec: dict) -> dict:
+    return json.loads(op.spec_label(spec))
 
-    old = json.loads(op.spec_label(_spec(tmp_path)))
-    assert op.spec_changes(old, _spec(tmp_path, memory="512m")) == ["memory 256m -> 512m"]
-    assert op.spec_changes(old, _spec(tmp_path, memory="512m", cpus=1)) == ["cpus 0.5 -> 1", "memory 256m -> 512m"]
-    new_creds = dict(_spec(tmp_path), env_file_sha256="0" * 64)
-    assert op.spec_changes(old, new_creds) == ["credentials changed"]
-    assert op.spec_changes(old, dict(_spec(tmp_path), image="(unbuilt sliceops/slice-backend:1)")) == ["image rebuilt"]
-    assert op.spec_changes(None, _spec(tmp_path)) == ["spec changed"]  # a container from before the label
+
+def test_a_recreate_names_what_changed(tmp_path):
+    old = _label(_spec(tmp_path))
+    changes = sentences.spec_changes
+    assert changes(old, _label(_spec(tmp_path, memory="512m"))) == ["memory 256m -> 512m"]
+    assert changes(old, _label(_spec(tmp_path, memory="512m", cpus=1))) == ["cpus 0.5 -> 1", "memory 256m -> 512m"]
+    assert changes(old, _label(dict(_spec(tmp_path), env_file_sha256="0" * 64))) == ["credentials changed"]
+    assert changes(old, _label(dict(_spec(tmp_path), image="(unbuilt sliceops/slice-backend:1)"))) == ["image rebuilt"]
+    assert changes(old, old) == ["spec changed"]  # recreated for a reason the spec does not show
+    assert changes(None, old) == ["spec changed"]  # a container from before the label
 
 
 def test_the_spec_label_never_carries_the_whole_credentials_checksum(tmp_path):

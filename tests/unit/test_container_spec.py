@@ -436,3 +436,23 @@ def test_docker_network_parse():
                                           "icc": False, "bridge": "so-main", "attached": ["wa-slice-1", "wa-slice-2"]}
     assert DockerNetwork.parse(["SLICEOPS_MISSING"]) is None
     assert DockerNetwork.parse(['{"ipam":[],"options":{},"driver":"bridge"}'])["icc"] is True
+
+
+def test_containers_op_tells_the_plan_what_a_recreate_changes(tmp_path, run_op):
+    import json
+
+    from sliceops import plan
+
+    before = inventory(tmp_path, [{"id": 1}, {"id": 2}])
+    after = inventory(tmp_path, [{"id": 1}, {"id": 2, "memory": "512m"}, {"id": 3}])
+    have = fact(before, {1: "running", 2: "running"}, env={1: SHA[1], 2: SHA[2]})
+    for sid in (1, 2):
+        have["containers"][f"wa-slice-{sid}"]["spec_fields"] = json.loads(op.spec_label(spec_of(before, sid, env_sha=SHA[sid])))
+    plan.reset()
+    commands, _ = run_op(op.containers, {"DockerImage": IMAGE, "SliceContainers": have}, inv=after)
+    assert "docker rm -f wa-slice-2" in commands[0]
+    assert plan.lines(plan.recorded_for(None)) == [  # None: outside a pyinfra run
+        "slice 2: container recreated: memory 256m -> 512m",
+        "slice 3: new: container on 127.0.0.1:5005",
+    ]
+    plan.reset()

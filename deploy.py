@@ -8,13 +8,15 @@ from pyinfra import host, state
 from sliceops import report
 from sliceops.inventory import load
 from sliceops.operations import lifecycle
-from sliceops.tasks import backups, databases, docker_engine, monitor, postgres_server, slices
+from sliceops.tasks import backups, databases, docker_engine, monitor, postgres_server, slice_volume, slices
 
 report.install(state)  # relay "applied 0002_x to wa_slice_3"-style lines at default verbosity
 inv = load(host.data.sliceops_inventory)
 
 lifecycle.preflight(name="Check the inventory's requests are safe", inv=inv)  # before any change
+slice_volume.check(inv)  # before any change: every slice's data fits its disk quota
 docker_engine.converge(inv)  # Docker engine installed and running (or checked, if provided)
+slice_volume.converge(inv)  # every slice's /data on one preallocated btrfs image, a disk quota each
 postgres_server.converge(inv)  # PostgreSQL installed, configured, running, enabled at boot
 databases.converge(inv)  # roles and secrets, databases, migrations, gateway.slices rows
 backups.converge(inv)  # backup agent and its nightly schedule (the destroy uses it too)

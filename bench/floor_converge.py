@@ -46,7 +46,8 @@ def write_inventory(folder: Path, instance: str, n: int) -> Path:
         "instance": instance,
         "postgres": {"port": 5458},
         "docker": {"subnet": "172.30.58.0/24"},
-        "slice_defaults": {"port_base": 47001},
+        # floor.sh makes plain data directories: compare like with like (no quota volume).
+        "slice_defaults": {"port_base": 47001, "disk": False},
         "slices": [{"id": i} for i in range(1, n + 1)],
     }
     path = folder / f"{instance}.yaml"

@@ -40,7 +40,8 @@ def write_inventory(folder: Path, instance: str, slot: int, n: int, ids: int | N
         "instance": instance,
         "postgres": {"port": 5450 + slot},
         "docker": {"subnet": f"172.30.{50 + slot}.0/24"},
-        "slice_defaults": {"port_base": 41001 + 1000 * slot},
+        # Small quotas: 200 slices at the default 2g would ask this machine for a 450 GiB volume.
+        "slice_defaults": {"port_base": 41001 + 1000 * slot, "disk": "64m"},
         "slices": [{"id": i} for i in range(1, (ids or n) + 1)],
     }
     path = folder / f"{instance}{'' if ids is None else f'-{ids}'}.yaml"

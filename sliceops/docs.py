@@ -23,6 +23,8 @@ def _rows(props: dict, prefix: str, required: list[str]):
             yield from _rows(spec["items"]["properties"], f"{path}[].", spec["items"].get("required", []))
         else:
             kind = spec.get("type", "")
+            if isinstance(kind, list):
+                kind = " or ".join(kind)
             if "enum" in spec:
                 kind += " (" + " / ".join(str(v) for v in spec["enum"]) + ")"
             if key in required:

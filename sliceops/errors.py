@@ -27,3 +27,7 @@ class LifecycleError(SliceopsError):
 
 class RemoteStateError(SliceopsError):
     """A fact read from the target could not be understood."""
+
+
+class QuotaError(SliceopsError):
+    """A disk quota cannot be applied (a slice's data exceeds it, or the host has no room)."""

@@ -70,6 +70,7 @@ class SliceDefaults:
     cpus: float
     pids: int
     health_interval: int
+    disk: str | bool = "2g"
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class Slice:
     memory: str = "256m"
     cpus: float = 0.5
     pids: int = 256
+    disk: str | None = "2g"  # None: no quota (slice_defaults.disk: false)
 
     @property
     def database(self) -> str:
@@ -136,9 +138,8 @@ class Slice:
 
     @property
     def disk_quota_bytes(self) -> int | None:
-        """The data directory's quota, once the inventory gives slices one (`disk`); else None."""
-        disk = getattr(self, "disk", None)
-        return size_bytes(disk) if disk else None
+        """The slice's disk quota in bytes (`disk`), or None when quotas are off."""
+        return size_bytes(self.disk) if self.disk else None
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,35 @@ class Inventory:
 
     def slice_data_dir(self, slice_id: int) -> str:
         return f"{self.slices_data_dir}/{slice_id}"
+
+    @property
+    def quota_enabled(self) -> bool:
+        """Slice data live in the instance's quota volume (slice_defaults.disk is not false)."""
+        return self.slice_defaults.disk is not False
+
+    @property
+    def volume_image(self) -> str:
+        """The preallocated btrfs image holding every slice's data; mounted on slices_data_dir."""
+        return f"{self.slice_defaults.data_dir}/{self.instance}/slices.img"
+
+    @property
+    def volume_staging_dir(self) -> str:
+        """Where plain data directories wait while they are copied into the volume."""
+        return f"{self.slices_data_dir}.plain"
+
+    @property
+    def volume_service(self) -> str:
+        """The boot script (LSB) or unit (systemd) that mounts the volume before the engine starts."""
+        return f"sliceops-volume-{self.instance}"
+
+    @property
+    def volume_size(self) -> int:
+        """Bytes the image must have: every listed slice's quota, plus room for btrfs's own
+        metadata (256 MiB and an eighth of the quotas), in whole MiB. It grows with the
+        quotas and never shrinks."""
+        quotas = sum(s.disk_quota_bytes or 0 for s in self.slices)
+        size = quotas + 256 * MIB + quotas // 8
+        return -(-size // MIB) * MIB
 
     @property
     def backup_dir(self) -> str:
@@ -248,6 +278,9 @@ def size_bytes(size: str) -> int:
     if text[-1:] in _SIZE_UNITS:
         return int(float(text[:-1]) * _SIZE_UNITS[text[-1]])
     return int(text)
+
+
+MIB = 1024 * 1024
 
 
 def slice_port(slice_id: int, base: int, step: int) -> int:
@@ -438,9 +471,19 @@ def _check_cross_entry(data: dict, report) -> None:
             report(where, f"port {port} of slice {sid} is already used by slice {other}")
         else:
             seen_ports[port] = i
+        disk = entry.get("disk")
+        if isinstance(disk, str) and re.match(r"^[0-9]+[mg]$", disk) and size_bytes(disk) < MIB:
+            report(("slices", i, "disk"), f"{disk!r} is below the smallest quota (1m)")
+        if disk is not None and sd_given.get("disk") is False:
+            report(("slices", i, "disk"), f"{disk!r} needs slice_defaults.disk (false here: no quotas)")
         if entry.get("force") is True and entry.get("status") != DESTROYING:
             report(("slices", i, "force"), f"{entry['force']!r} is only meaningful with status: destroying")
     _check_metrics_port(data, pg_port, seen_ports, entries, report)
+    disk = sd_given.get("disk")
+    if disk is True:
+        report(("slice_defaults", "disk"), "true is not valid: a size (2g) or false (no quota)")
+    elif isinstance(disk, str) and re.match(r"^[0-9]+[mg]$", disk) and size_bytes(disk) < MIB:
+        report(("slice_defaults", "disk"), f"{disk!r} is below the smallest quota (1m)")
     docker = data.get("docker") if isinstance(data.get("docker"), dict) else {}
     subnet = docker.get("subnet")
     subnet_pattern = schema()["properties"]["docker"]["properties"]["subnet"]["pattern"]
@@ -483,6 +526,7 @@ def _build(shown: str, data: dict, lines: dict) -> Inventory:
                     memory=e.get("memory", sd["memory"]),
                     cpus=float(e.get("cpus", sd["cpus"])),
                     pids=e.get("pids", sd["pids"]),
+                    disk=e.get("disk", sd["disk"]) if sd["disk"] is not False else None,
                 )
                 for e in data["slices"] or []
             ),

@@ -67,6 +67,9 @@ def teardown_instance(instance: str, pg_version: int = 15) -> None:
        f"/run/lock/sliceops-{instance}-backup-*.lock")
     sh(f"docker rm -f $(docker ps -aq --filter label=sliceops.instance={instance})")
     sh(f"docker network rm sliceops-{instance}")
+    # The slice volume: unmounted (its loop device goes with it), boot links and script removed.
+    sh(f"umount /srv/sliceops/{instance}/slices; chattr -i /srv/sliceops/{instance}/slices")
+    sh(f"update-rc.d sliceops-volume-{instance} remove; rm -f /etc/init.d/sliceops-volume-{instance}")
     sh(f"pg_dropcluster --stop {pg_version} {instance}")
     for path in (f"/etc/sliceops/{instance}", f"/srv/sliceops/{instance}", f"/usr/local/share/sliceops/{instance}",
                  f"/var/backups/sliceops/{instance}", f"/opt/sliceops/{instance}", f"/var/lib/sliceops/{instance}"):

@@ -57,11 +57,16 @@ def _human(n: int | None) -> str:
     return str(n)
 
 
-def batch_table(batch: CycleBatch, containers: dict[int, str]) -> str:
+def batch_table(batch: CycleBatch, containers: dict[int, str], quotas: dict[int, int | None] | None = None) -> str:
+    """`quotas`: slice id -> disk quota in bytes; the disk column then reads `used / quota`."""
+    quotas = quotas or {}
     rows = [("slice", "container", "wa_state", "rss", "cpu%", "disk", "phone")]
     for s in batch.slices:
+        disk = _human(s.disk_bytes)
+        if quotas.get(s.slice_id):
+            disk += f" / {_human(quotas[s.slice_id])}"
         rows.append((str(s.slice_id), containers.get(s.slice_id, "?"), s.wa_state, _human(s.rss_bytes),
-                     "-" if s.cpu_percent is None else f"{s.cpu_percent:.1f}", _human(s.disk_bytes),
+                     "-" if s.cpu_percent is None else f"{s.cpu_percent:.1f}", disk,
                      s.wa_phone or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
@@ -76,13 +81,16 @@ def batch_table(batch: CycleBatch, containers: dict[int, str]) -> str:
     return "\n".join(lines)
 
 
-def batch_json(batch: CycleBatch, status: str, written: int, buffered: int) -> str:
+def batch_json(batch: CycleBatch, status: str, written: int, buffered: int,
+               quotas: dict[int, int | None] | None = None) -> str:
+    quotas = quotas or {}
     doc = {
         "cycle": batch.number,
         "collected_at": batch.collected_at.isoformat(),
         "slices": [{
             "slice_id": s.slice_id, "wa_state": s.wa_state, "rss_bytes": s.rss_bytes,
-            "cpu_percent": s.cpu_percent, "disk_bytes": s.disk_bytes, "wa_phone": s.wa_phone,
+            "cpu_percent": s.cpu_percent, "disk_bytes": s.disk_bytes,
+            "disk_quota_bytes": quotas.get(s.slice_id), "wa_phone": s.wa_phone,
             "health_answered": s.answered,
         } for s in batch.slices],
         "server": None if batch.server is None else {
@@ -106,14 +114,15 @@ def _once(cfg: config_mod.MonitorConfig, args) -> int:
         monitor.next_prune = float("inf")  # `once` measures; `prune` prunes
         status = monitor.run_cycle()
         batch = monitor.last_batch
+        quotas = {s.id: s.disk_quota_bytes for s in cfg.in_service}
         if batch is None:
             print(status, file=sys.stderr)
             return EXIT_FAILED
         if args.json:
             logger.info("%s", status)  # stdout carries only the JSON document
-            print(batch_json(batch, status, monitor.last_written, len(monitor.outbox)))
+            print(batch_json(batch, status, monitor.last_written, len(monitor.outbox), quotas))
         else:
-            print(batch_table(batch, {s.id: s.container for s in cfg.in_service}))
+            print(batch_table(batch, {s.id: s.container for s in cfg.in_service}, quotas))
             print(status)
         # A one-shot run cannot keep rows for later: unwritten means failed.
         return EXIT_FAILED if len(monitor.outbox) and not args.dry_run else 0

@@ -168,7 +168,7 @@ def env_file(inv: Inventory, s: Slice) -> str:
 
 def desired_spec(inv: Inventory, s: Slice, image_id: str, env_sha: str | None) -> dict:
     """Everything the slice's container is run with, as plain data: its hash is the spec label."""
-    return {
+    spec = {
         "version": SPEC_VERSION,
         "name": inv.container_name(s.id),
         "image": image_id,
@@ -191,6 +191,12 @@ def desired_spec(inv: Inventory, s: Slice, image_id: str, env_sha: str | None) -
         "restart": "unless-stopped",
         "health_interval": inv.slice_defaults.health_interval,
     }
+    if inv.quota_enabled:
+        # /data is a subvolume of the quota volume (the size itself is not the container's:
+        # changing a quota recreates nothing). A container made before the volume is
+        # recreated on it.
+        spec["data_on"] = "slice-volume"
+    return spec
 
 
 def spec_hash(spec: dict) -> str:

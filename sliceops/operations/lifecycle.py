@@ -17,6 +17,7 @@ from pyinfra.api import StringCommand, operation
 from sliceops import factcache, plan
 from sliceops.facts.docker import SliceContainers
 from sliceops.inventory import DESTROYING, Inventory
+from sliceops.operations import volume
 from sliceops.operations.postgres import assert_destroy_allowed, fleet
 
 _SLICE_DB = re.compile(r"^wa_slice_([0-9]+)$")
@@ -71,7 +72,7 @@ def destroy_script(inv: Inventory, slice_id: int, stamp: str) -> str:
         f"-c 'DROP ROLE IF EXISTS \"{s.login_role}\"'",
         f"{psql} -d {inv.gateway.database} -c 'DELETE FROM gateway.slices WHERE id = {s.id}' >/dev/null",
         f"rm -f {inv.secrets_dir}/{s.login_role}.password {inv.secrets_dir}/{s.login_role}.env",
-        f"rm -rf {data}",
+        volume.remove_data(inv, s.id),
         f"echo 'destroyed slice {s.id}: container, database {s.database}, role, gateway row and data removed'",
     ])
 

@@ -199,9 +199,8 @@ def build_rows(inv: Inventory, db: dict, containers: dict[int, dict], backups: d
         if s:
             row.mem_limit = size_bytes(s.memory)
             row.cpu_limit = s.cpus
-            # Disk quotas arrive with `slice_defaults.disk` / `slices[].disk`; until a slice has
-            # one, its quota shows as "-".
-            row.disk_quota = size_bytes(getattr(s, "disk", None))
+            # `slice_defaults.disk` / `slices[].disk`; "-" where quotas are off (disk: false).
+            row.disk_quota = s.disk_quota_bytes
         if dbrow:
             row.database = dbrow["name"]
             row.db_size = dbrow["size_bytes"]

@@ -46,7 +46,6 @@ def config(inv: Inventory) -> dict:
                 "container": inv.container_name(s.id),
                 "data_dir": inv.slice_data_dir(s.id),
                 "status": ACTIVE if s.in_service else SUSPENDED,
-                # The quota exists once the inventory has a disk limit per slice.
                 **({"disk_quota_bytes": s.disk_quota_bytes} if s.disk_quota_bytes else {}),
             }
             for s in inv.slices

@@ -95,6 +95,20 @@ def test_slice_secrets_are_root_only(host, inv, slice):
         assert f.user == "root" and f.mode == 0o600, f"{name}: owner {f.user}, mode {oct(f.mode)}; want root 0600"
 
 
+def test_slice_data_is_limited_to_its_disk_quota(host, inv, slice):
+    if not inv.quota_enabled:
+        pytest.skip("slice_defaults.disk: false (no quotas on this host)")
+    mounted = host.run("findmnt -n -o FSTYPE --mountpoint %s", inv.slices_data_dir).stdout.strip()
+    assert mounted == "btrfs", f"{inv.slices_data_dir} is not the slice volume (mounted there: {mounted or 'nothing'})"
+    path = inv.slice_data_dir(slice.id)
+    rootid = host.run("btrfs inspect-internal rootid %s", path).stdout.strip()
+    show = host.run("btrfs qgroup show -re --raw %s", inv.slices_data_dir).stdout.splitlines()[2:]
+    limits = {line.split()[0]: line.split()[3] for line in show}
+    assert limits.get(f"0/{rootid}") == str(slice.disk_quota_bytes), (
+        f"{path}: quota {limits.get(f'0/{rootid}', 'none')}, want {slice.disk_quota_bytes} bytes ({slice.disk})"
+    )
+
+
 # --------------------------------------------------------------------------- containers
 
 

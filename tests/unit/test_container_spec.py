@@ -133,7 +133,10 @@ RUN_1 = (
     "--memory 256m --cpus 0.5 --pids-limit 256 --log-driver json-file --log-opt max-size=10m "
     "--log-opt max-file=3 --health-interval 300s --restart unless-stopped " + IMAGE + " >/dev/null"
 )
-RUN_1_HASH = "1114ee5e27123f09e8cedae47be22c23eb7ea3d8d71c3c3f14dce3c4570310e7"
+# Changed deliberately once: /data moved onto the quota volume (spec key data_on).
+RUN_1_HASH = "e9d21e475c1893442a8167261d1c247536c02ea882e7139d5eb6566d7b6ce084"
+# With slice_defaults.disk: false the spec is what it was before quotas existed.
+RUN_1_HASH_NO_QUOTA = "1114ee5e27123f09e8cedae47be22c23eb7ea3d8d71c3c3f14dce3c4570310e7"
 
 
 def _run(inv, sid, env_sha):
@@ -166,6 +169,15 @@ def test_fresh_host_runs_every_in_service_slice(tmp_path):
 
 def test_the_spec_hash_of_slice_1_is_pinned(tmp_path):
     assert spec_hash(spec_of(inventory(tmp_path))) == RUN_1_HASH
+    no_quota = inventory(tmp_path, slice_defaults={"disk": False})
+    assert spec_hash(spec_of(no_quota)) == RUN_1_HASH_NO_QUOTA
+
+
+def test_changing_a_disk_quota_recreates_no_container(tmp_path):
+    """The quota is the volume's business (a qgroup limit changes live), not the container's."""
+    small = inventory(tmp_path, slices=[{"id": 1, "disk": "20m"}])
+    large = inventory(tmp_path, slices=[{"id": 1, "disk": "5g"}])
+    assert spec_hash(spec_of(small)) == spec_hash(spec_of(large)) == RUN_1_HASH
 
 
 def test_engine_not_there_yet_plans_like_a_fresh_host(tmp_path):

@@ -126,3 +126,28 @@ def test_cli_prints_one_line_per_problem_and_no_traceback(tmp_path, capsys):
     assert any("line 2: interval: must be greater than 0" in line for line in err)
     assert any("slices[0].id: must be at least 1" in line for line in err)
     assert not any("Traceback" in line for line in err)
+
+
+def test_a_slices_disk_quota_is_read_and_shown_beside_its_usage(tmp_path):
+    from datetime import datetime, timezone
+
+    from sliceops_monitor.samples import CycleBatch, SliceSample
+
+    doc = {"slices": [{**SLICE, "disk_quota_bytes": 20 * 1024 * 1024},
+                      {**SLICE, "id": 2, "port": 5003, "container": "wa-slice-2"}]}
+    cfg = config.load(write(tmp_path, doc))
+    quotas = {s.id: s.disk_quota_bytes for s in cfg.slices}
+    assert quotas == {1: 20 * 1024 * 1024, 2: None}
+    batch = CycleBatch(1, datetime.now(timezone.utc), [
+        SliceSample(1, "CONNECTED", disk_bytes=5 * 1024 * 1024), SliceSample(2, "CONNECTED", disk_bytes=4096)])
+    table = cli.batch_table(batch, {1: "wa-slice-1", 2: "wa-slice-2"}, quotas)
+    assert "5.0 MiB / 20.0 MiB" in table and "4.0 KiB /" not in table
+    doc = json.loads(cli.batch_json(batch, "ok", 0, 0, quotas))
+    assert [s["disk_quota_bytes"] for s in doc["slices"]] == [20 * 1024 * 1024, None]
+
+
+@pytest.mark.parametrize("bad", [0, -1, "20m", 1.5, True])
+def test_a_disk_quota_that_is_not_a_positive_byte_count_is_refused(tmp_path, bad):
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, {"slices": [{**SLICE, "disk_quota_bytes": bad}]}))
+    assert any("slices[0].disk_quota_bytes" in p for p in info.value.problems)

@@ -21,9 +21,14 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 @pytest.fixture
 def inv(tmp_path):
+    return unit_inventory(tmp_path, disk="false")  # no quotas: disk shows used / "-"
+
+
+def unit_inventory(tmp_path, disk: str):
     path = tmp_path / "inv.yaml"
     path.write_text(
-        "target: '@local'\ninstance: unit\nmonitor: {interval: 60}\nslice_defaults: {memory: 256m, cpus: 0.5}\n"
+        "target: '@local'\ninstance: unit\nmonitor: {interval: 60}\n"
+        f"slice_defaults: {{memory: 256m, cpus: 0.5, disk: {disk}}}\n"
         "slices:\n  - id: 1\n  - id: 2\n    memory: 1g\n  - id: 3\n    status: suspended\n"
         "  - id: 4\n    status: destroying\n"
     )
@@ -180,9 +185,8 @@ def test_limits_near_full_are_problems_but_not_unhealthy(inv):
     assert row.problems == ["memory at 97.7% of its limit"]
 
 
-def test_a_disk_quota_when_the_model_has_one(inv, monkeypatch):
-    # `disk` arrives in the inventory with another change; the row reads it when present.
-    monkeypatch.setattr(type(inv.slices[0]), "disk", "10m", raising=False)
+def test_a_disk_quota_when_the_model_has_one(tmp_path):
+    inv = unit_inventory(tmp_path, disk="10m")
     db, containers = healthy_fleet()
     db["slices"][1]["telemetry"] = telemetry(disk=int(9.5 * 1024**2))
     row = by_id(model.build_rows(inv, db, containers))[1]

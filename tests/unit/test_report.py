@@ -105,7 +105,7 @@ def test_the_psql_answer_becomes_series_with_the_inventorys_limits(inv):
     assert (t.end, t.start, t.step) == (1796140800, 1796137200, 300)
     one, two, three = t.slices[1], t.slices[2], t.slices[3]
     assert one.memory_limit == 256 * 2**20 and two.memory_limit == 128 * 2**20
-    assert one.disk_quota is None  # no quota in the inventory
+    assert one.disk_quota == 2 * 2**30  # the default quota (slice_defaults.disk: 2g)
     assert list(one.times) == [1796137200, 1796137500] and one.states == ["CONNECTED", "CONTAINER_STOPPED"]
     assert one.rss[0] == 104857600 and np.isnan(one.rss[1])
     assert len(three.times) == 0  # no rows: an empty series, not an error

@@ -433,3 +433,15 @@ def _iso(epoch: float) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_failing_command_on_the_target_is_one_line_naming_it(inv):
+    from sliceops.errors import RemoteStateError
+    from sliceops.remote import Target
+
+    target = Target(inv)
+    assert target.run(["cat"], "hello") == "hello"
+    with pytest.raises(RemoteStateError, match=r"^sh on @local: boom$"):
+        target.run(["sh", "-c", "echo boom >&2; echo more >&2; exit 3"])
+    with pytest.raises(RemoteStateError, match="not found on this machine"):
+        target.run(["sliceops-no-such-program"])

@@ -2,7 +2,7 @@
 `pg_dump -Fc`s of the same databases (the floor: what one dump per database costs alone).
 
 A converged instance of N suspended slices (databases, roles, data directories; no
-containers), each database filled with `--rows` contacts. Per run, interleaved:
+containers), each database filled with `--rows` rows. Per run, interleaved:
   sequential pg_dump sum: `pg_dump -Fc` of each database into a file, one after another (the
                           sum of their wall times);
   agent, parallel P:      `sliceops-backup run --all` with `parallel: P` (dump in one snapshot
@@ -38,7 +38,7 @@ def psql(db: str, sql: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", type=int, default=50)
-    ap.add_argument("--rows", type=int, default=5000, help="contacts per slice database")
+    ap.add_argument("--rows", type=int, default=5000, help="rows per slice database")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--parallel", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--keep", action="store_true", help="leave the instance for another run")
@@ -59,9 +59,10 @@ def main() -> int:
         done = run_deploy(inv)
         assert done.returncode == 0, done.output[-3000:]
         for db in dbs:
-            if psql(db, "SELECT count(*) FROM public.contacts").strip() != str(args.rows):
-                psql(db, "TRUNCATE public.contacts CASCADE; INSERT INTO public.contacts (wa_id, name, push_name) "
-                         f"SELECT g || '@c.us', 'contact ' || g, md5(g::text) FROM generate_series(1, {args.rows}) g;")
+            # seed 004's verification table: no foreign key to satisfy.
+            if psql(db, "SELECT count(*) FROM public.verification").strip() != str(args.rows):
+                psql(db, 'TRUNCATE public.verification; INSERT INTO public.verification (id, identifier, value, "expiresAt") '
+                         f"SELECT 'v' || g, g || '@c.us', md5(g::text), now() FROM generate_series(1, {args.rows}) g;")
         size = psql("postgres", "SELECT pg_size_pretty(sum(pg_database_size(datname))) FROM pg_database "
                                 "WHERE datname LIKE 'wa_slice_%'").strip()
         config = json.loads(Path(f"/etc/sliceops/{INSTANCE}/backup.json").read_text())
@@ -89,7 +90,7 @@ def main() -> int:
                 shutil.rmtree(work / f"backups-{p}")
         for f in figures:
             print(f.line())
-        note = (f"{args.slices} slice databases of {args.rows} contacts each ({size} in all), data directories "
+        note = (f"{args.slices} slice databases of {args.rows} rows each ({size} in all), data directories "
                 "empty; the agent also dumps the gateway, counts every table, lists each dump and archive and "
                 "hashes every file; pg_dump/tar at nice 10")
         append_results("backup_fleet", command_line(), table(figures) + "\n\n" + note)

@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from sliceops import migrations
 from sliceops.errors import InventoryError
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "inventory.schema.json"
@@ -71,6 +72,9 @@ class SliceDefaults:
     pids: int
     health_interval: int
     disk: str | bool = "2g"
+    # An absolute folder of slice migrations replacing sql/slice/ (resolved from the
+    # inventory file's folder); None: the built-in ones.
+    migrations: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,13 @@ class Inventory:
     def share_dir(self) -> str:
         """Where the deploy ships its SQL and helper scripts on the target."""
         return f"/usr/local/share/sliceops/{self.instance}"
+
+    def sql_dir(self, kind: str) -> str:
+        """Where the migrations of `kind` ("gateway", "slice") are on the target: the shipped
+        sql/<kind>, or the shipped slice_defaults.migrations folder."""
+        if kind == "slice" and self.slice_defaults.migrations:
+            return f"{self.share_dir}/slice-migrations"
+        return f"{self.share_dir}/sql/{kind}"
 
     @property
     def slices_data_dir(self) -> str:
@@ -429,6 +440,7 @@ def load(path: str | Path = DEFAULT_INVENTORY) -> Inventory:
                 report(at, message)
 
     _check_cross_entry(data, report)
+    _check_migrations_folder(data, Path(path).parent, report)
     problems = [message for _, message in sorted(located, key=lambda p: p[0])]
     if problems:
         raise InventoryError(problems)
@@ -508,6 +520,15 @@ def _check_metrics_port(data: dict, pg_port: int, slice_ports: dict, entries: li
         report(at, f"{port!r} is the port of slice {entries[slice_ports[port]]['id']}")
 
 
+def _check_migrations_folder(data: dict, base: Path, report) -> None:
+    """slice_defaults.migrations must name a folder of well-named migrations (one line each)."""
+    sd = data.get("slice_defaults") if isinstance(data.get("slice_defaults"), dict) else {}
+    value = sd.get("migrations")
+    if isinstance(value, str) and value:
+        for problem in migrations.problems(base / value):
+            report(("slice_defaults", "migrations"), f"{value!r}: {problem}")
+
+
 def _build(shown: str, data: dict, lines: dict) -> Inventory:
     pg = {**_defaults("postgres"), **data.get("postgres", {})}
     gw = {**_defaults("gateway"), **data.get("gateway", {})}
@@ -541,7 +562,11 @@ def _build(shown: str, data: dict, lines: dict) -> Inventory:
         instance=data.get("instance", schema()["properties"]["instance"]["default"]),
         postgres=PostgresSettings(**{**pg, "listen_addresses": tuple(pg["listen_addresses"])}),
         gateway=GatewaySettings(**gw),
-        slice_defaults=SliceDefaults(**{**sd, "cpus": float(sd["cpus"])}),
+        slice_defaults=SliceDefaults(**{
+            **sd,
+            "cpus": float(sd["cpus"]),
+            "migrations": str((Path(shown).parent / sd["migrations"]).resolve()) if sd.get("migrations") else None,
+        }),
         docker=DockerSettings(**dk),
         monitor=MonitorSettings(**{**mo, "health_timeout": float(mo["health_timeout"])}),
         slices=slices,

@@ -34,22 +34,47 @@ class Migration:
         return f"{self.version}_{self.name}.sql"
 
 
-@functools.cache
 def discover(kind: str, root: Path = SQL_DIR) -> tuple[Migration, ...]:
-    """The migrations of one kind, in order; a misnamed or duplicate-numbered file is an error."""
-    found: dict[str, Migration] = {}
-    for path in sorted((root / kind).iterdir()):
+    """The migrations of one kind (sql/<kind>/), in order."""
+    return discover_folder(kind, root / kind)
+
+
+def _files(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """{version: path} of the folder's migration files, and one line per misnamed or
+    duplicate-numbered .sql file (other files are notes, not migrations)."""
+    found: dict[str, Path] = {}
+    wrong = []
+    for path in sorted(folder.iterdir()):
         if path.suffix != ".sql":
             continue
         match = _NAME.match(path.name)
         if not match:
-            raise MigrationError(f"{path}: migration files are named NNNN_lowercase_name.sql")
-        version = match["version"]
-        if version in found:
-            raise MigrationError(f"{path}: version {version} is also {found[version].filename}")
-        checksum = hashlib.sha256(path.read_bytes()).hexdigest()
-        found[version] = Migration(kind, version, match["name"], checksum)
-    return tuple(found[v] for v in sorted(found))
+            wrong.append(f"{path}: migration files are named NNNN_lowercase_name.sql")
+        elif match["version"] in found:
+            wrong.append(f"{path}: version {match['version']} is also {found[match['version']].name}")
+        else:
+            found[match["version"]] = path
+    return found, wrong
+
+
+def problems(folder: Path) -> list[str]:
+    """Why `folder` cannot hold an inventory's migrations ([] when it can)."""
+    if not folder.is_dir():
+        return [f"{folder} is not a folder" if folder.exists() else f"{folder} does not exist"]
+    found, wrong = _files(folder)
+    return wrong or ([] if found else [f"{folder} holds no NNNN_name.sql migration"])
+
+
+@functools.cache
+def discover_folder(kind: str, folder: Path) -> tuple[Migration, ...]:
+    """The migrations in `folder`, in order; a misnamed or duplicate-numbered file is an error."""
+    found, wrong = _files(folder)
+    if wrong:
+        raise MigrationError(wrong[0])
+    return tuple(
+        Migration(kind, v, _NAME.match(found[v].name)["name"], hashlib.sha256(found[v].read_bytes()).hexdigest())
+        for v in sorted(found)
+    )
 
 
 def pending(database: str, available: tuple[Migration, ...], applied: dict[str, str]) -> list[Migration]:

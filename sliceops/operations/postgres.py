@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from pyinfra import host
 from sliceops.operations import sentences
@@ -19,7 +20,7 @@ from sliceops import factcache, plan
 from sliceops.errors import LifecycleError, MigrationError
 from sliceops.facts.postgres import PgFleet, stamp_comment
 from sliceops.inventory import DESTROYING, SUSPENDED, Inventory
-from sliceops.migrations import Migration, discover, pending
+from sliceops.migrations import Migration, discover, discover_folder, pending
 
 MONITOR_ROLE = "sliceops_monitor"
 # One constant advisory-lock key for every migration run: two deploys serialise on it.
@@ -31,22 +32,28 @@ TEMPLATE_DB = "sliceops_slice_template"
 STAMP_REVISION = 1
 
 
-def stamp(kind: str, owner: str, grants: str) -> str:
-    """Digest of the end state a migration run gives a database: its kind's migration files, its
-    owner, and its grants (a slice's with the tenant's name left out: the stamp's comment
-    carries the tenant role's oid)."""
-    files = [[m.version, m.checksum] for m in discover(kind)]
+def slice_migrations(inv: Inventory) -> tuple[Migration, ...]:
+    """The slice databases' migrations: slice_defaults.migrations' folder, or sql/slice/."""
+    folder = inv.slice_defaults.migrations
+    return discover_folder("slice", Path(folder)) if folder else discover("slice")
+
+
+def stamp(kind: str, owner: str, grants: str, migrations: tuple[Migration, ...] | None = None) -> str:
+    """Digest of the end state a migration run gives a database: its migration files (its
+    kind's built-in ones unless given), its owner, and its grants (a slice's with the tenant's
+    name left out: the stamp's comment carries the tenant role's oid)."""
+    files = [[m.version, m.checksum] for m in (discover(kind) if migrations is None else migrations)]
     text = json.dumps([STAMP_REVISION, kind, owner, files, grants])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def slice_stamp(inv: Inventory) -> str:
     owner = inv.slice_defaults.role
-    return stamp("slice", owner, _tenant_grants(owner, "<tenant>"))
+    return stamp("slice", owner, _tenant_grants(owner, "<tenant>"), slice_migrations(inv))
 
 
 def template_stamp(inv: Inventory) -> str:
-    return stamp("slice", inv.slice_defaults.role, "")
+    return stamp("slice", inv.slice_defaults.role, "", slice_migrations(inv))
 
 
 def fleet(inv: Inventory) -> dict | None:
@@ -199,12 +206,12 @@ def template_command(inv: Inventory, state: dict | None) -> str:
     todo = None  # None: (re)create it and apply every file
     if exists:
         try:
-            todo = pending(TEMPLATE_DB, discover("slice"), state["ledgers"].get(TEMPLATE_DB, {}))
+            todo = pending(TEMPLATE_DB, slice_migrations(inv), state["ledgers"].get(TEMPLATE_DB, {}))
         except MigrationError:
             pass
     create = []
     if todo is None:
-        todo = list(discover("slice"))
+        todo = list(slice_migrations(inv))
         create = [
             f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE);' if exists else "",
             f'CREATE DATABASE "{TEMPLATE_DB}" OWNER "{owner}";',
@@ -233,7 +240,7 @@ def databases(inv: Inventory):
         if TEMPLATE_DB not in (state or {}).get("stamped", []):
             plan.record("postgres", "template", f"{TEMPLATE_DB} brought to the newest slice migrations")
     shell.append(heredoc(inv, "\n".join(sql)))
-    newest = discover("slice")[-1].filename if discover("slice") else "none"
+    newest = slice_migrations(inv)[-1].filename if slice_migrations(inv) else "none"
     shell += [f"echo 'created {db} from {TEMPLATE_DB} (migrations up to {newest})'" for db in copies]
     yield from as_script(inv.share_dir, "databases", "\n".join(x for x in shell if x))
 
@@ -309,7 +316,6 @@ def migration_script(
     waited for a concurrent one skips what that one applied instead of applying it twice.
     With `stamp_value`, the transaction ends by stamping the database (see facts.postgres).
     """
-    sqldir = f"{inv.share_dir}/sql"
     lines = [
         "BEGIN;",
         f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK}) \\gset",
@@ -333,7 +339,7 @@ def migration_script(
             "\\endif",
             "\\else",
             f'SET ROLE "{owner}";',
-            f"\\i {sqldir}/{m.kind}/{m.filename}",
+            f"\\i {inv.sql_dir(m.kind)}/{m.filename}",
             "RESET ROLE;",
             "INSERT INTO sliceops.schema_migrations (version, name, checksum) "
             f"VALUES ('{m.version}', '{m.name}', '{m.checksum}');",
@@ -359,7 +365,7 @@ def migration_plan(inv: Inventory, state: dict | None) -> list[tuple[str, str, l
     todo = pending(gw, discover("gateway"), state["ledgers"].get(gw, {}))
     if todo or not state["monitor_ok"]:
         plan.append((gw, inv.gateway.role, todo, _monitor_grants(), ""))
-    slice_files = discover("slice")
+    slice_files = slice_migrations(inv)
     owner = inv.slice_defaults.role
     current = slice_stamp(inv)
     for s in inv.kept_slices():
@@ -368,6 +374,42 @@ def migration_plan(inv: Inventory, state: dict | None) -> list[tuple[str, str, l
         todo = pending(s.database, slice_files, state["ledgers"].get(s.database, {}))
         plan.append((s.database, owner, todo, _tenant_grants(owner, s.login_role), current))
     return plan
+
+
+def history_problems(inv: Inventory, state: dict | None) -> list[str]:
+    """One line per slice database whose applied history the slice migrations do not begin
+    with (an applied file missing or changed, a new file numbered below an applied one)."""
+    if not state:
+        return []
+    files = slice_migrations(inv)
+    out = []
+    for s in inv.kept_slices():
+        if s.database in state["stamped"]:
+            continue  # its stamp vouches for these very files
+        try:
+            pending(s.database, files, state["ledgers"].get(s.database, {}))
+        except MigrationError as exc:
+            out.append(str(exc))
+    return out
+
+
+@operation(is_idempotent=True)
+@refuses
+def migration_history(inv: Inventory):
+    """Refuse, before anything changes, slice migrations that do not continue what the slice
+    databases applied: switching a converged fleet to another slice_defaults.migrations
+    folder (or editing an applied file) must not half-apply."""
+    problems = history_problems(inv, fleet(inv))
+    if problems:
+        folder = inv.slice_defaults.migrations
+        source = f"slice_defaults.migrations: {folder!r}" if folder else "sql/slice/"
+        more = f" (and {len(problems) - 1} more databases)" if len(problems) > 1 else ""
+        raise MigrationError(
+            f"{inv.path}: {source} does not begin with what the slice databases applied: {problems[0]}{more}"
+        )
+    host.noop(f"the slice migrations continue the history of all {len(inv.kept_slices())} slice databases")
+    return
+    yield  # a generator, like every operation
 
 
 def migrate_command(inv: Inventory, plan) -> str:

@@ -10,7 +10,12 @@ from sliceops.operations import system
 
 
 def converge(inv: Inventory) -> None:
+    pg.migration_history(name="Check the slice databases' history against the slice migrations", inv=inv)
     system.ship_tree(tarball(SQL_DIR), f"{inv.share_dir}/sql", "the SQL migrations")
+    if inv.slice_defaults.migrations:
+        system.ship_tree(
+            tarball(inv.slice_defaults.migrations), inv.sql_dir("slice"), "the slice migrations (slice_defaults.migrations)"
+        )
     n = len(inv.kept_slices())
     pg.roles(name=f"Create roles and credentials (gateway, slice owner, {n} slice roles, monitor)", inv=inv)
     pg.databases(name=f"Create databases ({inv.gateway.database} and {n} slice databases)", inv=inv)

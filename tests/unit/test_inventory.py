@@ -249,3 +249,56 @@ def test_an_unknown_yaml_tag_is_a_problem_on_its_line():
     path = DATA / "unbuildable" / "local_tag.yaml"
     problems = _problems(path)
     assert len(problems) == 1 and problems[0].startswith(f"{path}:4: slices[0].id: ")
+
+
+# --------------------------------------------------------------------------- slice_defaults.migrations
+
+
+def _with_migrations(tmp_path: Path, value: str) -> Path:
+    return inventory_of(tmp_path, [{"id": 1}], slice_defaults={"migrations": value})
+
+
+def test_a_migrations_folder_is_resolved_from_the_inventory_files_folder(tmp_path):
+    folder = tmp_path / "own-sql"
+    folder.mkdir()
+    (folder / "0001_init.sql").write_text("CREATE TABLE t (id int);\n")
+    (folder / "README.md").write_text("notes are not migrations\n")
+    inv = load(_with_migrations(tmp_path, "own-sql"))
+    assert inv.slice_defaults.migrations == str(folder.resolve())
+    assert inv.sql_dir("slice") == f"{inv.share_dir}/slice-migrations"
+    assert inv.sql_dir("gateway") == f"{inv.share_dir}/sql/gateway"
+
+
+def test_without_the_key_the_built_in_slice_migrations_are_used(tmp_path):
+    inv = load(inventory_of(tmp_path, [{"id": 1}]))
+    assert inv.slice_defaults.migrations is None
+    assert inv.sql_dir("slice") == f"{inv.share_dir}/sql/slice"
+
+
+@pytest.mark.parametrize(
+    "files, problem",
+    [
+        (None, "{folder} does not exist"),
+        ({}, "{folder} holds no NNNN_name.sql migration"),
+        ({"notes.txt": "x"}, "{folder} holds no NNNN_name.sql migration"),
+        ({"0001_init.sql": "A", "2_next.sql": "B"}, "{folder}/2_next.sql: migration files are named NNNN_lowercase_name.sql"),
+        ({"0001_init.sql": "A", "0001_again.sql": "B"}, "{folder}/0001_init.sql: version 0001 is also 0001_again.sql"),
+    ],
+    ids=["missing", "empty", "no-sql-file", "misnamed", "duplicate-version"],
+)
+def test_a_migrations_folder_that_cannot_be_used_is_one_line_naming_file_key_and_value(tmp_path, files, problem):
+    folder = tmp_path / "own-sql"
+    if files is not None:
+        folder.mkdir()
+        for name, text in files.items():
+            (folder / name).write_text(text)
+    path = _with_migrations(tmp_path, "own-sql")
+    line = path.read_text().splitlines().index("  migrations: own-sql") + 1
+    assert _problems(path) == [f"{path}:{line}: slice_defaults.migrations: 'own-sql': " + problem.format(folder=folder)]
+
+
+def test_a_file_where_the_folder_should_be_is_refused(tmp_path):
+    (tmp_path / "own-sql").write_text("not a folder")
+    path = _with_migrations(tmp_path, "own-sql")
+    line = path.read_text().splitlines().index("  migrations: own-sql") + 1
+    assert _problems(path) == [f"{path}:{line}: slice_defaults.migrations: 'own-sql': {tmp_path / 'own-sql'} is not a folder"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -289,6 +290,65 @@ def test_a_template_whose_history_no_longer_matches_the_files_is_rebuilt(invento
     drop = shell.index('DROP DATABASE IF EXISTS "sliceops_slice_template" WITH (FORCE);')
     assert drop < shell.index('CREATE DATABASE "sliceops_slice_template"')
     assert re.findall(r"\\i \S+/slice/(\S+)", shell) == ["0001_contacts.sql", "0002_chats.sql"]
+
+
+# --------------------------------------------------------------------------- slice_defaults.migrations
+
+
+@pytest.fixture
+def own_migrations(tmp_path, inventory):
+    """An inventory whose slice_defaults.migrations names a folder of two files of its own."""
+    folder = tmp_path / "own"
+    folder.mkdir()
+    (folder / "0001_items.sql").write_text("CREATE TABLE items (id bigint PRIMARY KEY);\n")
+    (folder / "0002_notes.sql").write_text("CREATE TABLE notes (id bigint PRIMARY KEY);\n")
+    return inventory({"slices": DEFAULT_SLICES, "slice_defaults": {"migrations": "own"}}), folder
+
+
+def test_an_own_folder_replaces_the_built_in_slice_migrations_everywhere(own_migrations, inventory):
+    inv, folder = own_migrations
+    built_in = inventory({"slices": DEFAULT_SLICES})
+    assert [m.filename for m in pg.slice_migrations(inv)] == ["0001_items.sql", "0002_notes.sql"]
+    assert pg.slice_stamp(inv) != pg.slice_stamp(built_in) and pg.template_stamp(inv) != pg.template_stamp(built_in)
+    template = pg.template_command(inv, _template_state())
+    assert re.findall(r"\\i (\S+)", template) == [
+        f"{inv.share_dir}/slice-migrations/0001_items.sql", f"{inv.share_dir}/slice-migrations/0002_notes.sql",
+    ]
+    plan = pg.migration_plan(inv, _fleet({"ledgers": {}, "stamped": []}))
+    assert [m.filename for m in plan[1][2]] == ["0001_items.sql", "0002_notes.sql"]
+    script = pg.migration_script(inv, "wa_slice_1", "wa_slice", plan[1][2], "")
+    assert f"\\i {inv.share_dir}/slice-migrations/0002_notes.sql" in script
+    gateway = pg.migration_script(inv, "wank_saas", "wank_gateway", list(discover("gateway")), "")
+    assert f"\\i {inv.share_dir}/sql/gateway/" in gateway
+
+
+def test_a_fleet_that_applied_the_built_in_files_refuses_a_folder_that_does_not_begin_with_them(own_migrations):
+    inv, _ = own_migrations
+    built_in = {m.version: m.checksum for m in discover("slice")}
+    state = _fleet({"ledgers": {f"wa_slice_{i}": built_in for i in (1, 2, 3)}, "stamped": []})
+    problems = pg.history_problems(inv, state)
+    assert len(problems) == 3 and all("changed after it was applied" in p for p in problems)
+
+
+def test_a_fleet_that_applied_the_start_of_the_folder_continues_with_the_rest(own_migrations):
+    inv, _ = own_migrations
+    first = pg.slice_migrations(inv)[0]
+    state = _fleet({"ledgers": {"wa_slice_1": {first.version: first.checksum}}, "stamped": ["wa_slice_2"]})
+    assert pg.history_problems(inv, state) == []
+    assert pg.history_problems(inv, None) == []  # nothing converged yet
+
+
+def test_the_refusal_names_the_inventory_the_key_and_the_folder(own_migrations, monkeypatch):
+    inv, folder = own_migrations
+    built_in = {m.version: m.checksum for m in discover("slice")}
+    monkeypatch.setattr(pg, "fleet", lambda inv: _fleet({"ledgers": {"wa_slice_1": built_in}, "stamped": []}))
+    (command,) = [str(c) for c in pg.migration_history._inner(inv)]
+    refusal = shlex.split(command)[1]  # echo '<the line>' >&2; exit 1
+    assert command.endswith("exit 1")
+    assert (
+        f"{inv.path}: slice_defaults.migrations: '{folder}' does not begin with what the slice databases applied: "
+        "wa_slice_1: 0001_items.sql changed after it was applied" in refusal
+    )
 
 
 # --------------------------------------------------------------------------- registration

@@ -81,6 +81,7 @@ class SliceDefaults:
 class DockerSettings:
     managed: bool
     subnet: str
+    egress: str = "allow"
 
     @property
     def gateway_address(self) -> str:
@@ -263,6 +264,31 @@ class Inventory:
     def backup_command(self, *args: str) -> list[str]:
         """argv running the backup agent on the target (root)."""
         return ["/usr/bin/python3", f"{self.backup_agent}/sliceops-backup", "--config", self.backup_config, *args]
+
+    def slice_cgroup_unit(self, slice_id: int) -> str:
+        """The systemd slice unit a slice's container runs in (systemd cgroup driver)."""
+        return f"sliceops-{self.instance}-s{slice_id}.slice"
+
+    def slice_cgroup(self, slice_id: int) -> str:
+        """The slice's cgroup below each hierarchy root, where the monitor finds its container:
+        the unit's path as systemd nests it (a-b-c.slice in a.slice/a-b.slice), used verbatim
+        with the cgroupfs driver too, so the path is the same under either driver."""
+        return f"sliceops.slice/sliceops-{self.instance}.slice/{self.slice_cgroup_unit(slice_id)}"
+
+    @property
+    def firewall_input_chain(self) -> str:
+        """iptables chain for the slice network's traffic to the host (names: 28 characters at most)."""
+        return f"SLICEOPS-IN-{self.instance}"
+
+    @property
+    def firewall_forward_chain(self) -> str:
+        """iptables chain for the slice network's forwarded traffic, jumped to from DOCKER-USER."""
+        return f"SLICEOPS-FW-{self.instance}"
+
+    @property
+    def firewall_unit(self) -> str:
+        """The service that puts the firewall back at boot, before the Docker engine."""
+        return f"sliceops-firewall-{self.instance}"
 
     @property
     def monitor_service(self) -> str:

@@ -134,10 +134,13 @@ class ContainerSet:
 
     client: object
     started: list = field(default_factory=list)
+    cgroups: set = field(default_factory=set)
 
     def run(self, name: str, command: list[str] | None = None, *, ports: dict | None = None,
             labels: dict | None = None, network_mode: str | None = None, **kwargs):
         all_labels = {TEST_LABEL: RUN_ID, **(labels or {})}
+        if kwargs.get("cgroup_parent"):
+            self.cgroups.add(kwargs["cgroup_parent"].strip("/"))
         container = self.client.containers.run(
             TINY_IMAGE, command or ["sleep", "3600"], name=name, detach=True,
             labels=all_labels, ports=ports, network_mode=network_mode, **kwargs,
@@ -156,6 +159,21 @@ class ContainerSet:
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True)
         self.started.clear()
+        for cgroup in self.cgroups:
+            remove_cgroup(cgroup)
+        self.cgroups.clear()
+
+
+def remove_cgroup(path: str, root: str = "/sys/fs/cgroup") -> None:
+    """rmdir a --cgroup-parent the engine left behind (cgroupfs keeps it), deepest first, in
+    every hierarchy; directories still in use or shared with others stay."""
+    parts = path.split("/")
+    hierarchies = [root] if os.path.exists(f"{root}/cgroup.controllers") else [
+        os.path.join(root, d) for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
+    for hierarchy in hierarchies:
+        for depth in range(len(parts), 0, -1):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(hierarchy, *parts[:depth]))
 
 
 def remove_run_leftovers(client) -> None:

@@ -1,12 +1,22 @@
-"""Container memory and CPU counters read straight from cgroup files (v1 and v2).
+"""Each slice's state, memory and CPU read straight from cgroup files (v1 and v2), with no
+Docker API: the deploy runs every slice container under a cgroup parent of its own
+(`--cgroup-parent`), the same relative path with either cgroup driver
+(`sliceops.slice/sliceops-<instance>.slice/sliceops-<instance>-s<id>.slice`), named in the
+monitor's configuration. The container is the one child cgroup below it while it runs.
 
-`docker stats` costs 1-2 s per container; these are a few small reads each.
-Memory is what `docker stats` shows as MEM USAGE: usage minus inactive page
-cache (v1: memory.usage_in_bytes - total_inactive_file, v2: memory.current -
-inactive_file). CPU is the cumulative counter in nanoseconds (v1
-cpuacct.usage, v2 cpu.stat usage_usec * 1000); the caller turns two readings
-into a percentage. The memory limit (v1 memory.limit_in_bytes, v2 memory.max) is read
-once per container: the deploy changes a limit by recreating the container.
+State: no slice cgroup at all means the container never ran (MISSING); a slice cgroup with
+no child means it is not running (STOPPED: stopped or removed; the engine removes a
+container's cgroup when it stops); a child means it runs. A recreated container (new id)
+is simply the new child: nothing to relearn, no cycle lost.
+
+Memory is what `docker stats` shows as MEM USAGE, read from the container's own cgroup:
+usage minus inactive page cache (v1: memory.usage_in_bytes - total_inactive_file, v2:
+memory.current - inactive_file). CPU is the slice cgroup's cumulative counter in
+nanoseconds (v1 cpuacct.usage, v2 cpu.stat usage_usec * 1000): it spans container
+recreations, so the CPU figure goes on across them (and a Prometheus counter never resets
+on a recreate); the caller turns two readings into a percentage. The memory limit (v1
+memory.limit_in_bytes, v2 memory.max) is the container's, read once per container cgroup:
+the deploy changes a limit by recreating the container.
 """
 
 from __future__ import annotations
@@ -14,17 +24,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-# Where a container's cgroup lives below a hierarchy root, by cgroup driver.
-# cgroupfs: docker/<id>; systemd: system.slice/docker-<id>.scope.
-LAYOUTS = ("docker/{id}", "system.slice/docker-{id}.scope")
+RUNNING, STOPPED, MISSING = "running", "stopped", "missing"
 
 
 @dataclass(frozen=True)
-class CgroupSample:
-    """One reading of a container's cgroup; a field is None when its file was unreadable."""
+class SliceReading:
+    """One reading of a slice's cgroup; a counter is None when its file was unreadable."""
 
-    memory_bytes: int | None
-    cpu_ns: int | None
+    state: str
+    memory_bytes: int | None = None
+    cpu_ns: int | None = None
     memory_limit: int | None = None  # None: unlimited or unreadable
 
 
@@ -78,8 +87,24 @@ def working_set(usage: int, inactive_file: int | None) -> int:
     return usage
 
 
+def _children(path: str) -> list[str] | None:
+    """Child cgroup directories of path, or None when path does not exist."""
+    try:
+        with os.scandir(path) as entries:
+            return [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _has_procs(path: str) -> bool:
+    try:
+        return bool(read_small(path + "/cgroup.procs").strip())
+    except OSError:
+        return False
+
+
 class CgroupReader:
-    """Finds each container's cgroup directories once and reads its counters each cycle."""
+    """Reads slice cgroups below one hierarchy root (v1: one mount per controller)."""
 
     def __init__(self, root: str = "/sys/fs/cgroup"):
         self.root = root
@@ -94,66 +119,54 @@ class CgroupReader:
                  if os.path.exists(os.path.join(root, d, "cpuacct.usage"))),
                 os.path.join(root, "cpuacct"),
             )
-        self._layout = LAYOUTS[0]
-        # container id -> (memory dir, cpu dir); dropped when the container goes away.
-        self._dirs: dict[str, tuple[str, str]] = {}
-        # container id -> memory limit, read on the container's first reading only.
-        self._limits: dict[str, int | None] = {}
+        # The container cgroup whose limit was read last, per slice cgroup, and that limit.
+        self._limits: dict[str, tuple[str, int | None]] = {}
 
-    def _find(self, cid: str) -> tuple[str, str] | None:
-        # Try the layout that worked last first: on one host every container uses the same.
-        for layout in (self._layout, *(lay for lay in LAYOUTS if lay != self._layout)):
-            sub = layout.format(id=cid)
-            mem = os.path.join(self._memory_root, sub)
-            if os.path.isdir(mem):
-                self._layout = layout
-                return mem, os.path.join(self._cpu_root, sub)
-        return None
-
-    def read(self, cid: str) -> CgroupSample | None:
-        """Counters of the container with full id cid, or None if it has no cgroup (not running)."""
-        dirs = self._dirs.get(cid) or self._find(cid)
-        if dirs is None:
-            return None
-        mem_dir, cpu_dir = dirs
+    def read(self, cgroup: str) -> SliceReading:
+        """State and counters of the slice whose cgroup parent is `cgroup` (relative to the root)."""
+        children = _children(os.path.join(self._memory_root, cgroup))
+        if children is None:
+            return SliceReading(MISSING)
+        # While a container is being replaced the old child may linger a moment: take the one with processes.
+        if len(children) > 1:
+            children = [c for c in children if _has_procs(c)] or children
+        if not children:
+            return SliceReading(STOPPED)
+        container = children[0]
         try:
             if self.version == 2:
-                usage = int(read_small(mem_dir + "/memory.current"))
-                inactive = stat_value(read_small(mem_dir + "/memory.stat"), b"inactive_file")
+                usage = int(read_small(container + "/memory.current"))
+                inactive = stat_value(read_small(container + "/memory.stat"), b"inactive_file")
             else:
-                usage = int(read_small(mem_dir + "/memory.usage_in_bytes"))
-                inactive = stat_value(read_small(mem_dir + "/memory.stat"), b"total_inactive_file")
+                usage = int(read_small(container + "/memory.usage_in_bytes"))
+                inactive = stat_value(read_small(container + "/memory.stat"), b"total_inactive_file")
         except (OSError, ValueError):
             # The container stopped between listing and reading: its cgroup went away.
-            self._dirs.pop(cid, None)
-            self._limits.pop(cid, None)
-            return None
+            return SliceReading(STOPPED)
+        return SliceReading(RUNNING, working_set(usage, inactive), self._cpu_ns(cgroup),
+                            self._limit(cgroup, container))
+
+    def _limit(self, cgroup: str, container: str) -> int | None:
+        known = self._limits.get(cgroup)
+        if known is not None and known[0] == container:
+            return known[1]
+        try:
+            limit = memory_limit(read_small(container + ("/memory.max" if self.version == 2
+                                                          else "/memory.limit_in_bytes")))
+        except OSError:
+            limit = None
+        self._limits[cgroup] = (container, limit)  # one entry per slice: bounded
+        return limit
+
+    def _cpu_ns(self, cgroup: str) -> int | None:
+        path = os.path.join(self._cpu_root, cgroup)
         try:
             if self.version == 2:
-                usec = stat_value(read_small(cpu_dir + "/cpu.stat"), b"usage_usec")
-                cpu = usec * 1000 if usec is not None else None
-            else:
-                cpu = int(read_small(cpu_dir + "/cpuacct.usage"))
+                usec = stat_value(read_small(path + "/cpu.stat"), b"usage_usec")
+                return usec * 1000 if usec is not None else None
+            return int(read_small(path + "/cpuacct.usage"))
         except (OSError, ValueError):
-            cpu = None  # no cpu controller here: memory is still worth reporting
-        self._dirs[cid] = dirs
-        if cid in self._limits:
-            limit = self._limits[cid]
-        else:
-            try:
-                limit = memory_limit(read_small(mem_dir + ("/memory.max" if self.version == 2
-                                                          else "/memory.limit_in_bytes")))
-            except OSError:
-                limit = None
-            self._limits[cid] = limit
-        return CgroupSample(working_set(usage, inactive), cpu, limit)
-
-    def forget_except(self, live: set[str]) -> None:
-        """Drop cached paths of containers no longer listed (bounded memory over container churn)."""
-        for cid in [c for c in self._dirs if c not in live]:
-            del self._dirs[cid]
-        for cid in [c for c in self._limits if c not in live]:
-            del self._limits[cid]
+            return None  # no cpu controller here: memory is still worth reporting
 
 
 def cpu_percent(prev: tuple[int, float] | None, cpu_ns: int | None, now: float) -> float | None:
@@ -162,8 +175,8 @@ def cpu_percent(prev: tuple[int, float] | None, cpu_ns: int | None, now: float) 
         return None
     prev_ns, prev_t = prev
     wall = now - prev_t
-    # A counter that went backwards means a new container with the same id slot; a
-    # tiny wall interval gives a meaningless ratio.
+    # A counter that went backwards means the slice cgroup was recreated (a reboot of the
+    # engine's hierarchy); a tiny wall interval gives a meaningless ratio.
     if wall < 0.05 or cpu_ns < prev_ns:
         return None
     return round((cpu_ns - prev_ns) / (wall * 1e9) * 100.0, 2)

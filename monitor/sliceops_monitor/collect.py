@@ -12,11 +12,9 @@ from typing import Callable
 
 import psutil
 
-from .cgroups import CgroupReader, cpu_percent
+from .cgroups import MISSING, STOPPED, CgroupReader, cpu_percent
 from .config import MonitorConfig
 from .disk import DiskWorker
-from .docker_api import ContainerInfo, DockerClient
-from .errors import DockerError
 from .health import HealthChecker
 from .samples import CONTAINER_MISSING, CONTAINER_STOPPED, CycleBatch, ServerSample, SliceSample
 
@@ -29,7 +27,6 @@ class CollectNotes:
 
     states: Counter = field(default_factory=Counter)
     answered: int = 0
-    docker_error: str | None = None
     stale_disk: list[tuple[int, float]] = field(default_factory=list)
     server_error: str | None = None
 
@@ -37,19 +34,16 @@ class CollectNotes:
 class Collector:
     """Measures the slices in service and the server; keeps the previous CPU readings between cycles."""
 
-    def __init__(self, config: MonitorConfig, *, docker: DockerClient | None = None,
-                 cgroups: CgroupReader | None = None, health: HealthChecker | None = None,
+    def __init__(self, config: MonitorConfig, *, cgroups: CgroupReader | None = None, health: HealthChecker | None = None,
                  disk: DiskWorker | None = None, clock: Callable[[], float] = time.monotonic):
         self.config = config
-        self.docker = docker or DockerClient(config.docker_socket, config.docker_timeout)
         self.cgroups = cgroups or CgroupReader(config.cgroup_root)
         self.health = health or HealthChecker(config.health_timeout, config.health_workers)
         self.disk = disk or DiskWorker(config.disk_interval)
         self.clock = clock
         self.disk.set_dirs({s.id: s.data_dir for s in config.in_service})
-        self._prev_cpu: dict[str, tuple[int, float]] = {}
-        self._containers: dict[str, ContainerInfo] = {}
-        self._docker_down = False
+        # slice id -> (cpu ns, monotonic s) of the previous reading of its cgroup.
+        self._prev_cpu: dict[int, tuple[int, float]] = {}
         # psutil's first call has nothing to compare with and returns 0.0; start its clock now.
         psutil.cpu_percent(interval=None)
 
@@ -59,8 +53,6 @@ class Collector:
     def reconfigure(self, config: MonitorConfig) -> None:
         """Take a reloaded config without losing CPU baselines or disk figures."""
         old, self.config = self.config, config
-        if (config.docker_socket, config.docker_timeout) != (old.docker_socket, old.docker_timeout):
-            self.docker = DockerClient(config.docker_socket, config.docker_timeout)
         if config.cgroup_root != old.cgroup_root:
             self.cgroups = CgroupReader(config.cgroup_root)
             self._prev_cpu.clear()
@@ -77,16 +69,10 @@ class Collector:
     def prime(self) -> None:
         """Take CPU readings now so the next collect() can report CPU use (for `once`)."""
         psutil.cpu_percent(interval=None)
-        try:
-            containers = self._list()
-        except DockerError:
-            return
         for s in self.config.in_service:
-            info = containers.get(s.container)
-            if info is not None and info.running:
-                sample = self.cgroups.read(info.id)
-                if sample is not None and sample.cpu_ns is not None:
-                    self._prev_cpu[info.id] = (sample.cpu_ns, self.clock())
+            reading = self.cgroups.read(s.cgroup)
+            if reading.cpu_ns is not None:
+                self._prev_cpu[s.id] = (reading.cpu_ns, self.clock())
 
     @property
     def stale_after(self) -> float:
@@ -94,53 +80,30 @@ class Collector:
         # two cycles) means it is stuck or the disk is slow.
         return max(2 * self.config.disk_interval, 2 * self.config.interval)
 
-    def _list(self) -> dict[str, ContainerInfo]:
-        names = [s.container for s in self.config.in_service]
-        # Without a name to filter on the engine would list every container on the host.
-        return self.docker.list_containers(names) if names else {}
-
     def collect(self, number: int) -> tuple[CycleBatch, CollectNotes]:
         notes = CollectNotes()
         batch = CycleBatch(number, datetime.now(timezone.utc))
         slices = self.config.in_service
 
-        try:
-            containers = self._list()
-            if self._docker_down:
-                logger.info("Docker engine answers again")
-            self._docker_down = False
-            self._containers = containers
-        except DockerError as exc:
-            # The engine restarting must not cost the cycle: cgroups and /health still
-            # work for containers we knew about; only new ones are unknown.
-            if not self._docker_down:
-                logger.warning("Docker engine unavailable, using the last container list: %s", exc)
-            self._docker_down = True
-            notes.docker_error = str(exc)
-            containers = self._containers
-
         samples: list[SliceSample] = []
         to_check: list[SliceSample] = []
         ports: list[int] = []
-        live: dict[str, tuple[int, float]] = {}
+        live: dict[int, tuple[int, float]] = {}
         for s in slices:
+            reading = self.cgroups.read(s.cgroup)
             sample = SliceSample(s.id, CONTAINER_MISSING)
-            info = containers.get(s.container)
-            if info is None and not self._docker_down:
+            if reading.state == MISSING:
                 sample.wa_state = CONTAINER_MISSING
-            elif info is not None and not info.running:
+            elif reading.state == STOPPED:
                 sample.wa_state = CONTAINER_STOPPED
             else:
-                if info is not None:
-                    cg = self.cgroups.read(info.id)
-                    if cg is not None:
-                        sample.rss_bytes = cg.memory_bytes
-                        sample.memory_limit_bytes = cg.memory_limit
-                        sample.cpu_ns = cg.cpu_ns
-                        if cg.cpu_ns is not None:
-                            now = self.clock()
-                            sample.cpu_percent = cpu_percent(self._prev_cpu.get(info.id), cg.cpu_ns, now)
-                            live[info.id] = (cg.cpu_ns, now)
+                sample.rss_bytes = reading.memory_bytes
+                sample.memory_limit_bytes = reading.memory_limit
+                sample.cpu_ns = reading.cpu_ns
+                if reading.cpu_ns is not None:
+                    now = self.clock()
+                    sample.cpu_percent = cpu_percent(self._prev_cpu.get(s.id), reading.cpu_ns, now)
+                    live[s.id] = (reading.cpu_ns, now)
                 to_check.append(sample)
                 ports.append(s.port)
             value, age = self.disk.get(s.id)
@@ -148,9 +111,8 @@ class Collector:
             if age is not None and age > self.stale_after:
                 notes.stale_disk.append((s.id, age))
             samples.append(sample)
-        # Only containers seen this cycle keep a CPU baseline: bounded over container churn.
+        # Only slices running this cycle keep a CPU baseline.
         self._prev_cpu = live
-        self.cgroups.forget_except(set(live))
 
         for sample, result in zip(to_check, self.health.check_all(ports)):
             sample.wa_state = result.state

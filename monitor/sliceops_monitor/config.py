@@ -15,6 +15,8 @@ DEFAULT_PATH = "/etc/sliceops/main/monitor.json"
 INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Docker container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+
 CONTAINER_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+# A cgroup path relative to a hierarchy root: "/"-separated names, none of them "." or "..".
+CGROUP_RE = re.compile(r"^(?!.*(^|/)\.{1,2}(/|$))[A-Za-z0-9_.@:-]+(/[A-Za-z0-9_.@:-]+)*$")
 SLICE_STATUSES = ("active", "suspended")
 
 
@@ -37,6 +39,7 @@ class SliceConfig:
     id: int
     port: int
     container: str
+    cgroup: str
     data_dir: str
     status: str = "active"
     disk_quota_bytes: int | None = None  # for the metrics endpoint; None: no quota
@@ -55,8 +58,6 @@ class MonitorConfig:
     prune_interval: float = 3600.0
     health_timeout: float = 2.0
     health_workers: int = 64
-    docker_socket: str = "/var/run/docker.sock"
-    docker_timeout: float = 5.0
     cgroup_root: str = "/sys/fs/cgroup"
     disk_path: str = "/"
     disk_interval: float = 300.0
@@ -127,14 +128,14 @@ class _Checker:
 
 _TOP_KEYS = {
     "instance", "database", "interval", "retention_days", "prune_interval", "health_timeout",
-    "health_workers", "docker_socket", "docker_timeout", "cgroup_root", "disk_path", "disk_interval",
+    "health_workers", "cgroup_root", "disk_path", "disk_interval",
     "buffer_cycles", "metrics_port", "slices",
 }
 _DB_KEYS = {
     "host", "port", "dbname", "user", "password_file", "application_name", "connect_timeout",
     "statement_timeout", "prune_timeout", "retry_deadline",
 }
-_SLICE_KEYS = {"id", "port", "container", "data_dir", "status", "disk_quota_bytes"}
+_SLICE_KEYS = {"id", "port", "container", "cgroup", "data_dir", "status", "disk_quota_bytes"}
 
 
 def key_lines(text: str) -> dict[str, int]:
@@ -232,8 +233,6 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
         prune_interval=float(c.number(data, "prune_interval", "", d.prune_interval, minimum=0, exclusive_min=True)),
         health_timeout=float(health_timeout),
         health_workers=c.number(data, "health_workers", "", d.health_workers, integer=True, minimum=1, maximum=1024),
-        docker_socket=c.string(data, "docker_socket", "", d.docker_socket, absolute=True),
-        docker_timeout=float(c.number(data, "docker_timeout", "", d.docker_timeout, minimum=0, exclusive_min=True)),
         cgroup_root=c.string(data, "cgroup_root", "", d.cgroup_root, absolute=True),
         disk_path=c.string(data, "disk_path", "", d.disk_path, absolute=True),
         disk_interval=float(c.number(data, "disk_interval", "", d.disk_interval, minimum=0, exclusive_min=True)),
@@ -277,7 +276,7 @@ def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
         c.problem("slices", "must be a list")
         return ()
     slices: list[SliceConfig] = []
-    seen: dict[str, dict[Any, int]] = {"id": {}, "port": {}, "container": {}}
+    seen: dict[str, dict[Any, int]] = {"id": {}, "port": {}, "container": {}, "cgroup": {}}
     for i, item in enumerate(raw):
         w = f"slices[{i}]."
         if not isinstance(item, dict):
@@ -285,17 +284,18 @@ def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
             continue
         before = len(c.problems)
         c.unknown(item, _SLICE_KEYS, w)
-        for key in ("id", "port", "container", "data_dir"):
+        for key in ("id", "port", "container", "cgroup", "data_dir"):
             if key not in item:
                 c.problem(f"{w}{key}", "is required")
         sid = c.number(item, "id", w, None, integer=True, minimum=1)
         port = c.number(item, "port", w, None, integer=True, minimum=1, maximum=65535)
         container = c.string(item, "container", w, None, pattern=CONTAINER_RE)
+        cgroup = c.string(item, "cgroup", w, None, pattern=CGROUP_RE)
         data_dir = c.string(item, "data_dir", w, None, absolute=True)
         status = c.string(item, "status", w, "active", choices=SLICE_STATUSES)
         quota = c.number(item, "disk_quota_bytes", w, None, integer=True, minimum=1) \
             if item.get("disk_quota_bytes") is not None else None
-        for key, value in (("id", sid), ("port", port), ("container", container)):
+        for key, value in (("id", sid), ("port", port), ("container", container), ("cgroup", cgroup)):
             if value is None:
                 continue
             if value in seen[key]:
@@ -303,8 +303,8 @@ def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
             else:
                 seen[key][value] = i
         if len(c.problems) == before:
-            slices.append(SliceConfig(id=sid, port=port, container=container, data_dir=data_dir, status=status,
-                                      disk_quota_bytes=quota))
+            slices.append(SliceConfig(id=sid, port=port, container=container, cgroup=cgroup,
+                                      data_dir=data_dir, status=status, disk_quota_bytes=quota))
     return tuple(slices)
 
 

@@ -113,8 +113,6 @@ class Monitor:
     @staticmethod
     def _notes(cnotes: CollectNotes) -> list[str]:
         notes = []
-        if cnotes.docker_error:
-            notes.append("docker unavailable")
         if cnotes.stale_disk:
             notes.append(f"{len(cnotes.stale_disk)} disk figures stale")
         return notes

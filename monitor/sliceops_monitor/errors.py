@@ -29,9 +29,5 @@ class DatabaseUnavailable(DatabaseError):
     """PostgreSQL could not be reached, or the connection was lost."""
 
 
-class DockerError(MonitorError):
-    """The Docker engine could not be reached or gave an unusable answer."""
-
-
 class RetryFailed(MonitorError):
     """An operation kept failing until the retry deadline passed."""

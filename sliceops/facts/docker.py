@@ -42,6 +42,27 @@ class DockerEngine(FactBase):
         return False
 
 
+class DockerCgroupDriver(FactBase):
+    """The engine's cgroup driver ("cgroupfs" or "systemd"). Before an engine answers (its
+    first install), the one dockerd will pick: systemd when systemd is PID 1 on cgroup v2."""
+
+    command = (
+        "docker info --format '{{.CgroupDriver}}' 2>/dev/null || "
+        "{ [ \"$(cat /proc/1/comm 2>/dev/null)\" = systemd ] && [ -e /sys/fs/cgroup/cgroup.controllers ] "
+        "&& echo systemd || echo cgroupfs; }"
+    )
+
+    def process(self, output):
+        return self.parse(output)
+
+    @staticmethod
+    def parse(lines: list[str]) -> str:
+        driver = lines[-1].strip() if lines else ""
+        if driver not in ("cgroupfs", "systemd"):
+            raise RemoteStateError(f"unknown Docker cgroup driver {driver[:60]!r}")
+        return driver
+
+
 class DockerImage(FactBase):
     """The id (sha256:...) of an image present in the engine, or None."""
 

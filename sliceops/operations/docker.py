@@ -21,7 +21,7 @@ from pyinfra.api import StringCommand, operation
 
 from sliceops import factcache, plan
 from sliceops.errors import InventoryError, RemoteStateError
-from sliceops.facts.docker import DockerImage, DockerNetwork, ImageLabels, SliceContainers
+from sliceops.facts.docker import DockerCgroupDriver, DockerImage, DockerNetwork, ImageLabels, SliceContainers
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory, Slice
 from sliceops.operations import sentences
 from sliceops.operations.util import as_script, refuses
@@ -166,7 +166,13 @@ def env_file(inv: Inventory, s: Slice) -> str:
     return f"{inv.secrets_dir}/{s.login_role}.env"
 
 
-def desired_spec(inv: Inventory, s: Slice, image_id: str, env_sha: str | None) -> dict:
+def cgroup_parent(inv: Inventory, s: Slice, driver: str) -> str:
+    """The container's --cgroup-parent: the slice's own cgroup, where the monitor reads its
+    state and counters without any Docker API (same path under both drivers)."""
+    return inv.slice_cgroup_unit(s.id) if driver == "systemd" else f"/{inv.slice_cgroup(s.id)}"
+
+
+def desired_spec(inv: Inventory, s: Slice, image_id: str, env_sha: str | None, cgroup_driver: str = "cgroupfs") -> dict:
     """Everything the slice's container is run with, as plain data: its hash is the spec label."""
     spec = {
         "version": SPEC_VERSION,
@@ -186,6 +192,7 @@ def desired_spec(inv: Inventory, s: Slice, image_id: str, env_sha: str | None) -
         "memory": s.memory,
         "cpus": s.cpus,
         "pids_limit": s.pids,
+        "cgroup_parent": cgroup_parent(inv, s, cgroup_driver),
         "log_driver": "json-file",
         "log_opts": {"max-size": "10m", "max-file": "3"},
         "restart": "unless-stopped",
@@ -241,6 +248,7 @@ def run_command(inv: Inventory, s: Slice, spec: dict) -> str:
     for cap in spec["cap_drop"]:
         args += ["--cap-drop", cap]
     args += ["--memory", spec["memory"], "--cpus", f"{spec['cpus']:g}", "--pids-limit", str(spec["pids_limit"])]
+    args += ["--cgroup-parent", spec["cgroup_parent"]]
     args += ["--log-driver", spec["log_driver"]]
     for key, value in spec["log_opts"].items():
         args += ["--log-opt", f"{key}={value}"]
@@ -271,7 +279,7 @@ class ContainerPlan:
         return [command for command, _, _ in self.steps]
 
 
-def container_plan(inv: Inventory, have: dict | None, image_id: str) -> ContainerPlan:
+def container_plan(inv: Inventory, have: dict | None, image_id: str, cgroup_driver: str = "cgroupfs") -> ContainerPlan:
     """Compare every slice of the inventory with its container (the `SliceContainers` fact;
     None, no engine yet, counts as no containers) and list the steps that converge them:
     stop the suspended, remove what must be recreated, make the data directories, start the
@@ -289,7 +297,7 @@ def container_plan(inv: Inventory, have: dict | None, image_id: str) -> Containe
             continue
         if s.status != ACTIVE:
             continue
-        spec = desired_spec(inv, s, image_id, have["env_sha256"].get(f"{s.login_role}.env"))
+        spec = desired_spec(inv, s, image_id, have["env_sha256"].get(f"{s.login_role}.env"), cgroup_driver)
         if cur is None:
             plan.created.append(name)
             runs.append((run_command(inv, s, spec), f"created {name}", f"run {name}"))
@@ -358,7 +366,8 @@ def containers(inv: Inventory):
     # Before execution the image may still be unbuilt; any placeholder differs from every label.
     if not state.is_executing and plan.planned("slice image"):
         image_id = None  # a dry run: the image the deploy would build is not there yet
-    todo = container_plan(inv, have, image_id or f"(unbuilt {image})")
+    driver = factcache.get(DockerCgroupDriver)
+    todo = container_plan(inv, have, image_id or f"(unbuilt {image})", driver)
     if todo.orphans and _once():
         logger.warning(
             f"{host.print_prefix}orphan slice containers (their slices are not in {inv.path}), "
@@ -367,7 +376,7 @@ def containers(inv: Inventory):
     seen = have or {"containers": {}, "env_sha256": {}}
     wanted = {  # what `sliceops plan` compares a recreated container's recorded spec with
         inv.container_name(s.id): json.loads(spec_label(desired_spec(
-            inv, s, image_id or f"(unbuilt {image})", seen["env_sha256"].get(f"{s.login_role}.env"))))
+            inv, s, image_id or f"(unbuilt {image})", seen["env_sha256"].get(f"{s.login_role}.env"), driver)))
         for s in inv.slices if inv.container_name(s.id) in todo.recreated
     }
     sentences.containers(inv, seen, todo, wanted)

@@ -7,6 +7,7 @@ import io
 import json
 
 from pyinfra import host
+from pyinfra.facts.server import Users
 from pyinfra.operations import files, server
 
 from sliceops import factcache
@@ -35,7 +36,6 @@ def config(inv: Inventory) -> dict:
         "retention_days": inv.monitor.retention_days,
         "prune_interval": inv.monitor.prune_interval,
         "health_timeout": inv.monitor.health_timeout,
-        "docker_socket": "/var/run/docker.sock",
         "cgroup_root": "/sys/fs/cgroup",
         "disk_path": "/",
         "metrics_port": inv.monitor.metrics_port,
@@ -44,6 +44,7 @@ def config(inv: Inventory) -> dict:
                 "id": s.id,
                 "port": s.port,
                 "container": inv.container_name(s.id),
+                "cgroup": inv.slice_cgroup(s.id),
                 "data_dir": inv.slice_data_dir(s.id),
                 "status": ACTIVE if s.in_service else SUSPENDED,
                 **({"disk_quota_bytes": s.disk_quota_bytes} if s.disk_quota_bytes else {}),
@@ -68,13 +69,18 @@ def converge(inv: Inventory) -> None:
                "python3-setuptools", "python3-wheel"],
     )
     server.group(name=f"Create group {USER}", group=USER, system=True)
-    # The engine's socket is group docker's; the group may not exist where the engine is provided.
-    server.group(name="Create group docker", group="docker", system=True)
+    # Container states and counters come from the slices' cgroups: no Docker API, whose
+    # socket would let it `docker inspect` every slice's DATABASE_URL.
     server.user(
-        name=f"Create system user {USER} (docker group: container states)",
-        user=USER, group=USER, groups=["docker"], system=True, shell="/usr/sbin/nologin",
+        name=f"Create system user {USER} (no docker group, no secrets)",
+        user=USER, group=USER, system=True, shell="/usr/sbin/nologin",
         home="/nonexistent", create_home=False,
     )
+    if "docker" in (host.get_fact(Users).get(USER) or {}).get("groups", ()):
+        server.shell(
+            name=f"Take {USER} out of the docker group (the engine's socket is root in all but name)",
+            commands=[f"gpasswd -d {USER} docker >/dev/null"],
+        )
     source = tarball("monitor")
     files.put(name=f"Ship the monitor's code to {base}", src=source, dest=f"{base}/monitor.tar", mode="644")
     code = system.stamped(
@@ -100,7 +106,7 @@ def converge(inv: Inventory) -> None:
     )
     variables = dict(
         instance=inv.instance, venv=venv, config_path=config_path, run_user=USER,
-        log_path=f"/var/log/sliceops/{name}.log", interval=inv.monitor.interval,
+        log_dir=f"/var/log/sliceops/{name}", interval=inv.monitor.interval,
     )
     if factcache.get(InitSystem) == "systemd":
         unit = files.template(

@@ -73,7 +73,7 @@ def init_script():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROOT / "templates" / "monitor")))
     text = env.get_template("sliceops-monitor.init.j2").render(
         instance=instance, venv=str(venv), config_path=str(config), run_user=USER,
-        log_path=str(root / "log" / "monitor.log"), interval=1)
+        log_dir=str(root / "log"), interval=1)
     script = root / "init"
     script.write_text(text)
     script.chmod(0o755)
@@ -130,3 +130,24 @@ def test_start_reports_a_monitor_that_exits_at_once(init_script):
     out = run("start")
     assert out.returncode == 1 and "exited right after starting" in out.stderr
     assert "interval: must be a number" in run.log.read_text()
+
+
+def test_start_never_follows_a_path_the_monitor_could_plant(init_script):
+    run = init_script
+    # What a compromised monitor could leave behind: its log directory swapped for a symlink
+    # to a directory root owns. Root must not re-own the target, nor write through it.
+    victim = run.root / "victim"
+    victim.mkdir(mode=0o700)
+    (victim / "keep").write_text("root's\n")
+    logdir = run.root / "log"
+    logdir.symlink_to(victim)
+    started = run("start")
+    assert started.returncode == 0, started.stderr
+    assert wait_for(lambda: run.log.exists() and "cycle 1:" in run.log.read_text())
+    st = victim.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o700)       # untouched
+    assert sorted(p.name for p in victim.iterdir()) == ["keep"]  # nothing written through the link
+    assert not logdir.is_symlink() and logdir.is_dir()
+    assert pwd.getpwuid(logdir.stat().st_uid).pw_name == USER
+    # The log file is the monitor's own, opened by its shell, not created by root.
+    assert pwd.getpwuid(run.log.stat().st_uid).pw_name == USER

@@ -85,6 +85,20 @@ class Env:
     def container_name(self, slice_id: int) -> str:
         return f"{self.prefix}-wa-slice-{slice_id}"
 
+    def cgroup(self, slice_id: int) -> str:
+        """The slice's cgroup, laid out as the deploy lays it out (tests run containers under it)."""
+        return f"sliceops.slice/sliceops-{self.prefix}.slice/sliceops-{self.prefix}-s{slice_id}.slice"
+
+    def slice(self, slice_id: int, port: int, **extra) -> dict:
+        """The monitor's config entry of a slice."""
+        return {"id": slice_id, "port": port, "container": self.container_name(slice_id),
+                "cgroup": self.cgroup(slice_id), "data_dir": self.data_dir(slice_id), **extra}
+
+    def run(self, containers, slice_id: int, command=None, **kwargs):
+        """A container of the slice, under the slice's cgroup as the deploy runs it."""
+        return containers.run(self.container_name(slice_id), command, cgroup_parent="/" + self.cgroup(slice_id),
+                              **kwargs)
+
     def write_config(self, slices: list[dict], database: dict | None = None, **extra) -> str:
         doc = {
             "instance": "it",
@@ -127,8 +141,7 @@ def add_slices(env: Env, rows: list[tuple[int, int, str]]) -> None:
 
 def start_backend(env: Env, containers, sid: int, body: str, *, busy: bool = False) -> tuple[object, int]:
     port = free_port()
-    c = containers.run(env.container_name(sid), health_command(body, busy=busy),
-                       ports={"8080/tcp": ("127.0.0.1", port)})
+    c = env.run(containers, sid, health_command(body, busy=busy), ports={"8080/tcp": ("127.0.0.1", port)})
     wait_until(lambda: check(port, 1.0).answered, what=f"httpd of slice {sid} on {port}")
     return c, port
 
@@ -138,15 +151,14 @@ def fleet(env, containers):
     """Five configured slices: busy+connected, idle QR, stopped, missing, suspended."""
     c1, p1 = start_backend(env, containers, 1, CONNECTED, busy=True)
     c2, p2 = start_backend(env, containers, 2, QR)
-    c3 = containers.run(env.container_name(3), ["sleep", "3600"])
+    c3 = env.run(containers, 3, ["sleep", "3600"])
     c3.stop(timeout=0)
     slices = [
-        {"id": 1, "port": p1, "container": env.container_name(1), "data_dir": env.data_dir(1, 100_000)},
-        {"id": 2, "port": p2, "container": env.container_name(2), "data_dir": env.data_dir(2, 20_000)},
-        {"id": 3, "port": free_port(), "container": env.container_name(3), "data_dir": env.data_dir(3)},
-        {"id": 4, "port": free_port(), "container": env.container_name(4), "data_dir": env.data_dir(4)},
-        {"id": 5, "port": free_port(), "container": env.container_name(5), "data_dir": env.data_dir(5),
-         "status": "suspended"},
+        {**env.slice(1, p1), "data_dir": env.data_dir(1, 100_000)},
+        {**env.slice(2, p2), "data_dir": env.data_dir(2, 20_000)},
+        env.slice(3, free_port()),
+        env.slice(4, free_port()),  # never ran: no cgroup at all
+        env.slice(5, free_port(), status="suspended"),
     ]
     add_slices(env, [(1, p1, "assigned"), (2, p2, "assigned"), (3, slices[2]["port"], "available"),
                      (4, slices[3]["port"], "suspended"), (5, slices[4]["port"], "suspended")])
@@ -218,7 +230,8 @@ def test_prune_removes_exactly_the_rows_older_than_the_retention(env, capsys):
                 "VALUES (1, now() - %s::interval, %s)", (age, age))
         env.sql('INSERT INTO gateway.server_telemetry ("timestamp", total_slices) '
                 "VALUES (now() - %s::interval, 1)", (age,))
-    path = env.write_config([{"id": 1, "port": 5001, "container": "x", "data_dir": "/srv/1"}], retention_days=7)
+    path = env.write_config([{"id": 1, "port": 5001, "container": "x", "cgroup": "x", "data_dir": "/srv/1"}],
+                            retention_days=7)
     assert cli.main(["--config", path, "prune"]) == 0
     assert capsys.readouterr().out.strip() == ("deleted 3 rows from gateway.telemetry and 3 rows from "
                                                "gateway.server_telemetry (older than 7 days)")

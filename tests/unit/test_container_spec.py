@@ -130,13 +130,15 @@ RUN_1 = (
     "--env-file /etc/sliceops/main/secrets/wa_slice_1.env --publish 127.0.0.1:5001:5001 "
     "--network sliceops-main --user 10001:10001 --read-only --tmpfs /tmp "
     "--volume /srv/sliceops/main/slices/1:/data --security-opt no-new-privileges --cap-drop ALL "
-    "--memory 256m --cpus 0.5 --pids-limit 256 --log-driver json-file --log-opt max-size=10m "
+    "--memory 256m --cpus 0.5 --pids-limit 256 "
+    "--cgroup-parent /sliceops.slice/sliceops-main.slice/sliceops-main-s1.slice --log-driver json-file --log-opt max-size=10m "
     "--log-opt max-file=3 --health-interval 300s --restart unless-stopped " + IMAGE + " >/dev/null"
 )
-# Changed deliberately once: /data moved onto the quota volume (spec key data_on).
-RUN_1_HASH = "e9d21e475c1893442a8167261d1c247536c02ea882e7139d5eb6566d7b6ce084"
-# With slice_defaults.disk: false the spec is what it was before quotas existed.
-RUN_1_HASH_NO_QUOTA = "1114ee5e27123f09e8cedae47be22c23eb7ea3d8d71c3c3f14dce3c4570310e7"
+# Changed deliberately twice: /data moved onto the quota volume (spec key data_on), and every
+# container runs under its slice's own cgroup (cgroup_parent), where the monitor reads it.
+RUN_1_HASH = "ab7b3afb83d10e06a592e0489db24fdaf4c17e617d346247464a06935780e5aa"
+# With slice_defaults.disk: false: the same spec without data_on.
+RUN_1_HASH_NO_QUOTA = "1c31ecba1b9c7bcaa11fadaddbcd3c94ad7b38440cdeeda278af27f43880601d"
 
 
 def _run(inv, sid, env_sha):
@@ -178,6 +180,17 @@ def test_changing_a_disk_quota_recreates_no_container(tmp_path):
     small = inventory(tmp_path, slices=[{"id": 1, "disk": "20m"}])
     large = inventory(tmp_path, slices=[{"id": 1, "disk": "5g"}])
     assert spec_hash(spec_of(small)) == spec_hash(spec_of(large)) == RUN_1_HASH
+
+
+def test_the_slice_cgroup_is_the_same_path_under_either_driver(tmp_path):
+    inv = inventory(tmp_path, [{"id": 7}], instance="blue")
+    s = inv.slice(7)
+    assert inv.slice_cgroup(7) == "sliceops.slice/sliceops-blue.slice/sliceops-blue-s7.slice"
+    assert op.cgroup_parent(inv, s, "cgroupfs") == "/" + inv.slice_cgroup(7)
+    # systemd nests a-b-c.slice in a.slice/a-b.slice: the same directories.
+    assert op.cgroup_parent(inv, s, "systemd") == "sliceops-blue-s7.slice"
+    assert "--cgroup-parent sliceops-blue-s7.slice " in op.run_command(
+        inv, s, desired_spec(inv, s, IMAGE, SHA.get(7), "systemd"))
 
 
 def test_engine_not_there_yet_plans_like_a_fresh_host(tmp_path):
@@ -309,7 +322,7 @@ def _script_text(command) -> str | None:
 @pytest.fixture
 def run_op(monkeypatch):
     def run(operation, facts: dict, executing: bool = False, **kwargs):
-        fake = FakeHost(facts)
+        fake = FakeHost({"DockerCgroupDriver": "cgroupfs", **facts})
         monkeypatch.setattr(op, "host", fake)
         monkeypatch.setattr(factcache, "host", fake)
         monkeypatch.setattr(factcache, "_cache", {})

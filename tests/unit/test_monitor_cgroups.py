@@ -1,79 +1,99 @@
-"""Container memory and CPU from cgroup files, on fake v1 and v2 trees."""
-
-import sys
-from pathlib import Path
+"""Slice state, container memory and slice CPU from cgroup files, on fake v1 and v2 trees
+laid out as the engine lays them out under a slice's --cgroup-parent."""
 
 import pytest
 
-
-from sliceops_monitor.cgroups import CgroupReader, cpu_percent, memory_limit, stat_value, working_set  # noqa: E402
+from sliceops_monitor.cgroups import (  # noqa: E402
+    MISSING, RUNNING, STOPPED, CgroupReader, cpu_percent, memory_limit, stat_value, working_set,
+)
 
 CID = "b0f891bb22b1ce266cd7b6b735be2b6932113a697bbc788e68e03cdb56de4cdc"
+SLICE = "sliceops.slice/sliceops-main.slice/sliceops-main-s1.slice"
+# The container's cgroup below the slice's: cgroupfs names it by id, systemd a scope.
+CHILDREN = ("{id}", "docker-{id}.scope")
 V1_STAT = "cache 12288\nrss 110592\ninactive_file 999\ntotal_cache 12288\ntotal_inactive_file 4096\ntotal_active_file 8192\n"
 V2_STAT = "anon 4096\nfile 8192\ninactive_anon 0\nactive_file 4096\ninactive_file 4096\nslab 100\n"
 
 
-def put(path: Path, text: str) -> None:
+def put(path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
 
-def v1_tree(root: Path, cpu_mount: str = "cpuacct", layout: str = "docker/{id}") -> Path:
-    sub = layout.format(id=CID)
+def v1_tree(root, cpu_mount: str = "cpuacct", child: str = "{id}"):
+    sub = f"{SLICE}/{child.format(id=CID)}"
     put(root / "memory" / sub / "memory.usage_in_bytes", "716800\n")
     put(root / "memory" / sub / "memory.stat", V1_STAT)
+    put(root / "memory" / SLICE / "memory.usage_in_bytes", "9999999\n")  # includes dead children's cache
     put(root / cpu_mount / "cpuacct.usage", "123\n")  # the hierarchy root, as on a real mount
-    put(root / cpu_mount / sub / "cpuacct.usage", "1619987251\n")
+    put(root / cpu_mount / SLICE / "cpuacct.usage", "1619987251\n")  # the slice: every container it ran
+    put(root / cpu_mount / sub / "cpuacct.usage", "42\n")
     return root
 
 
-def v2_tree(root: Path, layout: str) -> Path:
+def v2_tree(root, child: str = "{id}"):
     put(root / "cgroup.controllers", "cpuset cpu io memory pids\n")
-    d = root / layout.format(id=CID)
+    d = root / SLICE / child.format(id=CID)
     put(d / "memory.current", "1048576\n")
     put(d / "memory.stat", V2_STAT)
-    put(d / "cpu.stat", "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
+    put(d / "cgroup.procs", "4242\n")
+    put(root / SLICE / "cpu.stat", "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
     return root
 
 
 @pytest.mark.parametrize("cpu_mount", ["cpuacct", "cpu,cpuacct"])
-@pytest.mark.parametrize("layout", ["docker/{id}", "system.slice/docker-{id}.scope"])
-def test_v1_memory_is_usage_minus_total_inactive_file(tmp_path, cpu_mount, layout):
-    reader = CgroupReader(str(v1_tree(tmp_path, cpu_mount, layout)))
+@pytest.mark.parametrize("child", CHILDREN)
+def test_v1_memory_is_the_containers_usage_minus_total_inactive_file(tmp_path, cpu_mount, child):
+    reader = CgroupReader(str(v1_tree(tmp_path, cpu_mount, child)))
     assert reader.version == 1
-    sample = reader.read(CID)
+    reading = reader.read(SLICE)
     # 716800 - 4096 = 712704 bytes = 696 KiB, what `docker stats` showed for this container.
-    assert sample.memory_bytes == 712704
-    assert sample.cpu_ns == 1619987251
+    assert (reading.state, reading.memory_bytes) == (RUNNING, 712704)
+    assert reading.cpu_ns == 1619987251  # the slice's counter, not the container's
 
 
-@pytest.mark.parametrize("layout", ["system.slice/docker-{id}.scope", "docker/{id}"])
-def test_v2_memory_is_current_minus_inactive_file(tmp_path, layout):
-    reader = CgroupReader(str(v2_tree(tmp_path, layout)))
+@pytest.mark.parametrize("child", CHILDREN)
+def test_v2_memory_is_current_minus_inactive_file(tmp_path, child):
+    reader = CgroupReader(str(v2_tree(tmp_path, child)))
     assert reader.version == 2
-    sample = reader.read(CID)
-    assert sample.memory_bytes == 1048576 - 4096
-    assert sample.cpu_ns == 2_500_000_000
+    reading = reader.read(SLICE)
+    assert (reading.state, reading.memory_bytes, reading.cpu_ns) == (RUNNING, 1048576 - 4096, 2_500_000_000)
 
 
-def test_a_container_without_cgroup_reads_as_none(tmp_path):
+def test_a_slice_without_cgroup_is_missing(tmp_path):
     reader = CgroupReader(str(v1_tree(tmp_path)))
-    assert reader.read("f" * 64) is None
+    assert reader.read("sliceops.slice/sliceops-main.slice/sliceops-main-s9.slice").state == MISSING
 
 
-def test_a_cgroup_that_vanishes_between_cycles_reads_as_none(tmp_path):
+def test_a_slice_cgroup_without_a_container_is_stopped(tmp_path):
     root = v1_tree(tmp_path)
-    reader = CgroupReader(str(root))
-    assert reader.read(CID) is not None
-    (root / "memory" / "docker" / CID / "memory.usage_in_bytes").unlink()
-    assert reader.read(CID) is None
+    for sub in (root / "memory" / SLICE / CID).iterdir():
+        sub.unlink()
+    (root / "memory" / SLICE / CID).rmdir()  # the engine removes a container's cgroup when it stops
+    reading = CgroupReader(str(root)).read(SLICE)
+    assert (reading.state, reading.memory_bytes, reading.cpu_ns) == (STOPPED, None, None)
+
+
+def test_a_cgroup_that_vanishes_while_read_is_stopped(tmp_path):
+    root = v1_tree(tmp_path)
+    (root / "memory" / SLICE / CID / "memory.usage_in_bytes").unlink()
+    assert CgroupReader(str(root)).read(SLICE).state == STOPPED
+
+
+def test_a_recreated_container_is_the_one_with_processes(tmp_path):
+    root = v2_tree(tmp_path)
+    old = root / SLICE / ("0" * 64)  # the replaced container's cgroup, not yet removed
+    put(old / "memory.current", "5\n")
+    put(old / "memory.stat", V2_STAT)
+    put(old / "cgroup.procs", "")
+    assert CgroupReader(str(root)).read(SLICE).memory_bytes == 1048576 - 4096
 
 
 def test_memory_is_reported_even_without_a_cpu_controller(tmp_path):
     root = v1_tree(tmp_path)
-    (root / "cpuacct" / "docker" / CID / "cpuacct.usage").unlink()
-    sample = CgroupReader(str(root)).read(CID)
-    assert sample.memory_bytes == 712704 and sample.cpu_ns is None
+    (root / "cpuacct" / SLICE / "cpuacct.usage").unlink()
+    reading = CgroupReader(str(root)).read(SLICE)
+    assert reading.memory_bytes == 712704 and reading.cpu_ns is None
 
 
 def test_stat_value_matches_whole_keys_only():
@@ -95,7 +115,7 @@ def test_cpu_percent_is_per_core_and_none_without_a_baseline():
     # 1.5 s of CPU in 1 s of wall time: one and a half cores.
     assert cpu_percent((1_000_000_000, 10.0), 2_500_000_000, 11.0) == 150.0
     assert cpu_percent(None, 5, 1.0) is None
-    assert cpu_percent((5_000, 10.0), 1_000, 11.0) is None  # counter reset: a new container
+    assert cpu_percent((5_000, 10.0), 1_000, 11.0) is None  # counter reset: a new slice cgroup
     assert cpu_percent((5_000, 10.0), 6_000, 10.01) is None  # too short to mean anything
 
 
@@ -114,20 +134,21 @@ def test_memory_limit_reads_bytes_and_unlimited_as_none(raw, expected):
 
 def test_the_limit_is_read_once_per_container_v1(tmp_path):
     root = v1_tree(tmp_path)
-    limit_file = root / "memory" / "docker" / CID / "memory.limit_in_bytes"
+    limit_file = root / "memory" / SLICE / CID / "memory.limit_in_bytes"
     put(limit_file, "268435456\n")
     reader = CgroupReader(str(root))
-    assert reader.read(CID).memory_limit == 268435456
+    assert reader.read(SLICE).memory_limit == 268435456
     put(limit_file, "536870912\n")
-    # Cached: a limit changes only with a new container (a new id).
-    assert reader.read(CID).memory_limit == 268435456
-    reader.forget_except(set())
-    assert reader.read(CID).memory_limit == 536870912
+    # Cached: a limit changes only with a new container (a new child cgroup).
+    assert reader.read(SLICE).memory_limit == 268435456
+    new = root / "memory" / SLICE / ("1" * 64)
+    (root / "memory" / SLICE / CID).rename(new)
+    assert reader.read(SLICE).memory_limit == 536870912
 
 
 def test_the_v2_limit_comes_from_memory_max(tmp_path):
-    root = v2_tree(tmp_path, "docker/{id}")
-    put(root / "docker" / CID / "memory.max", "max\n")
-    assert CgroupReader(str(root)).read(CID).memory_limit is None
-    put(root / "docker" / CID / "memory.max", "1073741824\n")
-    assert CgroupReader(str(root)).read(CID).memory_limit == 1073741824
+    root = v2_tree(tmp_path)
+    put(root / SLICE / CID / "memory.max", "max\n")
+    assert CgroupReader(str(root)).read(SLICE).memory_limit is None
+    put(root / SLICE / CID / "memory.max", "1073741824\n")
+    assert CgroupReader(str(root)).read(SLICE).memory_limit == 1073741824

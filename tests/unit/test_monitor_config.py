@@ -18,13 +18,16 @@ def write(tmp_path, doc) -> str:
     return str(path)
 
 
-SLICE = {"id": 1, "port": 5001, "container": "wa-slice-1", "data_dir": "/srv/sliceops/main/slices/1"}
+CG = "sliceops.slice/sliceops-main.slice/sliceops-main-s{}.slice"
+SLICE = {"id": 1, "port": 5001, "container": "wa-slice-1", "cgroup": CG.format(1),
+         "data_dir": "/srv/sliceops/main/slices/1"}
 
 
 def test_minimal_config_takes_the_documented_defaults(tmp_path):
     cfg = config.load(write(tmp_path, {"slices": [SLICE]}))
     assert (cfg.instance, cfg.interval, cfg.retention_days, cfg.prune_interval) == ("main", 60, 7, 3600)
-    assert (cfg.health_timeout, cfg.docker_socket, cfg.cgroup_root) == (2.0, "/var/run/docker.sock", "/sys/fs/cgroup")
+    assert (cfg.health_timeout, cfg.cgroup_root) == (2.0, "/sys/fs/cgroup")
+    assert cfg.slices[0].cgroup == CG.format(1)
     assert cfg.database.dbname == "wank_saas"
     assert cfg.database.password_file is None  # peer authentication
     assert cfg.database.application_name == "sliceops-monitor-main"
@@ -32,7 +35,8 @@ def test_minimal_config_takes_the_documented_defaults(tmp_path):
 
 
 def test_only_active_slices_are_in_service(tmp_path):
-    doc = {"slices": [SLICE, {**SLICE, "id": 2, "port": 5003, "container": "wa-slice-2", "status": "suspended"}]}
+    doc = {"slices": [SLICE, {**SLICE, "id": 2, "port": 5003, "container": "wa-slice-2", "cgroup": CG.format(2),
+                                "status": "suspended"}]}
     cfg = config.load(write(tmp_path, doc))
     assert [s.id for s in cfg.in_service] == [1]
 
@@ -52,8 +56,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
         "database": {"port": 70000, "password_file": "relative/path"},
         "slices": [
             SLICE,
-            {**SLICE, "container": "wa-slice-2"},          # same id and port as slices[0]
-            {"id": 3, "port": 5005, "data_dir": "/srv/3", "status": "paused"},
+            {**SLICE, "container": "wa-slice-2"},          # same id, port and cgroup as slices[0]
+            {"id": 3, "port": 5005, "cgroup": "../../etc", "data_dir": "/srv/3", "status": "paused"},
             "nonsense",
         ],
     }
@@ -68,7 +72,9 @@ def test_every_problem_is_reported_at_once(tmp_path):
         "database.password_file: must be an absolute path",
         "slices[1].id: 1 is also used by slices[0]",
         "slices[1].port: 5001 is also used by slices[0]",
+        "slices[1].cgroup: 'sliceops.slice/sliceops-main.slice/sliceops-main-s1.slice' is also used by slices[0]",
         "slices[2].container: is required",
+        "slices[2].cgroup: '../../etc' does not match",
         "slices[2].status: must be one of active, suspended",
         "slices[3]: must be an object",
     ]
@@ -81,11 +87,12 @@ def test_problems_name_their_line(tmp_path):
     text = """{
   "interval": 60,
   "slices": [
-    {"id": 1, "port": 5001, "container": "wa-slice-1", "data_dir": "/srv/1"},
+    {"id": 1, "port": 5001, "container": "wa-slice-1", "cgroup": "s1.slice", "data_dir": "/srv/1"},
     {
       "id": 2,
       "port": 5001,
-      "container": "wa-slice-2"
+      "container": "wa-slice-2",
+      "cgroup": "s2.slice"
     }
   ]
 }"""

@@ -209,8 +209,8 @@ def test_notifier_without_systemd_is_silent():
 # --------------------------------------------------------------------------- a cycle with fakes
 
 CONFIG = parse({"interval": 10, "buffer_cycles": 3, "prune_interval": 100,
-                "slices": [{"id": 1, "port": 5001, "container": "wa-slice-1", "data_dir": "/srv/1"},
-                           {"id": 2, "port": 5003, "container": "wa-slice-2", "data_dir": "/srv/2"}]})
+                "slices": [{"id": 1, "port": 5001, "container": "wa-slice-1", "cgroup": "s1", "data_dir": "/srv/1"},
+                           {"id": 2, "port": 5003, "container": "wa-slice-2", "cgroup": "s2", "data_dir": "/srv/2"}]})
 SERVER = ServerSample(1, 2, 0, 0, 5.0, 10, 20)
 
 

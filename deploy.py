@@ -8,7 +8,7 @@ from pyinfra import host, state
 from sliceops import report
 from sliceops.inventory import load
 from sliceops.operations import lifecycle
-from sliceops.tasks import backups, databases, docker_engine, monitor, postgres_server, slice_volume, slices
+from sliceops.tasks import backups, databases, docker_engine, firewall, monitor, postgres_server, slice_volume, slices
 
 report.install(state)  # relay "applied 0002_x to wa_slice_3"-style lines at default verbosity
 inv = load(host.data.sliceops_inventory)
@@ -20,5 +20,6 @@ slice_volume.converge(inv)  # every slice's /data on one preallocated btrfs imag
 postgres_server.converge(inv)  # PostgreSQL installed, configured, running, enabled at boot
 databases.converge(inv)  # roles and secrets, databases, migrations, gateway.slices rows
 backups.converge(inv)  # backup agent and its nightly schedule (the destroy uses it too)
+firewall.converge(inv)  # slices reach PostgreSQL and nothing else on the host; egress per inventory
 slices.converge(inv)  # image, isolated network, one container per slice, destroys
 monitor.converge(inv)  # the monitor service: telemetry every interval, hourly prune

@@ -60,6 +60,7 @@ def teardown_instance(instance: str, pg_version: int = 15) -> None:
     sh(f"/etc/init.d/sliceops-monitor-{instance} stop; systemctl stop sliceops-monitor-{instance}")
     sh(f"rm -f /etc/init.d/sliceops-monitor-{instance}; update-rc.d sliceops-monitor-{instance} remove")
     sh(f"rm -f /run/sliceops-monitor-{instance}.pid /var/log/sliceops/sliceops-monitor-{instance}.log*")
+    sh(f"rm -rf /var/log/sliceops/sliceops-monitor-{instance}")
     # Backups: the schedule (cron entry or systemd timer), its log, its results and locks.
     sh(f"systemctl disable --now sliceops-backup-{instance}.timer; "
        f"rm -f /etc/systemd/system/sliceops-backup-{instance}.service /etc/systemd/system/sliceops-backup-{instance}.timer")
@@ -70,10 +71,30 @@ def teardown_instance(instance: str, pg_version: int = 15) -> None:
     # The slice volume: unmounted (its loop device goes with it), boot links and script removed.
     sh(f"umount /srv/sliceops/{instance}/slices; chattr -i /srv/sliceops/{instance}/slices")
     sh(f"update-rc.d sliceops-volume-{instance} remove; rm -f /etc/init.d/sliceops-volume-{instance}")
+    remove_firewall(instance)
     sh(f"pg_dropcluster --stop {pg_version} {instance}")
     for path in (f"/etc/sliceops/{instance}", f"/srv/sliceops/{instance}", f"/usr/local/share/sliceops/{instance}",
                  f"/var/backups/sliceops/{instance}", f"/opt/sliceops/{instance}", f"/var/lib/sliceops/{instance}"):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_firewall(instance: str) -> None:
+    """Take an instance's slice network firewall out of this machine (never used on `main`)."""
+    assert instance != "main", "tests never tear down the main instance"
+    script = f"""
+        set -f
+        for pair in INPUT:SLICEOPS-IN-{instance} DOCKER-USER:SLICEOPS-FW-{instance}; do
+            chain=${{pair%%:*}}; target=${{pair#*:}}
+            iptables -w -S "$chain" 2>/dev/null | grep -e " -j $target\\$" | sed 's/^-A /-D /' |
+                while read -r rule; do iptables -w $rule; done
+            iptables -w -F "$target" 2>/dev/null; iptables -w -X "$target" 2>/dev/null
+        done
+        systemctl disable --now sliceops-firewall-{instance} 2>/dev/null
+        rm -f /etc/systemd/system/sliceops-firewall-{instance}.service
+        update-rc.d -f sliceops-firewall-{instance} remove >/dev/null 2>&1
+        rm -f /etc/init.d/sliceops-firewall-{instance}
+    """
+    subprocess.run(["sh", "-c", script], capture_output=True)
 
 
 @pytest.fixture

@@ -45,6 +45,9 @@ DEFAULT_SSH_PORT = 2222
 # --privileged refused), plus the two things it borrows from this machine.
 DOCKER_RUN_FLAGS = [
     "--cap-add", "SYS_ADMIN",
+    # The deploy firewalls the slice network with iptables; with --network host these are
+    # this machine's rules, where the borrowed engine's slice traffic really flows.
+    "--cap-add", "NET_ADMIN",
     "--tmpfs", "/run",
     "--tmpfs", "/run/lock",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from tests.fix_deploy import ROOT, run_deploy
+from tests.fix_deploy import ROOT, remove_firewall, run_deploy
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +30,7 @@ def inventory(systemd_host, tmp_path_factory):
     # The host borrowed this machine's engine: its containers and network outlive it.
     subprocess.run(["sh", "-c", "docker rm -f $(docker ps -aq --filter label=sliceops.instance=e2e); "
                                 "docker network rm sliceops-e2e; rm -rf /srv/sliceops/e2e"], capture_output=True)
+    remove_firewall("e2e")  # the host shares this machine's network namespace: its rules are here
 
 
 @pytest.fixture(scope="module")

@@ -109,6 +109,16 @@ def test_slice_data_is_limited_to_its_disk_quota(host, inv, slice):
     )
 
 
+def test_slice_network_is_firewalled(host, inv):
+    from sliceops.operations.firewall import hooks
+
+    rules = host.run("iptables -w -S INPUT; iptables -w -S DOCKER-USER").stdout.splitlines()
+    for hook in hooks(inv):
+        assert hook in rules, f"missing firewall jump: {hook}"
+    chain = host.run("iptables -w -S %s", inv.firewall_input_chain).stdout.splitlines()
+    assert chain and chain[-1] == f"-A {inv.firewall_input_chain} -j DROP", f"{inv.firewall_input_chain}: {chain}"
+
+
 # --------------------------------------------------------------------------- containers
 
 
@@ -157,6 +167,11 @@ def test_monitor_service_is_running(host, inv):
     else:
         # LSB status: 0 running, 3 not running.
         assert host.run(f"/etc/init.d/{name} status").rc == 0, f"{name} is not running"
+
+
+def test_monitor_user_has_no_docker_socket(host):
+    groups = host.user("sliceops-monitor").groups
+    assert "docker" not in groups, f"sliceops-monitor is in the docker group ({groups}): docker inspect shows every DATABASE_URL"
 
 
 def test_server_telemetry_is_fresh(host, inv):

@@ -1,0 +1,49 @@
+"""The slice network's firewall: slices reach PostgreSQL and nothing else on the host, no
+private range anywhere, the internet per `docker.egress`; converged before any slice
+container starts, and put back at boot before the Docker engine."""
+
+from __future__ import annotations
+
+import io
+
+from pyinfra import host
+from pyinfra.operations import files
+
+from sliceops import factcache
+from sliceops.facts.firewall import Nameservers
+from sliceops.facts.host import InitSystem
+from sliceops.inventory import Inventory
+from sliceops.operations import firewall, service, system
+from sliceops.paths import TEMPLATES
+
+
+def converge(inv: Inventory) -> None:
+    # docker.io depends on it; a provided engine's host may still lack the command.
+    system.packages(name="Install iptables (the slice network firewall)", names=["iptables"])
+    nameservers = host.get_fact(Nameservers)
+    script_path = f"{inv.etc_dir}/firewall.sh"
+    files.put(
+        name=f"Write the slice network firewall script ({script_path})",
+        src=io.StringIO(firewall.apply_script(inv, nameservers)),
+        dest=script_path, user="root", group="root", mode="700",
+    )
+    firewall.rules_applied(
+        name=f"Firewall the slice network {inv.docker.subnet} (PostgreSQL only on the host, egress {inv.docker.egress})",
+        inv=inv, nameservers=nameservers, script_path=script_path,
+    )
+    unit = inv.firewall_unit
+    variables = dict(instance=inv.instance, unit=unit, script_path=script_path, egress=inv.docker.egress,
+                     input_chain=inv.firewall_input_chain)
+    if factcache.get(InitSystem) == "systemd":
+        files.template(
+            name=f"Install the systemd unit {unit}.service (the firewall at boot, before the Docker engine)",
+            src=str(TEMPLATES / "firewall/sliceops-firewall.service.j2"),
+            dest=f"/etc/systemd/system/{unit}.service", mode="644", **variables,
+        )
+    else:
+        files.template(
+            name=f"Install the init script /etc/init.d/{unit} (the firewall at boot, before the Docker engine)",
+            src=str(TEMPLATES / "firewall/sliceops-firewall.init.j2"),
+            dest=f"/etc/init.d/{unit}", mode="755", **variables,
+        )
+    service.running(name=f"Enable {unit} at boot", service_name=unit)

@@ -103,3 +103,38 @@ def test_egress_other_than_allow_or_deny_is_refused(tmp_path):
 
     with pytest.raises(InventoryError, match="docker.egress"):
         inventory(tmp_path, egress="maybe")
+
+
+def _render(name: str, **variables) -> str:
+    import jinja2
+
+    from sliceops.paths import TEMPLATES
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES / "firewall")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.get_template(name).render(**{
+        "instance": "blue", "unit": "sliceops-firewall-blue", "script_path": "/etc/sliceops/blue/firewall.sh",
+        "egress": "allow", "input_chain": "SLICEOPS-IN-blue", **variables})
+
+
+def test_the_systemd_unit_runs_the_script_before_the_engine():
+    import configparser
+
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read_string(_render("sliceops-firewall.service.j2"))
+    assert "docker.service" in parser["Unit"]["Before"].split()
+    assert "docker.service" in parser["Install"]["WantedBy"].split()
+    assert parser["Service"]["ExecStart"] == "/bin/sh /etc/sliceops/blue/firewall.sh"
+    assert (parser["Service"]["Type"], parser["Service"]["RemainAfterExit"]) == ("oneshot", "yes")
+
+
+def test_the_init_script_starts_before_the_engine_and_never_opens_up(tmp_path):
+    text = _render("sliceops-firewall.init.j2")
+    assert "# X-Start-Before:    sliceops-docker docker" in text
+    path = tmp_path / "init"
+    path.write_text(text)
+    assert subprocess.run(["sh", "-n", str(path)]).returncode == 0
+    # `stop` leaves the rules in place; an unknown verb is LSB's 2.
+    assert subprocess.run(["sh", str(path), "stop"]).returncode == 0
+    assert subprocess.run(["sh", str(path), "bogus"], capture_output=True).returncode == 2

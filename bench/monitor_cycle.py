@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "monitor")]
 
 from tests.fix_db import LocalCluster, PgServer  # noqa: E402
-from tests.fix_docker import TINY_IMAGE, docker_client, ensure_tiny_image, health_command  # noqa: E402
+from tests.fix_docker import TINY_IMAGE, docker_client, ensure_tiny_image, health_command, remove_cgroup  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 LABEL = "sliceops.bench"
@@ -141,6 +141,8 @@ def main() -> int:
             ports.append(port)
         port += 1
     names = [f"bench{run}-wa-slice-{i + 1}" for i in range(args.containers)]
+    # Each under a cgroup of its own, as the deploy runs slices: the monitor finds them there.
+    cgroups = [f"sliceops.slice/bench{run}/s{i + 1}" for i in range(args.containers)]
     cluster = None
     started = []
     try:
@@ -151,7 +153,8 @@ def main() -> int:
             body = json.dumps({"wa_state": "CONNECTED", "wa_phone": f"+49151{i:07d}"}, separators=(",", ":"))
             return client.containers.run(
                 TINY_IMAGE, health_command(body, port=ports[i], busy=i < args.busy), name=names[i], detach=True,
-                labels={LABEL: run}, network_mode="host", mem_limit="32m")
+                labels={LABEL: run}, network_mode="host", mem_limit="32m",
+                cgroup_parent="/" + cgroups[i])
 
         with ThreadPoolExecutor(8) as pool:
             started = list(pool.map(start, range(args.containers)))
@@ -180,7 +183,8 @@ def main() -> int:
             (d / "media").mkdir(parents=True)
             for j in range(20):
                 (d / "media" / f"{j}.bin").write_bytes(b"x" * 4096)
-            slices.append({"id": i + 1, "port": ports[i], "container": names[i], "data_dir": str(d)})
+            slices.append({"id": i + 1, "port": ports[i], "container": names[i], "cgroup": cgroups[i],
+                           "data_dir": str(d)})
         cfg = {
             "instance": "bench",
             "database": {"host": "127.0.0.1", "port": cluster.port, "dbname": "bench", "user": "postgres",
@@ -259,6 +263,8 @@ def main() -> int:
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(remove, started))
+        for cgroup in cgroups:  # the engine leaves cgroupfs parents behind
+            remove_cgroup(cgroup)
         for c in client.containers.list(all=True, filters={"label": f"{LABEL}={run}"}):
             remove(c)
         if cluster is not None:

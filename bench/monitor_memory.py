@@ -32,7 +32,7 @@ from _common import ROOT, Figure, append_results, command_line, table
 import psycopg  # noqa: E402
 
 from tests.fix_db import LocalCluster, PgServer  # noqa: E402
-from tests.fix_docker import TINY_IMAGE, docker_client, ensure_tiny_image, health_command  # noqa: E402
+from tests.fix_docker import TINY_IMAGE, docker_client, ensure_tiny_image, health_command, remove_cgroup  # noqa: E402
 
 GOAL_MB = 60.0
 CYCLE = re.compile(r": cycle \d+: ")
@@ -94,6 +94,8 @@ def main() -> int:
     os.chmod(work, 0o755)
     ports = free_ports(n, args.base_port)
     names = [f"{run_id}-wa-slice-{i + 1}" for i in range(n)]
+    # Each under a cgroup of its own, as the deploy runs slices: the monitor finds them there.
+    cgroups = [f"sliceops.slice/{run_id}/s{i + 1}" for i in range(n)]
     started: list = []
     cluster = None
     figures: list[Figure] = []
@@ -104,7 +106,8 @@ def main() -> int:
         def start(i: int):
             body = json.dumps({"wa_state": "CONNECTED", "wa_phone": f"+49151{i:07d}"}, separators=(",", ":"))
             return client.containers.run(TINY_IMAGE, health_command(body, port=ports[i]), name=names[i], detach=True,
-                                         labels={LABEL: run_id}, network_mode="host", mem_limit="32m")
+                                         labels={LABEL: run_id}, network_mode="host", mem_limit="32m",
+                cgroup_parent="/" + cgroups[i])
 
         t = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
@@ -130,7 +133,8 @@ def main() -> int:
             (d / "media").mkdir(parents=True)
             for j in range(20):
                 (d / "media" / f"{j}.bin").write_bytes(b"x" * 4096)
-            slices.append({"id": i + 1, "port": ports[i], "container": names[i], "data_dir": str(d)})
+            slices.append({"id": i + 1, "port": ports[i], "container": names[i], "cgroup": cgroups[i],
+                           "data_dir": str(d)})
         metrics_port = free_ports(1, 29300)[0]
         cfg = work / "monitor.json"
         cfg.write_text(json.dumps({
@@ -225,6 +229,8 @@ def main() -> int:
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(remove, started))
+        for cgroup in cgroups:  # the engine leaves cgroupfs parents behind
+            remove_cgroup(cgroup)
         for c in client.containers.list(all=True, filters={"label": f"{LABEL}={run_id}"}):
             remove(c)
         if cluster is not None:

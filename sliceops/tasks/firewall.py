@@ -8,6 +8,7 @@ import io
 
 from pyinfra import host
 from pyinfra.operations import files
+from pyinfra.operations.util import any_changed
 
 from sliceops import factcache
 from sliceops.facts.firewall import Nameservers
@@ -35,15 +36,16 @@ def converge(inv: Inventory) -> None:
     variables = dict(instance=inv.instance, unit=unit, script_path=script_path, egress=inv.docker.egress,
                      input_chain=inv.firewall_input_chain)
     if factcache.get(InitSystem) == "systemd":
-        files.template(
+        unit_file = files.template(
             name=f"Install the systemd unit {unit}.service (the firewall at boot, before the Docker engine)",
             src=str(TEMPLATES / "firewall/sliceops-firewall.service.j2"),
             dest=f"/etc/systemd/system/{unit}.service", mode="644", **variables,
         )
     else:
-        files.template(
+        unit_file = files.template(
             name=f"Install the init script /etc/init.d/{unit} (the firewall at boot, before the Docker engine)",
             src=str(TEMPLATES / "firewall/sliceops-firewall.init.j2"),
             dest=f"/etc/init.d/{unit}", mode="755", **variables,
         )
-    service.running(name=f"Enable {unit} at boot", service_name=unit)
+    # Restarting it only re-applies the rules (idempotent); under systemd it also reloads the unit.
+    service.running(name=f"Enable {unit} at boot", service_name=unit, restart_if=any_changed(unit_file))

@@ -8,13 +8,13 @@ import io
 
 from pyinfra import host
 from pyinfra.operations import files
-from pyinfra.operations.util import any_changed
 
 from sliceops import factcache
 from sliceops.facts.firewall import Nameservers
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import Inventory
 from sliceops.operations import firewall, service, system
+from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
 
 
@@ -48,4 +48,4 @@ def converge(inv: Inventory) -> None:
             dest=f"/etc/init.d/{unit}", mode="755", **variables,
         )
     # Restarting it only re-applies the rules (idempotent); under systemd it also reloads the unit.
-    service.running(name=f"Enable {unit} at boot", service_name=unit, restart_if=any_changed(unit_file))
+    service.running(name=f"Enable {unit} at boot", service_name=unit, restart_if=changed(unit=unit_file))

@@ -42,13 +42,12 @@ def running_monitor(env: Env, containers):
     limit, slice 2 stopped, slice 3 with a disk quota but no container."""
     c1, p1 = start_backend(env, containers, 1, CONNECTED)
     c1.update(mem_limit=LIMIT, memswap_limit=-1)
-    c2 = containers.run(env.container_name(2), ["sleep", "3600"])
+    c2 = env.run(containers, 2, ["sleep", "3600"])
     c2.stop(timeout=0)
     slices = [
-        {"id": 1, "port": p1, "container": env.container_name(1), "data_dir": env.data_dir(1, 50_000)},
-        {"id": 2, "port": free_port(), "container": env.container_name(2), "data_dir": env.data_dir(2)},
-        {"id": 3, "port": free_port(), "container": env.container_name(3), "data_dir": env.data_dir(3),
-         "disk_quota_bytes": 10**9},
+        {**env.slice(1, p1), "data_dir": env.data_dir(1, 50_000)},
+        env.slice(2, free_port()),
+        env.slice(3, free_port(), disk_quota_bytes=10**9),
     ]
     add_slices(env, [(1, p1, "assigned"), (2, slices[1]["port"], "available"), (3, slices[2]["port"], "available")])
     port = free_port()

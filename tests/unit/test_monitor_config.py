@@ -141,7 +141,7 @@ def test_a_slices_disk_quota_is_read_and_shown_beside_its_usage(tmp_path):
     from sliceops_monitor.samples import CycleBatch, SliceSample
 
     doc = {"slices": [{**SLICE, "disk_quota_bytes": 20 * 1024 * 1024},
-                      {**SLICE, "id": 2, "port": 5003, "container": "wa-slice-2"}]}
+                      {**SLICE, "id": 2, "port": 5003, "container": "wa-slice-2", "cgroup": CG.format(2)}]}
     cfg = config.load(write(tmp_path, doc))
     quotas = {s.id: s.disk_quota_bytes for s in cfg.slices}
     assert quotas == {1: 20 * 1024 * 1024, 2: None}

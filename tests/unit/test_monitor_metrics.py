@@ -19,9 +19,9 @@ CONFIG = parse({
     "instance": "t1",
     "metrics_port": 9999,
     "slices": [
-        {"id": 1, "port": 5001, "container": "t1-wa-slice-1", "data_dir": "/d/1", "disk_quota_bytes": 1073741824},
-        {"id": 2, "port": 5003, "container": "t1-wa-slice-2", "data_dir": "/d/2"},
-        {"id": 3, "port": 5005, "container": "t1-wa-slice-3", "data_dir": "/d/3"},
+        {"id": 1, "port": 5001, "container": "t1-wa-slice-1", "cgroup": "s1", "data_dir": "/d/1", "disk_quota_bytes": 1073741824},
+        {"id": 2, "port": 5003, "container": "t1-wa-slice-2", "cgroup": "s2", "data_dir": "/d/2"},
+        {"id": 3, "port": 5005, "container": "t1-wa-slice-3", "cgroup": "s3", "data_dir": "/d/3"},
     ],
 })
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
@@ -168,7 +168,7 @@ def test_set_port_moves_and_zero_stops():
 @pytest.mark.parametrize("raw, problem", [
     ({"metrics_port": -1}, "metrics_port: must be at least 0, got -1"),
     ({"metrics_port": "9100"}, 'metrics_port: must be an integer, got "9100"'),
-    ({"slices": [{"id": 1, "port": 5001, "container": "c", "data_dir": "/d", "disk_quota_bytes": 0}]},
+    ({"slices": [{"id": 1, "port": 5001, "container": "c", "cgroup": "c", "data_dir": "/d", "disk_quota_bytes": 0}]},
      "slices[0].disk_quota_bytes: must be at least 1, got 0"),
 ])
 def test_bad_metrics_keys_are_reported(raw, problem):

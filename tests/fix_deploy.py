@@ -69,7 +69,9 @@ def teardown_instance(instance: str, pg_version: int = 15) -> None:
     sh(f"docker rm -f $(docker ps -aq --filter label=sliceops.instance={instance})")
     sh(f"docker network rm sliceops-{instance}")
     # The slice volume: unmounted (its loop device goes with it), boot links and script removed.
-    sh(f"umount /srv/sliceops/{instance}/slices; chattr -i /srv/sliceops/{instance}/slices")
+    # Lazy: a process still finishing in it (a walk, an exec) must not leave it mounted while
+    # the tree below is removed (that would delete the image under a live mount).
+    sh(f"umount -l /srv/sliceops/{instance}/slices; chattr -i /srv/sliceops/{instance}/slices")
     sh(f"update-rc.d sliceops-volume-{instance} remove; rm -f /etc/init.d/sliceops-volume-{instance}")
     remove_firewall(instance)
     sh(f"pg_dropcluster --stop {pg_version} {instance}")

@@ -44,6 +44,11 @@ def _refuse_what_cannot_fit(inv: Inventory, have: VolumeState, moving: dict[str,
     problems = []
     if have.mounted and have.fstype != "btrfs":
         problems.append(f"{mnt} is already mounted ({have.mounted}, {have.fstype}) and is not the slice volume")
+    elif have.mounted and have.image_size is None:
+        problems.append(
+            f"{mnt} is mounted ({have.mounted}) but its image {inv.volume_image} is gone: nothing written there "
+            f"would survive a reboot; copy what must be kept, unmount it (umount {mnt}) and deploy again"
+        )
     listed = {s.id: s for s in inv.slices}
     for name, used in sorted(moving.items()):
         s = listed.get(int(name)) if name.isdigit() else None

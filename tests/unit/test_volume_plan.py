@@ -275,3 +275,11 @@ def test_a_plain_directory_inside_the_volume_becomes_a_subvolume_again(tmp_path)
     with pytest.raises(QuotaError, match="slice 2's data .* exceeds its disk quota 2g"):
         volume_plan(inv, have)
     assert SliceVolume.parse(["mount /dev/loop0 btrfs", "inner 4096 2"]).inner == {"2": 4096}
+
+
+def test_a_mounted_volume_whose_image_was_deleted_is_refused(tmp_path):
+    inv = inventory(tmp_path)
+    have = converged(inv)
+    have.image_size = None
+    with pytest.raises(QuotaError, match=f"{ROOT} is mounted .* but its image {IMG} is gone"):
+        volume_plan(inv, have)

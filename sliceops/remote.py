@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+
+import paramiko
+
 from sliceops import hostkeys
 from sliceops.errors import RemoteStateError
 from sliceops.inventory import Inventory
@@ -76,7 +79,9 @@ class Target:
             hostkeys.check(self.inv.target, self.inv.ssh_known_hosts)
             user, hostname, port = hostkeys.ssh_parts(self.inv.target)
             client = paramiko.SSHClient()
-            client.load_host_keys(hostkeys.known_hosts_path(self.inv.ssh_known_hosts))
+            known = hostkeys.known_hosts_path(self.inv.ssh_known_hosts)
+            if os.path.exists(known):
+                client.load_host_keys(known)
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
             key = os.path.expanduser(self.inv.ssh_key) if self.inv.ssh_key else None
             try:

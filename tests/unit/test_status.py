@@ -445,3 +445,20 @@ def test_a_failing_command_on_the_target_is_one_line_naming_it(inv):
         target.run(["sh", "-c", "echo boom >&2; echo more >&2; exit 3"])
     with pytest.raises(RemoteStateError, match="not found on this machine"):
         target.run(["sliceops-no-such-program"])
+
+
+def test_an_unreachable_ssh_target_is_one_line(tmp_path, monkeypatch):
+    import socket
+
+    from sliceops import hostkeys
+    from sliceops.errors import RemoteStateError
+    from sliceops.remote import Target
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "ssh.yaml"
+    path.write_text(f"target: ssh://root@127.0.0.1:{port}\nslices: []\n")
+    monkeypatch.setattr(hostkeys, "check", lambda target, known: None)  # the key check has its own tests
+    with pytest.raises(RemoteStateError, match=f"cannot reach ssh://root@127.0.0.1:{port}"):
+        Target(load(path)).connect()

@@ -8,13 +8,13 @@ import json
 import shlex
 
 from pyinfra.operations import files
-from pyinfra.operations.util import any_changed
 
 from sliceops import factcache
 from sliceops.bundle import tarball
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import Inventory
 from sliceops.operations import service, system
+from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
 
 STATE_GROUP = "sliceops-monitor"  # the monitor reads the results; the backups stay root's
@@ -83,7 +83,7 @@ def converge(inv: Inventory) -> None:
             dest=f"/etc/systemd/system/{name}.timer", mode="644", **variables,
         )
         service.running(name=f"Run the backup timer {name}.timer", service_name=f"{name}.timer",
-                        restart_if=any_changed(unit, timer))
+                        subject="backup timer", restart_if=changed(unit=unit, timer=timer))
         return
     hour, minute = inv.backups.hour_minute
     files.template(

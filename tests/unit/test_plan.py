@@ -206,3 +206,15 @@ def test_plan_with_a_bad_inventory_is_one_line_and_status_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and str(bad) in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_every_condition_in_the_deploy_answers_in_a_dry_run():
+    """pyinfra's `any_changed` and `.did_change` raise before execution, which would crash
+    `sliceops plan`; conditions go through `operations.util.changed`."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in sorted((ROOT / "sliceops").rglob("*.py")) + [ROOT / "deploy.py"]
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if any(call in line for call in ("any_changed(", "all_changed(", ".did_change,", ".did_change)"))
+    ]
+    assert offenders == []

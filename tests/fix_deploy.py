@@ -80,8 +80,9 @@ def teardown_instance(instance: str, pg_version: int = 15) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def remove_firewall(instance: str) -> None:
-    """Take an instance's slice network firewall out of this machine (never used on `main`)."""
+def remove_firewall(instance: str, unit: bool = True) -> None:
+    """Take an instance's slice network firewall out of this machine: its rules and, unless
+    unit is False (what a reboot looks like to the rules), its boot unit (never on `main`)."""
     assert instance != "main", "tests never tear down the main instance"
     script = f"""
         set -f
@@ -91,11 +92,14 @@ def remove_firewall(instance: str) -> None:
                 while read -r rule; do iptables -w $rule; done
             iptables -w -F "$target" 2>/dev/null; iptables -w -X "$target" 2>/dev/null
         done
+    """
+    if unit:
+        script += f"""
         systemctl disable --now sliceops-firewall-{instance} 2>/dev/null
         rm -f /etc/systemd/system/sliceops-firewall-{instance}.service
         update-rc.d -f sliceops-firewall-{instance} remove >/dev/null 2>&1
         rm -f /etc/init.d/sliceops-firewall-{instance}
-    """
+        """
     subprocess.run(["sh", "-c", script], capture_output=True)
 
 

@@ -186,7 +186,7 @@ def test_private_ranges_are_dropped_and_the_rest_goes_out(deployed, netns):
 
 
 def test_the_rules_come_back_from_the_boot_script(deployed):
-    remove_firewall(INSTANCE)
+    remove_firewall(INSTANCE, unit=False)  # the rules gone, as after a reboot
     assert f"SLICEOPS-IN-{INSTANCE}" not in sh("iptables", "-w", "-S", "INPUT").stdout
     # What the boot runs (the LSB script here; the systemd unit runs the same script).
     out = sh(f"/etc/init.d/sliceops-firewall-{INSTANCE}", "start")

@@ -453,23 +453,21 @@ def restore(cfg: Config, source: Target, dest: Target, at=None, from_path=None, 
 
 
 def _restore_data(archive: Path | None, data_dir: Path) -> None:
-    """Swap the data directory for the archive's content (owners and modes as archived)."""
-    fresh = data_dir.with_name(data_dir.name + ".restoring")
-    old = data_dir.with_name(data_dir.name + ".replaced")
-    for p in (fresh, old):
-        shutil.rmtree(p, ignore_errors=True)
-    fresh.mkdir(mode=0o700, parents=True)
-    if archive is not None:
-        proc = subprocess.run(["tar", "--numeric-owner", "--same-owner", "-xpzf", str(archive), "-C", str(fresh)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            shutil.rmtree(fresh, ignore_errors=True)
-            raise AgentError(f"extracting {archive} failed: {proc.stderr.strip()[-200:]}")
-    elif data_dir.is_dir():
-        st = data_dir.stat()
-        os.chown(fresh, st.st_uid, st.st_gid)
-        os.chmod(fresh, st.st_mode & 0o7777)
-    if data_dir.exists():
-        os.rename(data_dir, old)
-    os.rename(fresh, data_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    """Replace the data directory's content with the archive's, in place: the directory itself
+    may be a btrfs subvolume carrying the slice's disk quota (or a mount point), which must
+    stay (a rename across subvolumes fails, and a new plain directory would have no quota).
+    The current content is in the pre-restore backup; the archive was checksummed and
+    listed, so what can still fail here is space (then the error says so)."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for entry in data_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    if archive is None:
+        return
+    # "./" in the archive carries the directory's own owner and mode; --same-owner keeps uids.
+    proc = subprocess.run(["tar", "--numeric-owner", "--same-owner", "-xpzf", str(archive), "-C", str(data_dir)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AgentError(f"extracting {archive} into {data_dir} failed: {proc.stderr.strip()[-200:]}")

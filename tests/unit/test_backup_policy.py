@@ -112,3 +112,31 @@ def test_checksums_catch_a_changed_or_missing_file(tmp_path):
 ])
 def test_times_are_utc_unless_they_say_otherwise(text, expected):
     assert store.parse_time(text) == expected
+
+
+def test_data_is_restored_in_place_keeping_the_directory_itself(tmp_path):
+    """The data directory may be a quota subvolume or a mount point: its content is replaced,
+    the directory itself (its inode) stays; the archived owner and mode come back."""
+    import os
+    import subprocess
+
+    from sliceops_backup import agent
+
+    if os.geteuid() != 0:
+        pytest.skip("tar keeps archived owners only for root (the agent runs as root)")
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "keep.txt").write_text("backed up\n")
+    (src / "sub" / "deep.txt").write_text("deep\n")
+    os.chmod(src, 0o2750)
+    archive = tmp_path / "data.tar.gz"
+    subprocess.run(["tar", "--numeric-owner", "-czf", str(archive), "-C", str(src), "."], check=True)
+    live = tmp_path / "live"
+    (live / "olddir").mkdir(parents=True)
+    (live / "new.txt").write_text("written after the backup\n")
+    inode = live.stat().st_ino
+    agent._restore_data(archive, live)
+    assert live.stat().st_ino == inode
+    assert sorted(p.name for p in live.iterdir()) == ["keep.txt", "sub"]
+    assert (live / "sub" / "deep.txt").read_text() == "deep\n"
+    assert oct(live.stat().st_mode & 0o7777) == oct(0o2750)

@@ -36,6 +36,9 @@ class Change:
     refused: bool = False
 
 
+# The subject of a step that changes the host without saying more than its operation's name.
+HOST = "host"
+
 _recorded: list[tuple[str | None, Change]] = []
 
 
@@ -107,7 +110,7 @@ def collect(state) -> list[Change]:
             out += [c for c in mine if not c.changes or c.refused or changing]
             if changing and not mine and not getattr(data.operation_meta, "sliceops_explained", False):
                 name = ", ".join(sorted(state.get_op_meta(op_hash).names))
-                out.append(Change("host", name))
+                out.append(Change(HOST, name))
     unique: list[Change] = []
     for c in out:
         if c not in unique:
@@ -142,6 +145,9 @@ def lines(changes: list[Change]) -> list[str]:
             by_subject.setdefault(c.subject, []).append(c)
     out = []
     for subject, items in sorted(by_subject.items(), key=_order):
+        if subject == HOST:  # steps named by their own sentence: one line each
+            out += [f"{HOST}: {c.what}" for c in items]
+            continue
         groups: dict[str, list[str]] = {}
         for c in items:
             details = groups.setdefault(c.what, [])

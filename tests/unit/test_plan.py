@@ -39,6 +39,8 @@ def test_slices_by_id_then_the_rest_in_deploy_order_with_the_count():
         Change("slice 2", "suspended", "container stopped", 2),
         Change("monitor", "restarted", "configuration changed"),
         Change("slice 10", "container recreated", "cpus 0.5 -> 1", 10),
+        Change("host", "Install PostgreSQL 15"),
+        Change("host", "Configure the monitor (/etc/sliceops/main/monitor.json)"),
     ]
     assert plan.lines(changes) == [
         "slice 2: suspended: gateway row available -> suspended, container stopped",
@@ -47,8 +49,10 @@ def test_slices_by_id_then_the_rest_in_deploy_order_with_the_count():
         "slice 10: container recreated: memory 256m -> 512m, cpus 0.5 -> 1",
         "postgres: role and credentials: sliceops_monitor",
         "monitor: restarted: configuration changed",
+        "host: Install PostgreSQL 15",
+        "host: Configure the monitor (/etc/sliceops/main/monitor.json)",
     ]
-    assert plan.summary(changes) == "plan: 5 would change: 3 slices, 2 others; 1 orphan left intact"
+    assert plan.summary(changes) == "plan: 6 would change: 3 slices, 3 others; 1 orphan left intact"
     assert plan.exit_status(changes) == plan.CHANGES == 3
 
 

@@ -27,6 +27,13 @@ DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "slic
 
 ACTIVE, SUSPENDED, DESTROYING = "active", "suspended", "destroying"
 
+# Fixed parts of the names the deploy derives; every derived name is computed from these by
+# the model below and nowhere else.
+SLICE_NAME_PREFIX = "wa_slice_"  # slice N's database and its tenant's login role: wa_slice_N
+TEMPLATE_DB = "sliceops_slice_template"  # new slice databases are copies of it
+MONITOR_ROLE = "sliceops_monitor"  # the monitor's PostgreSQL role (peer authentication)
+MONITOR_USER = "sliceops-monitor"  # the monitor's system user and group
+
 
 @functools.cache
 def schema() -> dict:
@@ -126,12 +133,12 @@ class Slice:
 
     @property
     def database(self) -> str:
-        return f"wa_slice_{self.id}"
+        return f"{SLICE_NAME_PREFIX}{self.id}"
 
     @property
     def login_role(self) -> str:
         """The slice's own credentials: they open its database and nothing else."""
-        return f"wa_slice_{self.id}"
+        return f"{SLICE_NAME_PREFIX}{self.id}"
 
     @property
     def in_service(self) -> bool:
@@ -292,7 +299,25 @@ class Inventory:
 
     @property
     def monitor_service(self) -> str:
-        return f"sliceops-monitor-{self.instance}"
+        return f"{MONITOR_USER}-{self.instance}"
+
+    @property
+    def monitor_user(self) -> str:
+        """The monitor's system user; its group owns the slice data directories."""
+        return MONITOR_USER
+
+    @property
+    def monitor_role(self) -> str:
+        return MONITOR_ROLE
+
+    @property
+    def template_database(self) -> str:
+        return TEMPLATE_DB
+
+    @property
+    def opt_dir(self) -> str:
+        """Where the monitor's code and virtualenv live on the target."""
+        return f"/opt/sliceops/{self.instance}"
 
     @property
     def slice_ids(self) -> tuple[int, ...]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 
 from pyinfra.api import FactBase
 
 from sliceops.errors import RemoteStateError
+from sliceops.shell import quote
 
 # Printed instead of state when `docker` is missing or its engine does not answer.
 DOWN = "SLICEOPS_DOCKER_DOWN"
@@ -24,22 +24,6 @@ _INSPECT_FORMAT = (
     '{"id":{{json .Id}},"name":{{json .Name}},"image":{{json .Image}},'
     '"state":{{json .State}},"labels":{{json .Config.Labels}}}'
 )
-
-
-class DockerEngine(FactBase):
-    """Whether `docker info` reaches an engine (False too when the CLI is not installed)."""
-
-    command = f"docker info --format '{{{{.ServerVersion}}}}' 2>/dev/null || echo {DOWN}"
-
-    def process(self, output):
-        return self.parse(output)
-
-    @staticmethod
-    def parse(lines: list[str]) -> bool:
-        return bool(lines) and lines[0].strip() not in ("", DOWN)
-
-    def default(self):
-        return False
 
 
 class DockerCgroupDriver(FactBase):
@@ -67,7 +51,7 @@ class DockerImage(FactBase):
     """The id (sha256:...) of an image present in the engine, or None."""
 
     def command(self, image: str) -> str:
-        return f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(image)} 2>/dev/null || true"
+        return f"docker image inspect --format '{{{{.Id}}}}' {quote(image)} 2>/dev/null || true"
 
     def process(self, output):
         return self.parse(output)
@@ -85,7 +69,7 @@ class ImageLabels(FactBase):
     """The labels of an image present in the engine ({} if it has none), or None if absent."""
 
     def command(self, image: str) -> str:
-        return f"docker image inspect --format '{{{{json .Config.Labels}}}}' {shlex.quote(image)} 2>/dev/null || true"
+        return f"docker image inspect --format '{{{{json .Config.Labels}}}}' {quote(image)} 2>/dev/null || true"
 
     def process(self, output):
         return self.parse(output)
@@ -114,7 +98,7 @@ class DockerNetwork(FactBase):
     """
 
     def command(self, network: str) -> str:
-        name = shlex.quote(network)
+        name = quote(network)
         fmt = '{"ipam":{{json .IPAM.Config}},"options":{{json .Options}},"driver":{{json .Driver}}}'
         return (
             f"docker network inspect --format '{fmt}' {name} 2>/dev/null || {{ echo {MISSING}; exit 0; }}; "
@@ -171,8 +155,8 @@ class SliceContainers(FactBase):
 
     def command(self, instance: str, secrets_dir: str) -> str:
         return (
-            f"sha256sum {shlex.quote(secrets_dir)}/*.env 2>/dev/null | sed 's/^/ENV /'; "
-            f"ids=$(docker ps -aq --no-trunc --filter label=sliceops.instance={shlex.quote(instance)} 2>/dev/null) "
+            f"sha256sum {quote(secrets_dir)}/*.env 2>/dev/null | sed 's/^/ENV /'; "
+            f"ids=$(docker ps -aq --no-trunc --filter label=sliceops.instance={quote(instance)} 2>/dev/null) "
             f"|| {{ echo {DOWN}; exit 0; }}; "
             # A container removed between the two calls is just absent from the answer.
             f"if [ -n \"$ids\" ]; then docker inspect --format '{_INSPECT_FORMAT}' $ids 2>/dev/null; fi; true"

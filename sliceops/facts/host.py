@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pyinfra.api import FactBase
 
+from sliceops.shell import quote
+
 
 class InitSystem(FactBase):
     """"systemd" when systemd is PID 1 (sd_booted()'s test), else "sysv".
@@ -25,7 +27,7 @@ class ServiceState(FactBase):
     """{"running": bool, "enabled": bool} for a service under the given init system."""
 
     def command(self, service: str, init: str) -> str:
-        name = service
+        name = quote(service)
         if init == "systemd":
             return (
                 f"systemctl is-active --quiet {name} && echo running; "

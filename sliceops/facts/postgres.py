@@ -19,7 +19,9 @@ import json
 
 from pyinfra.api import FactBase
 
+from sliceops import psql
 from sliceops.errors import RemoteStateError
+from sliceops.shell import quote
 
 
 def stamp_comment(head: str, database: str) -> str:
@@ -31,7 +33,7 @@ def stamp_comment(head: str, database: str) -> str:
 
 
 # A slice database or the template whose comment is what the deploy would stamp it with.
-_STAMPABLE = "(d.datname ~ '^wa_slice_[0-9]+$' OR d.datname = :'template_db')"
+_STAMPABLE = "(d.datname ~ ('^' || :'slice_prefix' || '[0-9]+$') OR d.datname = :'template_db')"
 _CURRENT = (
     f"{_STAMPABLE} AND shobj_description(d.oid, 'pg_database') IS NOT DISTINCT FROM "
     + stamp_comment("'sliceops ' || CASE WHEN d.datname = :'template_db' THEN :'template_stamp' "
@@ -59,11 +61,11 @@ SELECT json_build_object('kind', 'ledger', 'db', current_database(), 'rows',
 SELECT json_build_object('kind', 'slices', 'db', current_database(), 'rows',
   (SELECT coalesce(json_agg(json_build_array(id, port, status, user_id) ORDER BY id), '[]')
    FROM gateway.slices), 'monitor_ok',
-  CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sliceops_monitor')
-       THEN has_table_privilege('sliceops_monitor', 'gateway.telemetry', 'INSERT,DELETE')
+  CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %2$L)
+       THEN has_table_privilege(%2$L, 'gateway.telemetry', 'INSERT,DELETE')
        ELSE false END);
 \endif
-$tpl$, datname)
+$tpl$, datname, :'monitor_role')
 FROM pg_database d
 WHERE datname = :'gateway_db' OR (""" + _STAMPABLE + " AND NOT (" + _CURRENT + r"""))
 ORDER BY datname;
@@ -79,7 +81,7 @@ SELECT json_build_object('kind', 'databases', 'rows', coalesce(json_agg(json_bui
   (SELECT coalesce(json_agg(pg_get_userbyid(a.grantee)), '[]') FROM aclexplode(d.datacl) a
    WHERE a.privilege_type = 'CONNECT' AND a.grantee <> 0 AND a.grantee <> d.datdba)
   ) ORDER BY d.datname), '[]'))
-FROM pg_database d WHERE NOT d.datistemplate;
+FROM pg_database d WHERE NOT d.datistemplate OR d.datname = 'template1';
 """ + _STAMPED_SQL + r"""
 \o :out
 """ + _PER_DB_SQL + r"""
@@ -97,7 +99,7 @@ READERS = 4
 
 
 def _cluster_running(version: int, cluster: str) -> str:
-    return f"pg_ctlcluster {version} {cluster} status >/dev/null 2>&1"
+    return f"pg_ctlcluster {int(version)} {quote(cluster)} status >/dev/null 2>&1"
 
 
 class PgCluster(FactBase):
@@ -108,10 +110,11 @@ class PgCluster(FactBase):
 
     def command(self, version: int, cluster: str) -> str:
         return (
-            f"if [ -x /usr/lib/postgresql/{version}/bin/postgres ]; then echo installed; fi; "
+            f"if [ -x /usr/lib/postgresql/{int(version)}/bin/postgres ]; then echo installed; fi; "
             f"if command -v pg_lsclusters >/dev/null 2>&1; then pg_lsclusters -h 2>/dev/null "
-            f"| awk '$1 == \"{version}\" && $2 == \"{cluster}\" {{print \"cluster\", $3, $4}}'; fi; "
-            f"true"
+            f"| awk -v v={int(version)} -v c={quote(cluster)} "
+            "'$1 == v && $2 == c {print \"cluster\", $3, $4}'; fi; "
+            "true"
         )
 
     def process(self, output):
@@ -145,22 +148,25 @@ class PgFleet(FactBase):
 
     def command(
         self, version: int, cluster: str, port: int, gateway_db: str, secrets_dir: str,
-        template_db: str, slice_stamp: str, template_stamp: str,
+        template_db: str, slice_stamp: str, template_stamp: str, slice_prefix: str, monitor_role: str,
     ) -> str:
+        variables = {
+            "gateway_db": gateway_db, "template_db": template_db, "slice_stamp": slice_stamp,
+            "template_stamp": template_stamp, "slice_prefix": slice_prefix, "monitor_role": monitor_role,
+        }
+        # The temp paths are the shell's ($f, $p), so they are added after the quoted words.
+        first = psql.script(port, _FLEET_SQL, variables=variables, tuples=True, redirect='-v out="$f" 2>"$e"')
+        part = psql.command(port, tuples=True)
         return (
             f"if ! {_cluster_running(version, cluster)}; then echo DOWN; exit 0; fi; "
-            f"echo SECRETS $(ls {secrets_dir} 2>/dev/null); "
+            f"echo SECRETS $(ls {quote(secrets_dir)} 2>/dev/null); "
             f"d=$(mktemp -d) && chown postgres \"$d\" && f=\"$d/all.sql\" && e=\"$d/err\" && "
-            f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p {port} -d postgres "
-            f"-v out=\"$f\" -v gateway_db={gateway_db} -v template_db={template_db} "
-            f"-v slice_stamp={slice_stamp} -v template_stamp={template_stamp} "
-            f"2>\"$e\" <<'SLICEOPS_SQL' || {_FAILED}\n"
-            f"{_FLEET_SQL}\nSLICEOPS_SQL\n"
+            f"{{ {first}\n}} || {_FAILED}\n"
             f"if [ -s \"$f\" ]; then "
             f"awk -v d=\"$d\" '/^\\\\c /{{i=(i+1)%{READERS}}} {{print > (d \"/part\" i \".sql\")}}' \"$f\"; "
             f"chown postgres \"$d\"/part*.sql; "
             f"for p in \"$d\"/part*.sql; do "
-            f"( e=\"$p.err\"; runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p {port} -d postgres -f \"$p\" "
+            f"( e=\"$p.err\"; {part} -f \"$p\" "
             f">\"$p.out\" 2>\"$e\" || {_FAILED} >>\"$p.out\" ) & done; wait; "
             f"cat \"$d\"/part*.sql.out; fi; "
             f"rm -rf \"$d\"; true"

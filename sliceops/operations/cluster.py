@@ -10,6 +10,7 @@ from sliceops import factcache, plan
 from sliceops.facts.host import ServiceState
 from sliceops.facts.postgres import PgCluster
 from sliceops.operations.service import init_system
+from sliceops.shell import command, quote
 
 
 def _unit(version: int, cluster: str) -> str:
@@ -23,7 +24,7 @@ def cluster_exists(version: int, cluster: str, port: int):
     if state["exists"]:
         host.noop(f"cluster {version}/{cluster} exists")
         return
-    yield f"pg_createcluster {version} {cluster} --port {port} --start-conf auto >/dev/null"
+    yield command("pg_createcluster", version, cluster, "--port", port, "--start-conf", "auto") + " >/dev/null"
 
 
 @operation(is_idempotent=True)
@@ -35,9 +36,9 @@ def cluster_running(version: int, cluster: str):
     # Under sysv the distribution's LSB script starts every cluster whose start.conf says auto.
     boot = host.get_fact(ServiceState, service=_unit(version, cluster) if systemd else "postgresql", init=init)
     if not boot["enabled"]:
-        yield f"systemctl enable --quiet {_unit(version, cluster)}" if systemd else "update-rc.d postgresql defaults >/dev/null"
+        yield command("systemctl", "enable", "--quiet", _unit(version, cluster)) if systemd else "update-rc.d postgresql defaults >/dev/null"
     if not state["running"]:
-        yield f"systemctl start {_unit(version, cluster)}" if systemd else f"pg_ctlcluster {version} {cluster} start"
+        yield command("systemctl", "start", _unit(version, cluster)) if systemd else command("pg_ctlcluster", version, cluster, "start")
         return
     if boot["enabled"]:
         host.noop(f"cluster {version}/{cluster} is running and enabled at boot")
@@ -50,11 +51,11 @@ def cluster_reload(version: int, cluster: str):
     `_if=changed(...)` on the configuration files' operations."""
     plan.record(f"postgres {version}/{cluster}", "reloaded", "configuration changed (restarted if a setting needs it)")
     systemd = init_system() == "systemd"
-    restart = f"systemctl restart {_unit(version, cluster)}" if systemd else f"pg_ctlcluster {version} {cluster} restart"
+    restart = command("systemctl", "restart", _unit(version, cluster)) if systemd else command("pg_ctlcluster", version, cluster, "restart")
     # The running port is line 4 of postmaster.pid: the config file may already name a new one.
     yield (
-        f"pg_ctlcluster {version} {cluster} reload && "
-        f"datadir=$(pg_lsclusters -h | awk '$1 == \"{version}\" && $2 == \"{cluster}\" {{print $6}}') && "
+        f"{command('pg_ctlcluster', version, cluster, 'reload')} && "
+        f"datadir=$(pg_lsclusters -h | awk -v v={quote(version)} -v c={quote(cluster)} '$1 == v && $2 == c {{print $6}}') && "
         f"port=$(sed -n 4p \"$datadir/postmaster.pid\") && sleep 0.3 && "
         f"if [ \"$(runuser -u postgres -- psql -XAtq -p \"$port\" -d postgres "
         f"-c 'SELECT bool_or(pending_restart) FROM pg_settings')\" = t ]; then "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +21,11 @@ from pyinfra.api import StringCommand, operation
 from sliceops import factcache, plan
 from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.facts.docker import DockerCgroupDriver, DockerImage, DockerNetwork, ImageLabels, SliceContainers
-from sliceops.inventory import ACTIVE, SUSPENDED, Inventory, Slice
+from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory, Slice
 from sliceops.operations import sentences
 from sliceops.operations.util import as_script, refuses
 from sliceops.paths import ROOT
+from sliceops.shell import command, echo, quote, words
 
 REFERENCE_IMAGE = "sliceops/slice-backend:1"
 REFERENCE_SOURCE = ROOT / "images" / "slice-backend"
@@ -33,7 +33,7 @@ RECIPE_LABEL = "org.sliceops.recipe-sha256"
 # The reference image's user; a slice's /data directory belongs to it.
 SLICE_UID = 10001
 # The monitor measures each /data (du) as this group: setgid keeps new files in it.
-DATA_GROUP = "sliceops-monitor"
+DATA_GROUP = MONITOR_USER
 DATA_MODE = "2750"
 # Bump when the meaning of a spec changes without its fields changing, to recreate all.
 SPEC_VERSION = 1
@@ -63,7 +63,7 @@ def recipe_digest(folder: Path = REFERENCE_SOURCE) -> str:
 
 def build_command(images_dir: str, image: str, digest: str) -> str:
     """Base image first (pulled, or built offline once), then the reference backend on it."""
-    d = shlex.quote(images_dir)
+    d = quote(images_dir)
     return "\n".join([
         "set -e",
         f"base=$(bash {d}/base/build.sh)",
@@ -71,8 +71,8 @@ def build_command(images_dir: str, image: str, digest: str) -> str:
         'base=$(printf "%s\\n" "$base" | tail -n1)',
         # The classic builder: BuildKit needs the buildx plugin, which Debian's docker.io lacks.
         f'DOCKER_BUILDKIT=0 docker build --quiet --build-arg BASE_IMAGE="$base" '
-        f"--label {RECIPE_LABEL}={digest} --tag {shlex.quote(image)} {d}/slice-backend >/dev/null",
-        f'echo "sliceops: built {image} on $base"',
+        f"--label {quote(f'{RECIPE_LABEL}={digest}')} --tag {quote(image)} {d}/slice-backend >/dev/null",
+        f'echo "sliceops: built "{quote(image)}" on $base"',
     ])
 
 
@@ -114,11 +114,11 @@ def bridge_name(instance: str) -> str:
 
 
 def network_create_command(inv: Inventory) -> str:
-    return (
-        f"docker network create --driver bridge --subnet {inv.docker.subnet} "
-        f"--gateway {inv.docker.gateway_address} -o {_ICC}=false -o {_BRIDGE}={bridge_name(inv.instance)} "
-        f"--label sliceops.instance={inv.instance} {inv.network} >/dev/null"
-    )
+    return command(
+        "docker", "network", "create", "--driver", "bridge", "--subnet", inv.docker.subnet,
+        "--gateway", inv.docker.gateway_address, "-o", f"{_ICC}=false", "-o", f"{_BRIDGE}={bridge_name(inv.instance)}",
+        "--label", f"sliceops.instance={inv.instance}", inv.network,
+    ) + " >/dev/null"
 
 
 def network_plan(inv: Inventory, have: dict | None) -> list[str]:
@@ -143,7 +143,7 @@ def network_plan(inv: Inventory, have: dict | None) -> list[str]:
             f"network {inv.network} must be recreated ({'; '.join(wrong)}) but containers are attached "
             f"to it: {', '.join(have['attached'])}; remove them (or change docker.subnet back) and deploy again"
         )
-    return [f"docker network rm {inv.network} >/dev/null", network_create_command(inv)]
+    return [f"{command('docker', 'network', 'rm', inv.network)} >/dev/null", network_create_command(inv)]
 
 
 @operation(is_idempotent=True)
@@ -223,7 +223,6 @@ def spec_label(spec: dict) -> str:
 
 def run_command(inv: Inventory, s: Slice, spec: dict) -> str:
     """The `docker run` of a spec; every option comes from the spec, so the hash covers them all."""
-    q = shlex.quote
     args = [
         "docker", "run", "-d", "--name", spec["name"],
         "--label", f"sliceops.instance={inv.instance}",
@@ -259,7 +258,7 @@ def run_command(inv: Inventory, s: Slice, spec: dict) -> str:
     else:
         args.append("--no-healthcheck")
     args += ["--restart", spec["restart"], spec["image"]]
-    return " ".join(q(a) for a in args) + " >/dev/null"
+    return command(*args) + " >/dev/null"
 
 
 @dataclass
@@ -276,7 +275,7 @@ class ContainerPlan:
 
     @property
     def commands(self) -> list[str]:
-        return [command for command, _, _ in self.steps]
+        return [step for step, _, _ in self.steps]
 
 
 def container_plan(inv: Inventory, have: dict | None, image_id: str, cgroup_driver: str = "cgroupfs") -> ContainerPlan:
@@ -311,16 +310,17 @@ def container_plan(inv: Inventory, have: dict | None, image_id: str, cgroup_driv
 
     if plan.stopped:
         names = " ".join(plan.stopped)
-        plan.steps.append((f"docker stop {names} >/dev/null", f"stopped {names} (suspended)", "stop"))
+        plan.steps.append((f"docker stop {words(plan.stopped)} >/dev/null", f"stopped {names} (suspended)", "stop"))
     if plan.recreated:
-        plan.steps.append((f"docker rm -f {' '.join(plan.recreated)} >/dev/null", "", "remove"))
+        plan.steps.append((f"docker rm -f {words(plan.recreated)} >/dev/null", "", "remove"))
     fresh = set(plan.created + plan.recreated + plan.started)
     if fresh:
-        dirs = " ".join(inv.slice_data_dir(s.id) for s in inv.slices if inv.container_name(s.id) in fresh)
-        plan.steps.append((f"install -d -o {SLICE_UID} -g {DATA_GROUP} -m {DATA_MODE} {dirs}", "", "data directories"))
+        dirs = [inv.slice_data_dir(s.id) for s in inv.slices if inv.container_name(s.id) in fresh]
+        plan.steps.append((command("install", "-d", "-o", SLICE_UID, "-g", DATA_GROUP, "-m", DATA_MODE, *dirs),
+                           "", "data directories"))
     if plan.started:
         names = " ".join(plan.started)
-        plan.steps.append((f"docker start {names} >/dev/null", f"started {names}", "start"))
+        plan.steps.append((f"docker start {words(plan.started)} >/dev/null", f"started {names}", "start"))
     plan.steps += runs
     return plan
 
@@ -329,9 +329,9 @@ def plan_script(plan: ContainerPlan) -> str:
     """One shell script for the whole plan: a failing step does not stop the others; the
     script echoes a `sliceops:` line per step done and exits non-zero naming what failed."""
     lines = ["failed=''"]
-    for command, done, what in plan.steps:
-        ok = f"echo 'sliceops: {done}'" if done else "true"
-        lines.append(f"if {command}; then {ok}; else failed=\"$failed, {what}\"; fi")
+    for step, done, what in plan.steps:
+        ok = echo(f"sliceops: {done}") if done else "true"
+        lines.append(f"if {step}; then {ok}; else failed=\"$failed, \"{quote(what)}; fi")
     lines.append(
         'if [ -n "$failed" ]; then echo "sliceops: slice container steps failed: ${failed#, }" >&2; exit 1; fi'
     )

@@ -8,19 +8,19 @@ which are left intact. `destroyed` backs up, verifies, then removes.
 from __future__ import annotations
 
 import re
-import shlex
 
 from pyinfra import host, logger
-from sliceops.operations.util import refuses
 from pyinfra.api import StringCommand, operation
 
-from sliceops import factcache, plan
+from sliceops import factcache, plan, psql
 from sliceops.facts.docker import SliceContainers
-from sliceops.inventory import DESTROYING, Inventory
+from sliceops.inventory import DESTROYING, SLICE_NAME_PREFIX, Inventory
 from sliceops.operations import volume
 from sliceops.operations.postgres import assert_destroy_allowed, fleet
+from sliceops.operations.util import refuses
+from sliceops.shell import command, echo, ident, literal, quote, words
 
-_SLICE_DB = re.compile(r"^wa_slice_([0-9]+)$")
+_SLICE_DB = re.compile(rf"^{re.escape(SLICE_NAME_PREFIX)}([0-9]+)$")
 
 
 def orphans(inv: Inventory, state: dict | None) -> list[int]:
@@ -43,7 +43,7 @@ def preflight(inv: Inventory):
     for sid in lost:
         plan.for_slice(sid, "orphan, left intact", changes=False)
         logger.warning(
-            f"{host.print_prefix}orphan slice {sid}: on the host (database wa_slice_{sid} or gateway row) "
+            f"{host.print_prefix}orphan slice {sid}: on the host (database {SLICE_NAME_PREFIX}{sid} or gateway row) "
             f"but not in {inv.path}; left intact. Add it back, or list it with status: destroying to remove it."
         )
     host.noop(f"inventory requests are safe; {len(lost)} orphan(s) left intact")
@@ -56,24 +56,25 @@ def destroy_script(inv: Inventory, slice_id: int, stamp: str) -> str:
     slice's backup lock so no backup or restore of it runs meanwhile."""
     s = inv.slice(slice_id)
     port = inv.postgres.port
-    data = inv.slice_data_dir(s.id)
-    lock = shlex.quote(inv.backup_lock(s.id))
-    psql = f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p {port}"
+    lock = inv.backup_lock(s.id)
+    drop = f"DROP DATABASE IF EXISTS {ident(s.database)} WITH (FORCE);\nDROP ROLE IF EXISTS {ident(s.login_role)};"
+    forget = f"DELETE FROM gateway.slices WHERE id = {literal(s.id)};"
+    secrets = [f"{inv.secrets_dir}/{s.login_role}.password", f"{inv.secrets_dir}/{s.login_role}.env"]
+    busy = f"sliceops: slice {s.id} is busy (a backup or restore holds {lock}); nothing removed"
     return "\n".join([
         "set -e",
         "umask 077",
-        f"exec 9>{lock}",
-        f"flock -w 600 9 || {{ echo 'sliceops: slice {s.id} is busy (a backup or restore holds {lock}); nothing removed' >&2; exit 1; }}",
+        f"exec 9>{quote(lock)}",
+        f"flock -w 600 9 || {{ {echo(busy)} >&2; exit 1; }}",
         # 1. Backup, verified before anything is removed (set -e: a failed one stops here).
-        shlex.join(inv.backup_command("final", str(s.id), "--lock-held")),
+        command(*inv.backup_command("final", str(s.id), "--lock-held")),
         # 2. Remove: container, database, credentials, gateway row (its telemetry cascades), data.
-        f"docker rm -f {inv.container_name(s.id)} >/dev/null 2>&1 || true",
-        f"{psql} -d postgres -c 'DROP DATABASE IF EXISTS \"{s.database}\" WITH (FORCE)' "
-        f"-c 'DROP ROLE IF EXISTS \"{s.login_role}\"'",
-        f"{psql} -d {inv.gateway.database} -c 'DELETE FROM gateway.slices WHERE id = {s.id}' >/dev/null",
-        f"rm -f {inv.secrets_dir}/{s.login_role}.password {inv.secrets_dir}/{s.login_role}.env",
+        f"{command('docker', 'rm', '-f', inv.container_name(s.id))} >/dev/null 2>&1 || true",
+        psql.script(port, drop),
+        psql.script(port, forget, inv.gateway.database, redirect=">/dev/null"),
+        f"rm -f {words(secrets)}",
         volume.remove_data(inv, s.id),
-        f"echo 'destroyed slice {s.id}: container, database {s.database}, role, gateway row and data removed'",
+        echo(f"destroyed slice {s.id}: container, database {s.database}, role, gateway row and data removed"),
     ])
 
 

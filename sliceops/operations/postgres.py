@@ -1,8 +1,11 @@
 """Fleet-level PostgreSQL operations: each reads `PgFleet` once and emits one command for all
 that differs (roles, databases, migrations, registration), or a noop sentence.
 
-Passwords are generated on the target into root-only files and reach psql through a
-here-document on its standard input: never an argument, never pyinfra's output.
+Passwords are generated on the target into root-only files; PostgreSQL receives only their
+SCRAM-SHA-256 verifiers, computed on the target and fed to psql on its standard input: never
+an argument, never pyinfra's output, never the plaintext in a statement a log could keep.
+Every name reaches SQL through `sliceops.shell.ident`/`literal` and psql through
+`sliceops.psql`, the one door to it.
 """
 
 from __future__ import annotations
@@ -12,22 +15,21 @@ import json
 from pathlib import Path
 
 from pyinfra import host
-from sliceops.operations import sentences
-from sliceops.operations.util import as_script, refuses
 from pyinfra.api import StringCommand, operation
 
-from sliceops import factcache, plan
+from sliceops import factcache, plan, psql
 from sliceops.errors import LifecycleError, MigrationError
 from sliceops.facts.postgres import PgFleet, stamp_comment
-from sliceops.inventory import DESTROYING, SUSPENDED, Inventory
+from sliceops.inventory import DESTROYING, MONITOR_ROLE, SLICE_NAME_PREFIX, SUSPENDED, TEMPLATE_DB, Inventory
 from sliceops.migrations import Migration, discover, discover_folder, pending
+from sliceops.operations import sentences
+from sliceops.operations.util import as_script, refuses
+from sliceops.shell import command, echo, ident, literal, quote, words
 
-MONITOR_ROLE = "sliceops_monitor"
 # One constant advisory-lock key for every migration run: two deploys serialise on it.
 MIGRATION_LOCK = 74281903
-# New slice databases are copies of this one, migrated once (see `databases`). It holds no
+# New slice databases are copies of TEMPLATE_DB, migrated once (see `databases`). It holds no
 # tenant's data: when its history stops matching sql/slice/ it is dropped and rebuilt.
-TEMPLATE_DB = "sliceops_slice_template"
 # Bumped when what a stamp vouches for changes (the triggers below, the grants' shape).
 STAMP_REVISION = 1
 
@@ -67,19 +69,14 @@ def fleet(inv: Inventory) -> dict | None:
         template_db=TEMPLATE_DB,
         slice_stamp=slice_stamp(inv),
         template_stamp=template_stamp(inv),
+        slice_prefix=SLICE_NAME_PREFIX,
+        monitor_role=MONITOR_ROLE,
     )
 
 
-def psql(inv: Inventory, database: str = "postgres", quoted: bool = True) -> str:
-    """The psql invocation the deploy uses: superuser over the local socket, stop at the first error."""
-    return (
-        f"runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p {inv.postgres.port} -d {database} "
-        f"<<{'SLICEOPS_SQL' if not quoted else chr(39) + 'SLICEOPS_SQL' + chr(39)}"
-    )
-
-
-def heredoc(inv: Inventory, sql: str, database: str = "postgres", quoted: bool = True) -> str:
-    return f"{psql(inv, database, quoted)}\n{sql.rstrip()}\nSLICEOPS_SQL"
+def heredoc(inv: Inventory, sql: str, database: str = "postgres") -> str:
+    """Shell running `sql` as the superuser in `database` (see `sliceops.psql`)."""
+    return psql.script(inv.postgres.port, sql, database)
 
 
 # --------------------------------------------------------------------------- roles
@@ -107,6 +104,22 @@ def roles_to_converge(inv: Inventory, state: dict) -> list[str]:
     return todo
 
 
+# Computes a SCRAM-SHA-256 verifier (RFC 5802/7677, PostgreSQL's format) from the password
+# file named by argv[1], on the target: PostgreSQL stores a verifier given to ALTER ROLE as it
+# is, so the plaintext never reaches the server (nor a statement log). 4096 iterations and a
+# 16-byte salt are PostgreSQL's own defaults.
+_SCRAM_PY = """\
+import base64, hashlib, hmac, os, sys
+pw = open(sys.argv[1], 'rb').read().strip()
+salt, n = os.urandom(16), 4096
+key = hashlib.pbkdf2_hmac('sha256', pw, salt, n)
+client = hmac.new(key, b'Client Key', 'sha256').digest()
+b64 = lambda b: base64.b64encode(b).decode()
+print('SCRAM-SHA-256$%d:%s$%s:%s' % (n, b64(salt), b64(hashlib.sha256(client).digest()),
+      b64(hmac.new(key, b'Server Key', 'sha256').digest())))
+"""
+
+
 def roles_command(inv: Inventory, roles: list[str], with_monitor: bool) -> str:
     tenants = {s.login_role: s for s in inv.kept_slices()}
     sd = inv.secrets_dir
@@ -115,32 +128,43 @@ def roles_command(inv: Inventory, roles: list[str], with_monitor: bool) -> str:
         "umask 077",
         # The instance's directory stays readable (the monitor reads its config there);
         # only secrets/ is closed.
-        f"install -d -m 0755 /etc/sliceops {inv.etc_dir} && install -d -m 0700 {sd}",
+        f"{command('install', '-d', '-m', '0755', '/etc/sliceops', inv.etc_dir)} && "
+        f"{command('install', '-d', '-m', '0700', sd)}",
         # 32 alphanumerics: about 190 bits, and nothing a URL or SQL literal must escape.
-        f"for r in {' '.join(roles)}; do f={sd}/$r.password; "
+        f"for f in {words(f'{sd}/{r}.password' for r in roles)}; do "
         f"[ -s \"$f\" ] || tr -dc A-Za-z0-9 </dev/urandom | head -c 32 >\"$f\"; done",
     ]
     for role in roles:
         if role in tenants:
-            db_url = (
-                f"postgresql://{role}:%s@{inv.docker.gateway_address}:{inv.postgres.port}/{tenants[role].database}"
+            # printf is the shell's builtin: the password is never an argument of a process.
+            url = "DATABASE_URL=postgresql://%s:%s@%s:%s/%s\\n"
+            shell.append(
+                f"printf {quote(url)} {quote(role)} \"$(cat {quote(f'{sd}/{role}.password')})\" "
+                f"{quote(inv.docker.gateway_address)} {int(inv.postgres.port)} {quote(tenants[role].database)} "
+                f">{quote(f'{sd}/{role}.env')}"
             )
-            shell.append(f"printf 'DATABASE_URL={db_url}\\n' \"$(cat {sd}/{role}.password)\" >{sd}/{role}.env")
+    # One `\set` line per role, made on the target: psql variable pw<i> holds its verifier.
+    shell.append("verifiers=''")
+    for i, role in enumerate(roles):
+        shell.append(
+            # (an assignment, not an && list: `set -e` stops the script if python3 fails)
+            f"v=$(python3 -c {quote(_SCRAM_PY)} {quote(f'{sd}/{role}.password')})\n"
+            f"verifiers=\"$verifiers\\\\set pw{i} '$v'\n\""
+        )
     sql = ["SET log_statement = 'none';"]
     if with_monitor:
         sql.append(_ensure_role_sql(MONITOR_ROLE))
-    for role in roles:
-        sql.append(f"\\set pw '$(cat {sd}/{role}.password)'")
+    for i, role in enumerate(roles):
         sql.append(_ensure_role_sql(role))
-        sql.append(f'ALTER ROLE "{role}" WITH LOGIN PASSWORD :\'pw\';')
-    shell.append(heredoc(inv, "\n".join(sql), quoted=False))
+        sql.append(f"ALTER ROLE {ident(role)} WITH LOGIN PASSWORD :'pw{i}';")
+    shell.append(psql.script(inv.postgres.port, "\n".join(sql), prelude_var="verifiers"))
     return "\n".join(shell)
 
 
 def _ensure_role_sql(role: str) -> str:
     return (
-        f"SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') AS missing \\gset\n"
-        f"\\if :missing\nCREATE ROLE \"{role}\" LOGIN;\n\\endif"
+        f"SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(role)}) AS missing \\gset\n"
+        f"\\if :missing\nCREATE ROLE {ident(role)} LOGIN;\n\\endif"
     )
 
 
@@ -162,6 +186,9 @@ def roles(inv: Inventory):
 
 # --------------------------------------------------------------------------- databases
 
+# Created by initdb; PUBLIC's CONNECT on them is revoked like on every database of ours.
+CLOSED_SYSTEM_DATABASES = ("postgres", "template1")
+
 
 def desired_databases(inv: Inventory) -> dict[str, tuple[str, str]]:
     """{database: (owner, the one role besides the owner that may connect)}."""
@@ -178,18 +205,23 @@ def databases_sql(inv: Inventory, state: dict | None) -> list[str]:
         cur = have.get(db)
         if cur is None and db != inv.gateway.database:
             # A copy of the migrated template: the slice schema is built once, not once per slice.
-            sql.append(f'CREATE DATABASE "{db}" OWNER "{owner}" TEMPLATE "{TEMPLATE_DB}";')
+            sql.append(f"CREATE DATABASE {ident(db)} OWNER {ident(owner)} TEMPLATE {ident(TEMPLATE_DB)};")
         elif cur is None:
-            sql.append(f'CREATE DATABASE "{db}" OWNER "{owner}";')
+            sql.append(f"CREATE DATABASE {ident(db)} OWNER {ident(owner)};")
         elif cur["owner"] != owner:
-            sql.append(f'ALTER DATABASE "{db}" OWNER TO "{owner}";')
+            sql.append(f"ALTER DATABASE {ident(db)} OWNER TO {ident(owner)};")
         if cur is None or cur["public_connect"]:
-            sql.append(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{db}" FROM PUBLIC;')
+            sql.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(db)} FROM PUBLIC;")
         if cur is None or grantee not in cur["connect"]:
-            sql.append(f'GRANT CONNECT ON DATABASE "{db}" TO "{grantee}";')
+            sql.append(f"GRANT CONNECT ON DATABASE {ident(db)} TO {ident(grantee)};")
         # Isolation drift (another slice's role granted in by hand) is converged back.
         for foreign in sorted(set(cur["connect"] if cur else ()) - {grantee}):
-            sql.append(f'REVOKE CONNECT ON DATABASE "{db}" FROM "{foreign}";')
+            sql.append(f"REVOKE CONNECT ON DATABASE {ident(db)} FROM {ident(foreign)};")
+    # The cluster's own databases stay open only to those their grants name: any role may
+    # otherwise connect to postgres (and template1) and read the catalogs there.
+    for db in CLOSED_SYSTEM_DATABASES:
+        if have.get(db, {}).get("public_connect"):
+            sql.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(db)} FROM PUBLIC;")
     return sql
 
 
@@ -213,9 +245,9 @@ def template_command(inv: Inventory, state: dict | None) -> str:
     if todo is None:
         todo = list(slice_migrations(inv))
         create = [
-            f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE);' if exists else "",
-            f'CREATE DATABASE "{TEMPLATE_DB}" OWNER "{owner}";',
-            f'REVOKE CONNECT, TEMPORARY ON DATABASE "{TEMPLATE_DB}" FROM PUBLIC;',
+            f"DROP DATABASE IF EXISTS {ident(TEMPLATE_DB)} WITH (FORCE);" if exists else "",
+            f"CREATE DATABASE {ident(TEMPLATE_DB)} OWNER {ident(owner)};",
+            f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(TEMPLATE_DB)} FROM PUBLIC;",
         ]
     script = migration_script(inv, TEMPLATE_DB, owner, todo, "", template_stamp(inv))
     parts = [heredoc(inv, "\n".join(q for q in create if q))] if create else []
@@ -241,7 +273,7 @@ def databases(inv: Inventory):
             plan.record("postgres", "template", f"{TEMPLATE_DB} brought to the newest slice migrations")
     shell.append(heredoc(inv, "\n".join(sql)))
     newest = slice_migrations(inv)[-1].filename if slice_migrations(inv) else "none"
-    shell += [f"echo 'created {db} from {TEMPLATE_DB} (migrations up to {newest})'" for db in copies]
+    shell += [echo(f"created {db} from {TEMPLATE_DB} (migrations up to {newest})") for db in copies]
     yield from as_script(inv.share_dir, "databases", "\n".join(x for x in shell if x))
 
 
@@ -253,24 +285,25 @@ def _tenant_grants(owner: str, tenant: str) -> str:
     is not run), and sessions in UTC: seed 004's columns are `timestamp`, so the app reads
     back what it wrote whatever the server's zone."""
     privs = "SELECT, INSERT, UPDATE, DELETE"
+    o, t = ident(owner), ident(tenant)
     return "\n".join([
-        f'ALTER ROLE "{tenant}" SET timezone = \'UTC\';',
-        f'GRANT USAGE ON SCHEMA public TO "{tenant}";',
-        f'GRANT {privs} ON ALL TABLES IN SCHEMA public TO "{tenant}";',
-        f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{tenant}";',
-        f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA public GRANT {privs} ON TABLES TO "{tenant}";',
-        f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "{tenant}";',
+        f"ALTER ROLE {t} SET timezone = 'UTC';",
+        f"GRANT USAGE ON SCHEMA public TO {t};",
+        f"GRANT {privs} ON ALL TABLES IN SCHEMA public TO {t};",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {t};",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA public GRANT {privs} ON TABLES TO {t};",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {t};",
     ])
 
 
 def _monitor_grants() -> str:
-    m = MONITOR_ROLE
+    m = ident(MONITOR_ROLE)
     return "\n".join([
-        f'GRANT USAGE ON SCHEMA gateway TO "{m}";',
-        f'GRANT SELECT ON gateway.slices TO "{m}";',
-        f'GRANT UPDATE (last_health_at, wa_connected, wa_phone, storage_bytes) ON gateway.slices TO "{m}";',
-        f'GRANT SELECT, INSERT, DELETE ON gateway.telemetry, gateway.server_telemetry TO "{m}";',
-        f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA gateway TO "{m}";',
+        f"GRANT USAGE ON SCHEMA gateway TO {m};",
+        f"GRANT SELECT ON gateway.slices TO {m};",
+        f"GRANT UPDATE (last_health_at, wa_connected, wa_phone, storage_bytes) ON gateway.slices TO {m};",
+        f"GRANT SELECT, INSERT, DELETE ON gateway.telemetry, gateway.server_telemetry TO {m};",
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA gateway TO {m};",
     ])
 
 
@@ -303,7 +336,7 @@ END $d$;"""
 
 def stamp_sql(value: str) -> str:
     """The run's last statements: the triggers, then the comment naming the converged state."""
-    comment = stamp_comment(f"'sliceops {value} '", "current_database()")
+    comment = stamp_comment(literal(f"sliceops {value} "), "current_database()")
     return f"{_FORGET_STAMP}\nSELECT format('COMMENT ON DATABASE %I IS %L', current_database(), {comment}) \\gexec"
 
 
@@ -328,22 +361,25 @@ def migration_script(
         lines += [
             # An aggregate always returns a row: \\gset errors on none.
             "SELECT coalesce(max(checksum), '') AS done_checksum FROM sliceops.schema_migrations "
-            f"WHERE version = '{m.version}' \\gset",
+            f"WHERE version = {literal(m.version)} \\gset",
             "SELECT :'done_checksum' <> '' AS done \\gset",
             "\\if :done",
-            f"SELECT :'done_checksum' = '{m.checksum}' AS same \\gset",
+            f"SELECT :'done_checksum' = {literal(m.checksum)} AS same \\gset",
             "\\if :same",
-            f"\\echo skipped {m.filename} in {database}: applied meanwhile by another deploy",
+            f"\\echo {literal(f'skipped {m.filename} in {database}: applied meanwhile by another deploy')}",
             "\\else",
-            f"DO LANGUAGE plpgsql 'BEGIN RAISE EXCEPTION ''{m.filename} in {database} was applied with another checksum''; END';",
+            "DO LANGUAGE plpgsql "
+            + literal(f"BEGIN RAISE EXCEPTION USING MESSAGE = {literal(f'{m.filename} in {database} was applied with another checksum')}; END")
+            + ";",
             "\\endif",
             "\\else",
-            f'SET ROLE "{owner}";',
-            f"\\i {inv.sql_dir(m.kind)}/{m.filename}",
+            f"SET ROLE {ident(owner)};",
+            # psql reads a single-quoted meta-command argument as one word.
+            f"\\i {literal(f'{inv.sql_dir(m.kind)}/{m.filename}')}",
             "RESET ROLE;",
             "INSERT INTO sliceops.schema_migrations (version, name, checksum) "
-            f"VALUES ('{m.version}', '{m.name}', '{m.checksum}');",
-            f"\\echo applied {m.filename} to {database}",
+            f"VALUES ({literal(m.version)}, {literal(m.name)}, {literal(m.checksum)});",
+            f"\\echo {literal(f'applied {m.filename} to {database}')}",
             "\\endif",
         ]
     lines += [grants]
@@ -418,7 +454,7 @@ def migrate_command(inv: Inventory, plan) -> str:
     parts = ["failed=''"]
     for database, owner, todo, grants, stamp_value in plan:
         script = migration_script(inv, database, owner, todo, grants, stamp_value)
-        parts.append(f"{heredoc(inv, script, database)}\n[ $? -eq 0 ] || failed=\"$failed {database}\"")
+        parts.append(f"{heredoc(inv, script, database)}\n[ $? -eq 0 ] || failed=\"$failed \"{quote(database)}")
     parts.append(
         'if [ -n "$failed" ]; then echo "sliceops: migrations failed (rolled back) in:$failed" >&2; exit 1; fi'
     )
@@ -455,16 +491,18 @@ def registration_sql(inv: Inventory, rows: dict | None) -> list[str]:
             if s.status == DESTROYING:
                 continue
             status = "suspended" if s.status == SUSPENDED else "available"
-            sql.append(f"INSERT INTO gateway.slices (id, port, status) VALUES ({s.id}, {s.port}, '{status}');")
+            sql.append(
+                f"INSERT INTO gateway.slices (id, port, status) VALUES ({literal(s.id)}, {literal(s.port)}, {literal(status)});"
+            )
             continue
         wanted = {SUSPENDED: "suspended", DESTROYING: "destroying"}.get(s.status)
         if wanted and row["status"] != wanted:
-            sql.append(f"UPDATE gateway.slices SET status = '{wanted}' WHERE id = {s.id};")
+            sql.append(f"UPDATE gateway.slices SET status = {literal(wanted)} WHERE id = {literal(s.id)};")
         elif not wanted and row["status"] in ("suspended", "destroying"):
             # Back in service: to what the gateway had, which user_id still says.
             sql.append(
                 "UPDATE gateway.slices SET status = CASE WHEN user_id IS NULL THEN 'available' "
-                f"ELSE 'assigned' END WHERE id = {s.id};"
+                f"ELSE 'assigned' END WHERE id = {literal(s.id)};"
             )
     if any(q.startswith("INSERT") for q in sql):
         # Ids come from the inventory; keep the SERIAL ahead of them for the gateway's own inserts.
@@ -485,8 +523,8 @@ def _port_moves(inv: Inventory, rows: dict) -> list[str]:
     direct = [s for s in moving if s.port not in held]
     taken = held | {s.port for s in inv.slices}
     spare = (p for p in range(65535, 1023, -1) if p not in taken)
-    sql = [f"UPDATE gateway.slices SET port = {next(spare)} WHERE id = {s.id};" for s in parked]
-    return sql + [f"UPDATE gateway.slices SET port = {s.port} WHERE id = {s.id};" for s in direct + parked]
+    sql = [f"UPDATE gateway.slices SET port = {literal(next(spare))} WHERE id = {literal(s.id)};" for s in parked]
+    return sql + [f"UPDATE gateway.slices SET port = {literal(s.port)} WHERE id = {literal(s.id)};" for s in direct + parked]
 
 
 @operation(is_idempotent=True)

@@ -10,6 +10,7 @@ from pyinfra.api import operation
 from sliceops import factcache, plan
 from sliceops.facts.host import InitSystem, ServiceState
 from sliceops.operations.util import Changes
+from sliceops.shell import command
 
 
 def init_system() -> str:
@@ -17,7 +18,7 @@ def init_system() -> str:
 
 
 def _ctl(service_name: str, verb: str, init: str) -> str:
-    return f"systemctl {verb} {service_name}" if init == "systemd" else f"/etc/init.d/{service_name} {verb}"
+    return command("systemctl", verb, service_name) if init == "systemd" else command(f"/etc/init.d/{service_name}", verb)
 
 
 @operation(is_idempotent=True)
@@ -45,5 +46,6 @@ def running(service_name: str, restart_if=None, subject: str | None = None):
     if init == "systemd" and (changed or not state["enabled"]):
         yield "systemctl daemon-reload"
     if not state["enabled"]:
-        yield f"systemctl enable --quiet {service_name}" if init == "systemd" else f"update-rc.d {service_name} defaults >/dev/null"
+        yield (command("systemctl", "enable", "--quiet", service_name) if init == "systemd"
+               else command("update-rc.d", service_name, "defaults") + " >/dev/null")
     yield _ctl(service_name, "restart" if state["running"] else "start", init)

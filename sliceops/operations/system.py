@@ -9,6 +9,7 @@ from pyinfra.operations import files
 
 from sliceops import factcache
 from sliceops.bundle import digest
+from sliceops.shell import command, quote, words
 
 
 @operation(is_idempotent=True)
@@ -21,7 +22,7 @@ def packages(names: list[str]):
         return
     yield (
         "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
-        f"apt-get install -y -qq --no-install-recommends {' '.join(missing)}"
+        f"apt-get install -y -qq --no-install-recommends {words(missing)}"
     )
 
 
@@ -29,7 +30,7 @@ class Stamp(FactBase):
     """The content of a stamp file (a digest recorded after a step completed), or None."""
 
     def command(self, path: str) -> str:
-        return f"cat {path} 2>/dev/null || true"
+        return f"cat {quote(path)} 2>/dev/null || true"
 
     def process(self, output):
         return output[0].strip() if output else None
@@ -45,24 +46,26 @@ def stamped(stamp_path: str, digest: str, commands: list[str], what: str):
     if host.get_fact(Stamp, path=stamp_path) == digest:
         host.noop(f"{what} is up to date ({digest[:12]})")
         return
-    yield " && ".join(["set -e", *commands, f"echo {digest} > {stamp_path}"])
+    yield " && ".join(["set -e", *commands, f"echo {quote(digest)} > {quote(stamp_path)}"])
 
 
 def unpack_commands(tar: str, dest: str, d: str) -> list[str]:
     """Shell steps making `dest` show the content of `tar` (digest `d`): see `ship_tree`."""
+    q = quote
     version = f"{dest}.v-{d[:16]}"
     parent, base = dest.rsplit("/", 1)
+    # `{q(dest)}.v-*`: the quoted path, then the shell's own glob, which matches only there.
     return [
-        f"if [ ! -d {version} ]; then t=$(mktemp -d {dest}.tmp.XXXXXX) && tar -xf {tar} -C \"$t\" "
-        f"&& echo {d} > \"$t/.sliceops-source\" && chmod 755 \"$t\" "
-        f"&& {{ mv -T \"$t\" {version} 2>/dev/null || rm -rf \"$t\"; }}; fi",
+        f"if [ ! -d {q(version)} ]; then t=$(mktemp -d {q(dest + '.tmp.XXXXXX')}) && tar -xf {q(tar)} -C \"$t\" "
+        f"&& echo {q(d)} > \"$t/.sliceops-source\" && chmod 755 \"$t\" "
+        f"&& {{ mv -T \"$t\" {q(version)} 2>/dev/null || rm -rf \"$t\"; }}; fi",
         # A tree shipped by an older sliceops is a plain folder: it gives way to the link once.
-        f"if [ -d {dest} ] && [ ! -L {dest} ]; then rm -rf {dest}; fi",
-        f"ln -sfn {version.rsplit('/', 1)[-1]} {dest}.link.$$ && mv -T {dest}.link.$$ {dest}",
-        f"for old in {dest}.v-*; do [ \"$old\" = {version} ] || rm -rf \"$old\"; done",
+        f"if [ -d {q(dest)} ] && [ ! -L {q(dest)} ]; then rm -rf {q(dest)}; fi",
+        f"ln -sfn {q(version.rsplit('/', 1)[-1])} {q(dest)}.link.$$ && mv -T {q(dest)}.link.$$ {q(dest)}",
+        f"for old in {q(dest)}.v-*; do [ \"$old\" = {q(version)} ] || rm -rf \"$old\"; done",
         # Temp folders of a deploy killed mid-unpack; an hour old cannot be in use.
         # (Another deploy's folders may vanish under find: not an error.)
-        f"{{ find {parent} -maxdepth 1 -name '{base}.tmp.*' -mmin +60 -exec rm -rf {{}} + 2>/dev/null || true; }}",
+        f"{{ find {q(parent)} -maxdepth 1 -name {q(base + '.tmp.*')} -mmin +60 -exec rm -rf {{}} + 2>/dev/null || true; }}",
     ]
 
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import functools
 import io
-import shlex
-
 from pyinfra.api import FileUploadCommand, StringCommand
 
 from sliceops import plan
 from sliceops.errors import SliceopsError
+from sliceops.shell import command, echo, quote
 
 
 def refusal(message: str) -> StringCommand:
     """A command that fails with one line: pyinfra reports the operation as failed and stops
     the host there, without the traceback an exception in an operation would print."""
     plan.refused(message)
-    return StringCommand(f"echo {shlex.quote('sliceops: ' + message)} >&2; exit 1")
+    return StringCommand(f"{echo('sliceops: ' + message)} >&2; exit 1")
 
 
 def refuses(func):
@@ -40,9 +39,9 @@ def as_script(directory: str, label: str, text: str):
     is removed; its exit status is the script's.
     """
     path = f"{directory}/.{label}.sh"
-    yield StringCommand(f"mkdir -p {directory}")
+    yield StringCommand(command("mkdir", "-p", directory))
     yield FileUploadCommand(io.BytesIO(text.encode()), path)
-    yield StringCommand(f"sh {path}; rc=$?; rm -f {path}; exit $rc")
+    yield StringCommand(f"sh {quote(path)}; rc=$?; rm -f {quote(path)}; exit $rc")
 
 
 class Changes:

@@ -13,12 +13,13 @@ from pyinfra.operations import files, server
 from sliceops import factcache
 from sliceops.bundle import digest, tarball
 from sliceops.facts.host import InitSystem
-from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
+from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory
 from sliceops.operations import service, system
 from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
+from sliceops.shell import command
 
-USER = "sliceops-monitor"
+USER = MONITOR_USER
 
 
 def config(inv: Inventory) -> dict:
@@ -29,8 +30,8 @@ def config(inv: Inventory) -> dict:
             "host": "/var/run/postgresql",
             "port": inv.postgres.port,
             "dbname": inv.gateway.database,
-            "user": "sliceops_monitor",
-            "application_name": f"sliceops-monitor-{inv.instance}",
+            "user": inv.monitor_role,
+            "application_name": inv.monitor_service,
         },
         "interval": inv.monitor.interval,
         "retention_days": inv.monitor.retention_days,
@@ -56,7 +57,7 @@ def config(inv: Inventory) -> dict:
 
 
 def converge(inv: Inventory) -> None:
-    base = f"/opt/sliceops/{inv.instance}"
+    base = inv.opt_dir
     venv = f"{base}/monitor-venv"
     name = inv.monitor_service
     config_path = f"{inv.etc_dir}/monitor.json"
@@ -89,12 +90,13 @@ def converge(inv: Inventory) -> None:
         digest=digest(source),
         what="the monitor's virtualenv",
         commands=[
-            f"rm -rf {base}/monitor-src {venv}",
-            f"mkdir -p {base}/monitor-src",
-            f"tar -xf {base}/monitor.tar -C {base}/monitor-src",
+            command("rm", "-rf", f"{base}/monitor-src", venv),
+            command("mkdir", "-p", f"{base}/monitor-src"),
+            command("tar", "-xf", f"{base}/monitor.tar", "-C", f"{base}/monitor-src"),
             # The distribution's interpreter: the one that sees python3-psycopg and python3-psutil.
-            f"/usr/bin/python3 -m venv --system-site-packages {venv}",
-            f"{venv}/bin/pip install -q --no-deps --no-index --no-build-isolation {base}/monitor-src",
+            command("/usr/bin/python3", "-m", "venv", "--system-site-packages", venv),
+            command(f"{venv}/bin/pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
+                    f"{base}/monitor-src"),
         ],
     )
     for path in ("/etc/sliceops", inv.etc_dir):

@@ -16,7 +16,8 @@ from sliceops.paths import TEMPLATES
 
 def converge(inv: Inventory) -> None:
     pg = inv.postgres
-    system.packages(name=f"Install PostgreSQL {pg.version}", names=[f"postgresql-{pg.version}"])
+    # python3 computes the roles' SCRAM verifiers on the target (see operations/postgres.py).
+    system.packages(name=f"Install PostgreSQL {pg.version} (and python3)", names=[f"postgresql-{pg.version}", "python3"])
     cluster.cluster_exists(
         name=f"Create cluster {pg.version}/{inv.cluster}", version=pg.version, cluster=inv.cluster, port=pg.port
     )

@@ -21,7 +21,7 @@ def converge(inv: Inventory) -> None:
     docker.image_built(name=f"Build the slice image {inv.slice_defaults.image} if missing", inv=inv, images_dir=images)
     docker.network(name=f"Create the slice network {inv.network} ({inv.docker.subnet}, no inter-slice traffic)", inv=inv)
     # The monitor's group owns the data directories (it measures them); the user comes later.
-    server.group(name="Create group sliceops-monitor", group="sliceops-monitor", system=True)
+    server.group(name=f"Create group {inv.monitor_user}", group=inv.monitor_user, system=True)
     datadirs.data_dirs_shared(name="Let the monitor's group read the slice data directories", inv=inv)
     n = sum(1 for s in inv.slices if s.in_service)
     docker.containers(name=f"Converge slice containers ({n} in service)", inv=inv)

@@ -276,9 +276,18 @@ def test_script_collects_failures_and_says_what_it_did(tmp_path):
     inv = inventory(tmp_path, [{"id": 1}, {"id": 2, "status": "suspended"}])
     plan = container_plan(inv, fact(inv, {2: "running"}), IMAGE)
     script = op.plan_script(plan)
-    assert "then echo 'sliceops: stopped wa-slice-2 (suspended)'; else failed=\"$failed, stop\"; fi" in script
-    assert "then echo 'sliceops: created wa-slice-1'; else failed=\"$failed, run wa-slice-1\"; fi" in script
-    assert script.endswith("exit 1; fi")
+    # Run it for real: `docker stop` fails, `docker run` works, install makes the directory.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text('#!/bin/sh\n[ "$1" = stop ] && exit 1\nexit 0\n')
+    (bin_dir / "install").write_text("#!/bin/sh\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == ["sliceops: created wa-slice-1"]
+    assert proc.stderr.strip() == "sliceops: slice container steps failed: stop"
 
 
 # --------------------------------------------------------------------------- the operation itself

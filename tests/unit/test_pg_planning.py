@@ -89,12 +89,32 @@ def test_the_roles_command_never_carries_a_password(inventory):
     inv = inventory({"slices": DEFAULT_SLICES})
     command = pg.roles_command(inv, ["wank_gateway", "wa_slice_1"], with_monitor=True)
     assert "umask 077" in command and "install -d -m 0700 /etc/sliceops/main/secrets" in command
-    assert "\\set pw '$(cat /etc/sliceops/main/secrets/wa_slice_1.password)'" in command
-    assert re.findall(r"PASSWORD\s+(\S+)", command) == [":'pw';", ":'pw';"]
+    # Only a SCRAM verifier made on the target from the root-only file reaches psql, on its
+    # standard input (a variable the shell pipes in), never the password itself.
+    assert "/etc/sliceops/main/secrets/wa_slice_1.password)\n" in command
+    assert re.findall(r"PASSWORD\s+(\S+)", command) == [":'pw0';", ":'pw1';"]
+    assert "$(cat /etc/sliceops/main/secrets/wa_slice_1.password)" not in command.split("verifiers=''")[1]
     assert "log_statement = 'none'" in command
     # The slice gets an env file with its URL; the owner role does not.
     assert ">/etc/sliceops/main/secrets/wa_slice_1.env" in command
     assert "wank_gateway.env" not in command
+
+
+def test_the_verifier_made_on_the_target_is_the_scram_postgresql_checks(tmp_path):
+    """Run the verifier program as the target would and check it with SCRAM's own proof
+    (RFC 5802): StoredKey = H(HMAC(SaltedPassword, "Client Key")), ServerKey likewise."""
+    import base64, hashlib, hmac, subprocess, sys
+
+    (tmp_path / "pw").write_text("s3cretAlnum\n")
+    out = subprocess.run([sys.executable, "-c", pg._SCRAM_PY, str(tmp_path / "pw")],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    m = re.fullmatch(r"SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)", out)
+    assert m, out
+    n, salt, stored, server = int(m[1]), *(base64.b64decode(x) for x in m.groups()[1:])
+    key = hashlib.pbkdf2_hmac("sha256", b"s3cretAlnum", salt, n)
+    assert stored == hashlib.sha256(hmac.new(key, b"Client Key", "sha256").digest()).digest()
+    assert server == hmac.new(key, b"Server Key", "sha256").digest()
+    assert "s3cretAlnum" not in out
 
 
 # --------------------------------------------------------------------------- databases
@@ -176,21 +196,21 @@ def test_the_migration_script_is_one_transaction(script):
 def test_the_advisory_lock_is_taken_inside_the_transaction_before_any_file(script):
     _, lines = script
     lock = lines.index(f"SELECT pg_advisory_xact_lock({pg.MIGRATION_LOCK}) \\gset")
-    first_file = next(i for i, line in enumerate(lines) if line.startswith("\\i "))
+    first_file = next(i for i, line in enumerate(lines) if line.startswith("\\i '"))
     assert 0 < lock < first_file
 
 
 def test_each_file_runs_as_the_owner_and_is_recorded_with_its_checksum(script):
     todo, lines = script
     for m in todo:
-        include = lines.index(f"\\i /usr/local/share/sliceops/main/sql/slice/{m.filename}")
+        include = lines.index(f"\\i '/usr/local/share/sliceops/main/sql/slice/{m.filename}'")
         assert lines[include - 1] == 'SET ROLE "wa_slice";'
         assert lines[include + 1] == "RESET ROLE;"
         assert lines[include + 2] == (
             "INSERT INTO sliceops.schema_migrations (version, name, checksum) "
             f"VALUES ('{m.version}', '{m.name}', '{m.checksum}');"
         )
-        assert lines[include + 3] == f"\\echo applied {m.filename} to wa_slice_1"
+        assert lines[include + 3] == f"\\echo 'applied {m.filename} to wa_slice_1'"
     assert todo[0].checksum == "2378c8d853e256fe0c5074c294f855447444b781a770aabc35bf924640b84a3e"
 
 
@@ -200,9 +220,9 @@ def test_a_file_applied_meanwhile_is_skipped_or_refused_after_the_lock(script):
     text = "\n".join(lines)
     for m in todo:
         recheck = text.index(f"WHERE version = '{m.version}' \\gset")
-        assert text.index("pg_advisory_xact_lock") < recheck < text.index(f"\\i /usr/local/share/sliceops/main/sql/slice/{m.filename}")
+        assert text.index("pg_advisory_xact_lock") < recheck < text.index(f"\\i '/usr/local/share/sliceops/main/sql/slice/{m.filename}'")
         assert f"SELECT :'done_checksum' = '{m.checksum}' AS same \\gset" in text
-        assert f"{m.filename} in wa_slice_1 was applied with another checksum" in text
+        assert f"{m.filename} in wa_slice_1 was applied with another checksum''" in text
 
 
 def test_the_grants_come_after_the_files_inside_the_transaction(script):
@@ -258,7 +278,7 @@ def test_the_template_is_created_and_fully_migrated_when_missing(inventory, data
     shell = pg.template_command(inv, _template_state())
     assert 'CREATE DATABASE "sliceops_slice_template" OWNER "wa_slice";' in shell
     assert "DROP DATABASE" not in shell
-    assert re.findall(r"\\i \S+/slice/(\S+)", shell) == ["0001_contacts.sql", "0002_chats.sql"]
+    assert re.findall(r"\\i '\S+/slice/(\S+)'", shell) == ["0001_contacts.sql", "0002_chats.sql"]
     assert f"'sliceops {pg.template_stamp(inv)} '" in shell
 
 
@@ -276,7 +296,7 @@ def test_a_template_behind_gets_only_what_it_lacks(inventory, data_migrations):
     )
     shell = pg.template_command(inv, state)
     assert "CREATE DATABASE" not in shell
-    assert re.findall(r"\\i \S+/slice/(\S+)", shell) == ["0002_chats.sql"]
+    assert re.findall(r"\\i '\S+/slice/(\S+)'", shell) == ["0002_chats.sql"]
 
 
 def test_a_template_whose_history_no_longer_matches_the_files_is_rebuilt(inventory, data_migrations):
@@ -289,7 +309,7 @@ def test_a_template_whose_history_no_longer_matches_the_files_is_rebuilt(invento
     shell = pg.template_command(inv, state)
     drop = shell.index('DROP DATABASE IF EXISTS "sliceops_slice_template" WITH (FORCE);')
     assert drop < shell.index('CREATE DATABASE "sliceops_slice_template"')
-    assert re.findall(r"\\i \S+/slice/(\S+)", shell) == ["0001_contacts.sql", "0002_chats.sql"]
+    assert re.findall(r"\\i '\S+/slice/(\S+)'", shell) == ["0001_contacts.sql", "0002_chats.sql"]
 
 
 # --------------------------------------------------------------------------- slice_defaults.migrations
@@ -498,6 +518,7 @@ def test_the_captured_state_plans_exactly_the_repairs_it_needs(inventory, data_m
         'ALTER DATABASE "wa_slice_3" OWNER TO "wa_slice";',
         'REVOKE CONNECT, TEMPORARY ON DATABASE "wa_slice_3" FROM PUBLIC;',
         'GRANT CONNECT ON DATABASE "wa_slice_3" TO "wa_slice_3";',
+        'REVOKE CONNECT, TEMPORARY ON DATABASE "postgres" FROM PUBLIC;',
     ]
     assert [(db, [m.filename for m in todo]) for db, _, todo, _, _ in pg.migration_plan(inv, state)] == [
         ("wa_slice_2", ["0002_chats.sql"]),
@@ -527,9 +548,20 @@ def test_pgcluster_parse(lines, expected):
     assert PgCluster.parse(lines) == expected
 
 
-def test_pgcluster_reads_what_its_command_prints_from_pg_lsclusters():
+def test_pgcluster_reads_what_its_command_prints_from_pg_lsclusters(tmp_path):
     """The command's awk turns `pg_lsclusters -h` rows into `cluster <port> <status>`."""
+    import subprocess
+
     command = PgCluster().command(version=15, cluster="main")
-    assert '$1 == "15" && $2 == "main" {print "cluster", $3, $4}' in command
-    row = "15  main    5432 online postgres /var/lib/postgresql/15/main /var/log/postgresql/postgresql-15-main.log".split()
-    assert PgCluster.parse(["installed", f"cluster {row[2]} {row[3]}"])["port"] == 5432
+    # Run the real command against a pg_lsclusters that prints two clusters' rows.
+    fake = tmp_path / "pg_lsclusters"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "echo '15  other   5433 down   postgres /var/lib/postgresql/15/other /var/log/x.log'\n"
+        "echo '15  main    5432 online postgres /var/lib/postgresql/15/main /var/log/y.log'\n"
+    )
+    fake.chmod(0o755)
+    out = subprocess.run(["sh", "-c", command], env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+                         capture_output=True, text=True, check=True).stdout
+    assert [line for line in out.splitlines() if line.startswith("cluster")] == ["cluster 5432 online"]
+    assert PgCluster.parse(out.splitlines())["port"] == 5432

@@ -1,0 +1,58 @@
+"""The one door to psql on the target: the superuser over the local socket, stopping at the
+first error, fed from a quoted here-document the shell never expands.
+
+Facts and operations build every psql call here. Values travel as shell-quoted words
+(`-v name=value`, read in SQL as :'name' or :"name") or inside SQL quoted by
+`sliceops.shell.ident` / `literal`; nothing is pasted into either unquoted.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sliceops import shell
+
+# Closes the here-document; a script holding this line would end early, so it is refused.
+END = "SLICEOPS_SQL"
+# psql reads a -d value holding '=' or starting with a URI scheme as connection options:
+# only a plain database name may be passed.
+_DBNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def command(port: int, database: str = "postgres", *, variables: dict | None = None, tuples: bool = False) -> str:
+    """The psql command line, every word quoted: `tuples` gives unaligned rows without headers
+    (-At), for output a fact parses."""
+    if not _DBNAME.match(database):
+        raise ValueError(f"not a plain database name: {database!r}")
+    argv: list[object] = ["runuser", "-u", "postgres", "--", "psql", "-XAtq" if tuples else "-Xq",
+                          "-v", "ON_ERROR_STOP=1", "-p", int(port), "-d", database]
+    for name, value in (variables or {}).items():
+        argv += ["-v", f"{name}={value}"]
+    return shell.command(*argv)
+
+
+def heredoc(sql: str) -> str:
+    """`sql` as a quoted here-document: the shell passes it on byte for byte."""
+    if END in sql.splitlines():
+        raise ValueError(f"a SQL script may not hold a line {END}")
+    return f"<<'{END}'\n{sql.rstrip()}\n{END}"
+
+
+def script(port: int, sql: str, database: str = "postgres", *, variables: dict | None = None,
+           tuples: bool = False, redirect: str = "", prelude_var: str = "") -> str:
+    """Shell running `sql` in psql. `redirect` is appended to the command (a constant such as
+    `2>"$e"`). `prelude_var` names a shell variable whose text (psql meta-commands made on the
+    target, e.g. `\\set` lines carrying password verifiers) is fed to psql before `sql`,
+    through a pipe: never an argument, never a file."""
+    psql = command(port, database, variables=variables, tuples=tuples)
+    tail = f" {redirect}" if redirect else ""
+    if not prelude_var:
+        return f"{psql}{tail} {heredoc(sql)}"
+    if not re.match(r"^[a-z_]+$", prelude_var):
+        raise ValueError(f"not a shell variable name: {prelude_var!r}")
+    return f"{{ printf '%s\\n' \"${prelude_var}\"; cat {heredoc(sql)}\n}} | {psql}{tail}"
+
+
+def query(port: int, sql: str, database: str = "postgres") -> str:
+    """Shell printing the unaligned result of one statement (`-c`, quoted): `$(...)` material."""
+    return f"{command(port, database, tuples=True)} -c {shell.quote(sql)}"

@@ -1,0 +1,264 @@
+"""The one door for values into shell and SQL (sliceops/shell.py, sliceops/psql.py), and the
+builders that go through it: hostile strings arrive as one inert argument.
+
+Each built command really runs under `sh -c`, with every program it calls replaced by a
+probe that records its argv (NUL-separated) and its standard input: a hostile value must
+show up whole inside one argument, and the `touch` it tries to smuggle in must never run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from sliceops import psql, shell
+from sliceops.facts.host import ServiceState
+from sliceops.facts.postgres import PgCluster
+from sliceops.inventory import load
+from sliceops.operations import datadirs, docker, lifecycle, system
+from sliceops.operations import postgres as pg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# {mark} is a file the hostile value tries to create; the tests check it never appears.
+HOSTILE = [
+    "two words",
+    "it's",
+    'dq"uote',
+    "semi;touch {mark}",
+    "$(touch {mark})",
+    "`touch {mark}`",
+    "line\ntouch {mark}",
+    "glob*",
+    "-rf",
+    "$HOME",
+    "pipe|touch {mark}&",
+    "back\\slash",
+    "{{brace,expansion}}",
+    "~root",
+]
+
+PROGRAMS = [
+    "runuser", "docker", "rm", "mkdir", "chmod", "chgrp", "tar", "install", "find", "stat", "pg_ctlcluster",
+    "pg_lsclusters", "systemctl", "python3", "flock", "pg_dump", "pg_restore", "mktemp", "mv", "ln", "ls",
+    "apt-get", "update-rc.d", "sha256sum",
+]
+
+
+@pytest.fixture
+def probe(tmp_path):
+    """Run shell text with probes for every program; return (argv lists, stdin texts, marked?)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "argv.log"
+    mark = tmp_path / "PWNED"
+    # A file a glob could expand to, so an unquoted glob would be caught.
+    (tmp_path / "globbed-file").write_text("")
+    for name in PROGRAMS:
+        script = bin_dir / name
+        script.write_text(
+            "#!/bin/sh\n"
+            f"{{ printf '%s\\0' \"$(basename \"$0\")\" \"$@\"; printf '\\1'; }} >>{shell.quote(str(log))}\n"
+            f"/bin/cat >>{shell.quote(str(log))}.stdin\n"
+            "exit 0\n"
+        )
+        script.chmod(0o755)
+
+    def run(text: str):
+        subprocess.run(["sh", "-c", text], cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                       env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": "/nonexistent"}, timeout=30)
+        raw = log.read_text() if log.exists() else ""
+        calls = [c.split("\0")[:-1] for c in raw.split("\1") if c]
+        stdin = Path(f"{log}.stdin").read_text() if Path(f"{log}.stdin").exists() else ""
+        return calls, stdin, mark.exists()
+
+    run.mark = str(mark)
+    return run
+
+
+def _values(mark: str) -> list[str]:
+    return [h.format(mark=mark) for h in HOSTILE]
+
+
+def _whole_in_one_argument(calls, value: str) -> bool:
+    return any(value in arg for argv in calls for arg in argv[1:])
+
+
+# --------------------------------------------------------------------------- the door itself
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_a_quoted_word_is_one_argument(probe, index):
+    value = _values(probe.mark)[index]
+    calls, _, marked = probe(f"rm -rf {shell.quote(value)} {shell.words([value, 'x'])}")
+    assert not marked
+    assert calls == [["rm", "-rf", value, value, "x"]]
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_command_quotes_every_word(probe, index):
+    value = _values(probe.mark)[index]
+    calls, _, marked = probe(shell.command("install", "-d", "-m", "0750", value, 10001))
+    assert not marked and calls == [["install", "-d", "-m", "0750", value, "10001"]]
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_echo_prints_the_line_as_it_is(probe, index):
+    value = _values(probe.mark)[index]
+    out = subprocess.run(["sh", "-c", shell.echo(value)], capture_output=True, text=True).stdout
+    assert out == value + "\n"
+    assert not Path(probe.mark).exists()
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_sql_identifiers_and_literals_are_psycopgs(index):
+    value = HOSTILE[index]
+    assert shell.ident(value) == sql.Identifier(value).as_string(None)
+    assert shell.literal(value) == sql.Literal(value).as_string(None).strip()
+    assert shell.literal(7) == "7"
+
+
+def test_nul_is_refused_not_cut():
+    for build in (shell.quote, shell.ident, shell.literal):
+        with pytest.raises(ValueError):
+            build("a\0b")
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_psql_variables_are_one_argument_and_the_script_arrives_unexpanded(probe, index):
+    value = _values(probe.mark)[index]
+    body = f"SELECT {shell.literal(value)}, :'v';\n\\echo $(touch {probe.mark})"
+    calls, stdin, marked = probe(psql.script(5432, body, "wank_saas", variables={"v": value}))
+    assert not marked
+    assert calls[0][:6] == ["runuser", "-u", "postgres", "--", "psql", "-Xq"]
+    assert f"v={value}" in calls[0] and calls[0][calls[0].index("-d") + 1] == "wank_saas"
+    assert stdin == body + "\n"
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_psql_refuses_a_database_name_it_would_read_as_connection_options(index):
+    with pytest.raises(ValueError):
+        psql.command(5432, HOSTILE[index])
+    with pytest.raises(ValueError):
+        psql.command(5432, "host=evil.example dbname=x")
+
+
+def test_a_script_holding_the_heredoc_end_is_refused():
+    with pytest.raises(ValueError):
+        psql.script(5432, f"SELECT 1;\n{psql.END}\nrm -rf /")
+
+
+def test_the_prelude_reaches_psql_on_stdin_before_the_script(probe):
+    text = "verifiers='\\set pw0 '\"'\"'SCRAM-SHA-256$4096:c2FsdA==$a:b'\"'\"''\n" + psql.script(
+        5432, "ALTER ROLE x PASSWORD :'pw0';", prelude_var="verifiers")
+    calls, stdin, _ = probe(text)
+    assert stdin == "\\set pw0 'SCRAM-SHA-256$4096:c2FsdA==$a:b'\nALTER ROLE x PASSWORD :'pw0';\n"
+    assert all("SCRAM" not in arg for argv in calls for arg in argv)
+
+
+# --------------------------------------------------------------------------- every builder
+
+
+@pytest.fixture
+def hostile_inventory(tmp_path):
+    """The validated default model with one field forced to a hostile value (as if the model's
+    checks had let it through): the builders alone must still keep it inert."""
+    base = load(ROOT / "tests" / "unit" / "data" / "good" / "every_section.yaml")
+
+    def make(value: str, **which):
+        inv = base
+        if which.get("instance"):
+            inv = dataclasses.replace(inv, instance=value)
+        if which.get("data_dir") or which.get("backup_dir"):
+            sd = dataclasses.replace(
+                inv.slice_defaults,
+                **{k: f"/srv/{value}" for k in ("data_dir", "backup_dir") if which.get(k)},
+            )
+            inv = dataclasses.replace(inv, slice_defaults=sd)
+        return inv
+
+    return make
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_destroy_script(probe, hostile_inventory, index):
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, data_dir=True, backup_dir=True, instance=True)
+    sid = inv.slices[0].id
+    text = lifecycle.destroy_script(inv, sid, "20261201T000000Z")
+    # The slice's lock lives in /run/lock on the target: here in the test's own folder; the
+    # backup agent is the probe.
+    lock_dir = Path(probe.mark).parent / "lock"
+    lock_dir.mkdir()
+    text = text.replace("/run/lock/", f"{lock_dir}/").replace("/usr/bin/python3", "python3")
+    calls, _, marked = probe(text)
+    assert not marked
+    assert [p.name for p in lock_dir.iterdir()] == [Path(inv.backup_lock(sid)).name]
+    assert ["python3", *inv.backup_command("final", str(sid), "--lock-held")[1:]] in calls
+    rm_rf = [argv for argv in calls if argv[:2] == ["rm", "-rf"]]
+    assert rm_rf == [["rm", "-rf", inv.slice_data_dir(sid)]]
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_roles_command(probe, hostile_inventory, index):
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, instance=True)
+    text = pg.roles_command(inv, [inv.slices[0].login_role], with_monitor=True)
+    # The probes create no directories, so writing the password files fails: go on past it.
+    assert text.startswith("set -e\n")
+    calls, stdin, marked = probe("set +e\n" + text.removeprefix("set -e\n"))
+    assert not marked
+    assert ["install", "-d", "-m", "0700", inv.secrets_dir] in calls
+    assert any(argv[0] == "python3" and argv[-1] == f"{inv.secrets_dir}/{inv.slices[0].login_role}.password"
+               for argv in calls)
+    assert f"ALTER ROLE {shell.ident(inv.slices[0].login_role)} WITH LOGIN PASSWORD :'pw0';" in stdin
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_container_steps(probe, hostile_inventory, index):
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, data_dir=True, instance=True)
+    plan = docker.container_plan(inv, {"containers": {}, "env_sha256": {}}, "sha256:" + "0" * 64)
+    calls, _, marked = probe(docker.plan_script(plan))
+    assert not marked
+    install = next(argv for argv in calls if argv[0] == "install")
+    assert install[-len(plan.created):] == [inv.slice_data_dir(s.id) for s in inv.slices if s.in_service]
+    runs = [argv for argv in calls if argv[:2] == ["docker", "run"]]
+    assert len(runs) == len(plan.created)
+    assert all(f"{inv.slice_data_dir(s.id)}:/data" in argv for s, argv in zip(
+        [s for s in inv.slices if s.in_service], runs))
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_network_and_data_directory_commands(probe, hostile_inventory, index):
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, data_dir=True, instance=True)
+    text = "\n".join([
+        docker.network_create_command(inv),
+        datadirs.DataDirs().command(root=inv.slices_data_dir),
+        datadirs.share_command([inv.slice_data_dir(1)]),
+    ])
+    calls, _, marked = probe(text)
+    assert not marked
+    assert calls[0][-1] == inv.network
+    assert calls[1][-1] == f"{inv.slices_data_dir}/*"  # the glob matched nothing: passed as is
+    assert calls[2][:2] == ["find", inv.slice_data_dir(1)]
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_host_facts_and_stamps(probe, index):
+    value = _values(probe.mark)[index]
+    text = "\n".join([
+        ServiceState().command(service=value, init="systemd"),
+        PgCluster().command(version=15, cluster=value),
+        system.Stamp().command(path=value),
+        " && ".join(system.unpack_commands(f"/x/{value}.tar", f"/x/{value}", "d" * 64)),
+    ])
+    calls, _, marked = probe(text)
+    assert not marked
+    assert ["systemctl", "is-active", "--quiet", value] in calls
+    assert ["tar", "-xf", f"/x/{value}.tar", "-C", ""] in calls  # (the probe's mktemp printed no name)

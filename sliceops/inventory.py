@@ -19,20 +19,15 @@ from typing import Any
 import jsonschema
 import yaml
 
-from sliceops import migrations
+from sliceops import checks, migrations, names
 from sliceops.errors import InventoryError
+from sliceops.names import MONITOR_ROLE, MONITOR_USER, SLICE_NAME_PREFIX, TEMPLATE_DB  # noqa: F401 (re-exported)
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "inventory.schema.json"
 DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "slices.yaml"
 
 ACTIVE, SUSPENDED, DESTROYING = "active", "suspended", "destroying"
 
-# Fixed parts of the names the deploy derives; every derived name is computed from these by
-# the model below and nowhere else.
-SLICE_NAME_PREFIX = "wa_slice_"  # slice N's database and its tenant's login role: wa_slice_N
-TEMPLATE_DB = "sliceops_slice_template"  # new slice databases are copies of it
-MONITOR_ROLE = "sliceops_monitor"  # the monitor's PostgreSQL role (peer authentication)
-MONITOR_USER = "sliceops-monitor"  # the monitor's system user and group
 
 
 @functools.cache
@@ -82,6 +77,7 @@ class SliceDefaults:
     # An absolute folder of slice migrations replacing sql/slice/ (resolved from the
     # inventory file's folder); None: the built-in ones.
     migrations: str | None = None
+    db_connections: int = 5
 
 
 @dataclass(frozen=True)
@@ -133,12 +129,12 @@ class Slice:
 
     @property
     def database(self) -> str:
-        return f"{SLICE_NAME_PREFIX}{self.id}"
+        return names.slice_name(self.id)
 
     @property
     def login_role(self) -> str:
         """The slice's own credentials: they open its database and nothing else."""
-        return f"{SLICE_NAME_PREFIX}{self.id}"
+        return names.slice_name(self.id)
 
     @property
     def in_service(self) -> bool:
@@ -411,6 +407,47 @@ class _Composer:
         return self._scalar(node, at)
 
 
+# Values a file may expand to through its aliases: 200 slices with every key set are ~2,000;
+# a "billion laughs" file expands to 10^9 from a few hundred bytes.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _bound_aliases(shown: str, root: yaml.Node) -> None:
+    """Refuse a node graph whose aliases would expand past MAX_EXPANDED_NODES, or that refers
+    to itself, by counting (each shared node once, memoised) before anything is built."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            line = node.start_mark.line + 1
+            raise InventoryError([f"{shown}:{line}: (top level): a YAML alias refers to a node containing it"])
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_EXPANDED_NODES:
+                line = node.start_mark.line + 1
+                raise InventoryError([
+                    f"{shown}:{line}: (top level): YAML aliases here expand to more than "
+                    f"{MAX_EXPANDED_NODES} values; refused without expanding them"
+                ])
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
 def _dotted(at: tuple) -> str:
     out = ""
     for part in at:
@@ -471,6 +508,7 @@ def load(path: str | Path = DEFAULT_INVENTORY) -> Inventory:
         raise InventoryError([f"{shown}:{line} malformed YAML: {problem}"]) from None
     if node is None:
         raise InventoryError([f"{shown}: the file is empty (expected keys: target, slices)"])
+    _bound_aliases(shown, node)
     composer = _Composer(shown)
     data = composer.build(node)
     if not isinstance(data, dict):
@@ -492,10 +530,19 @@ def load(path: str | Path = DEFAULT_INVENTORY) -> Inventory:
 
     _check_cross_entry(data, report)
     _check_migrations_folder(data, Path(path).parent, report)
+    checks.check(data, lambda name: _section(data, name), report)
     problems = [message for _, message in sorted(located, key=lambda p: p[0])]
     if problems:
         raise InventoryError(problems)
     return _build(shown, data, composer.lines)
+
+
+def _section(data: dict, name: str) -> dict:
+    """A section with the schema's defaults under what the file gives ({} if malformed)."""
+    given = data.get(name, {})
+    if given is None:
+        given = {}
+    return {**_defaults(name), **given} if isinstance(given, dict) else {}
 
 
 def _int_or(value, fallback):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sliceops.checks import RESERVED_CONNECTIONS
 from sliceops.inventory import Inventory
 
 MIB = 1024 * 1024
@@ -11,15 +12,16 @@ def _clamp(value: float, low: int, high: int) -> int:
     return int(max(low, min(high, value)))
 
 
-def connection_budget(n_slices: int) -> int:
-    """Each slice backend keeps a small pool (5); the gateway, monitor and operators get 20."""
-    return max(100, 20 + 5 * n_slices)
+def connection_budget(n_slices: int, per_slice: int = 5) -> int:
+    """Each tenant role may hold `per_slice` connections (its CONNECTION LIMIT); the gateway,
+    monitor and operators get RESERVED_CONNECTIONS."""
+    return max(100, RESERVED_CONNECTIONS + per_slice * n_slices)
 
 
 def pg_tuning(inv: Inventory, ram_bytes: int) -> dict[str, int]:
     pg = inv.postgres
     ram_mb = ram_bytes // MIB
-    max_connections = pg.max_connections or connection_budget(len(inv.kept_slices()))
+    max_connections = pg.max_connections or connection_budget(len(inv.kept_slices()), inv.slice_defaults.db_connections)
     return {
         "max_connections": max_connections,
         "shared_buffers_mb": pg.shared_buffers_mb or _clamp(ram_mb * 0.25, 32, 8192),

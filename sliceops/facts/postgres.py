@@ -73,7 +73,7 @@ ORDER BY datname;
 
 _FLEET_SQL = r"""
 SELECT json_build_object('kind', 'roles', 'rows', coalesce(json_agg(json_build_array(
-  rolname, rolcanlogin, rolpassword IS NOT NULL)), '[]'))
+  rolname, rolcanlogin, rolpassword IS NOT NULL, rolconnlimit)), '[]'))
 FROM pg_authid WHERE rolname !~ '^pg_';
 SELECT json_build_object('kind', 'databases', 'rows', coalesce(json_agg(json_build_array(
   d.datname, pg_get_userbyid(d.datdba),
@@ -140,7 +140,7 @@ class PgFleet(FactBase):
     """Everything the deploy converges in PostgreSQL, read in one psql session.
 
     Returns None when the cluster is not running (nothing can be read yet), else a dict:
-    roles {name: {"login", "password"}}, databases {name: {"owner", "public_connect",
+    roles {name: {"login", "password", "connlimit"}}, databases {name: {"owner", "public_connect",
     "connect"}}, ledgers {db: {version: checksum}},
     slices {id: {"port", "status", "user_id"}} | None, monitor_ok bool, secrets [file names],
     stamped [databases whose stamp is current: their ledger was not read].
@@ -197,7 +197,9 @@ class PgFleet(FactBase):
                 raise RemoteStateError(f"unreadable PostgreSQL state line: {line[:120]!r}") from exc
             kind = row["kind"]
             if kind == "roles":
-                fleet["roles"] = {n: {"login": lg, "password": pw} for n, lg, pw in row["rows"]}
+                fleet["roles"] = {
+                    n: {"login": lg, "password": pw, "connlimit": limit} for n, lg, pw, limit in row["rows"]
+                }
             elif kind == "databases":
                 fleet["databases"] = {
                     n: {"owner": o, "public_connect": pc, "connect": sorted(c)} for n, o, pc, c in row["rows"]

@@ -120,7 +120,15 @@ print('SCRAM-SHA-256$%d:%s$%s:%s' % (n, b64(salt), b64(hashlib.sha256(client).di
 """
 
 
-def roles_command(inv: Inventory, roles: list[str], with_monitor: bool) -> str:
+def connection_limits(inv: Inventory, state: dict | None) -> list[str]:
+    """Tenant roles that exist with another CONNECTION LIMIT than slice_defaults.db_connections."""
+    have = state["roles"] if state else {}
+    want = inv.slice_defaults.db_connections
+    return [s.login_role for s in inv.kept_slices()
+            if s.login_role in have and have[s.login_role].get("connlimit") != want]
+
+
+def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: list[str] = ()) -> str:
     tenants = {s.login_role: s for s in inv.kept_slices()}
     sd = inv.secrets_dir
     shell = [
@@ -154,9 +162,12 @@ def roles_command(inv: Inventory, roles: list[str], with_monitor: bool) -> str:
     sql = ["SET log_statement = 'none';"]
     if with_monitor:
         sql.append(_ensure_role_sql(MONITOR_ROLE))
+    limit = inv.slice_defaults.db_connections
     for i, role in enumerate(roles):
         sql.append(_ensure_role_sql(role))
-        sql.append(f"ALTER ROLE {ident(role)} WITH LOGIN PASSWORD :'pw{i}';")
+        per = f" CONNECTION LIMIT {limit}" if role in tenants else ""
+        sql.append(f"ALTER ROLE {ident(role)} WITH LOGIN{per} PASSWORD :'pw{i}';")
+    sql += [f"ALTER ROLE {ident(role)} CONNECTION LIMIT {limit};" for role in limits if role not in roles]
     shell.append(psql.script(inv.postgres.port, "\n".join(sql), prelude_var="verifiers"))
     return "\n".join(shell)
 
@@ -177,11 +188,12 @@ def roles(inv: Inventory):
     else:
         todo = roles_to_converge(inv, state)
         with_monitor = MONITOR_ROLE not in state["roles"]
-    if not todo and not with_monitor:
-        host.noop(f"all {len(desired_login_roles(inv)) + 1} roles exist with their credentials")
+    limits = connection_limits(inv, state)
+    if not todo and not with_monitor and not limits:
+        host.noop(f"all {len(desired_login_roles(inv)) + 1} roles exist with their credentials and limits")
         return
-    sentences.roles(inv, state["roles"] if state else {}, todo, MONITOR_ROLE if with_monitor else None)
-    yield from as_script(inv.share_dir, "roles", roles_command(inv, todo, with_monitor))
+    sentences.roles(inv, state["roles"] if state else {}, todo, MONITOR_ROLE if with_monitor else None, limits)
+    yield from as_script(inv.share_dir, "roles", roles_command(inv, todo, with_monitor, limits))
 
 
 # --------------------------------------------------------------------------- databases

@@ -11,8 +11,9 @@ from sliceops import plan
 from sliceops.inventory import DESTROYING, SUSPENDED, Inventory
 
 
-def roles(inv: Inventory, have: dict, todo: list[str], monitor_role: str | None) -> None:
-    """`have`: the roles that exist; `monitor_role`: set when the monitor's role is created."""
+def roles(inv: Inventory, have: dict, todo: list[str], monitor_role: str | None, limits=()) -> None:
+    """`have`: the roles that exist; `monitor_role`: set when the monitor's role is created;
+    `limits`: tenant roles whose CONNECTION LIMIT is corrected."""
     tenants = {s.login_role: s for s in inv.kept_slices()}
     for role in todo:
         s = tenants.get(role)
@@ -24,6 +25,9 @@ def roles(inv: Inventory, have: dict, todo: list[str], monitor_role: str | None)
             plan.record("postgres", "role and credentials", role)
     if monitor_role:
         plan.record("postgres", "role and credentials", monitor_role)
+    for role in limits:
+        if role not in todo and role in tenants:
+            plan.for_slice(tenants[role].id, "connection limit", f"role {role}: {inv.slice_defaults.db_connections}")
 
 
 def databases(inv: Inventory, desired, have: dict, sql: list[str]) -> None:

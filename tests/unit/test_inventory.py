@@ -302,3 +302,44 @@ def test_a_file_where_the_folder_should_be_is_refused(tmp_path):
     path = _with_migrations(tmp_path, "own-sql")
     line = path.read_text().splitlines().index("  migrations: own-sql") + 1
     assert _problems(path) == [f"{path}:{line}: slice_defaults.migrations: 'own-sql': {tmp_path / 'own-sql'} is not a folder"]
+
+
+# --------------------------------------------------------------------------- hardening rules
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "00.0.0.0", "000.000.000.000", "0x0", "0.0.0.0", "::", "::0",
+                                   "0:0:0:0:0:0:0:0", "::ffff:0.0.0.0", "::ffff:0:0"])
+def test_every_spelling_of_every_interface_is_refused(value):
+    from sliceops.checks import listen_problem
+
+    assert "every interface" in listen_problem(value)
+
+
+@pytest.mark.parametrize("value", ["10.0.0.5", "::1", "fd00::5", "192.168.1.20"])
+def test_a_plain_address_is_accepted(value):
+    from sliceops.checks import listen_problem
+
+    assert listen_problem(value) is None
+
+
+def test_aliases_and_merge_keys_of_a_normal_file_still_load(tmp_path):
+    path = write(tmp_path, (
+        'target: "@local"\n'
+        "slices:\n"
+        "  - &one {id: 1, memory: 512m, cpus: 1}\n"
+        "  - {<<: *one, id: 2}\n"
+        "  - {<<: *one, id: 3, memory: 1g}\n"
+    ))
+    inv = load(path)
+    assert [(s.id, s.memory, s.cpus) for s in inv.slices] == [(1, "512m", 1.0), (2, "512m", 1.0), (3, "1g", 1.0)]
+
+
+def test_every_derived_name_comes_from_the_one_place():
+    from sliceops import names
+
+    inv = load(DEFAULT_INVENTORY)
+    assert [s.database for s in inv.slices] == [names.slice_name(s.id) for s in inv.slices]
+    assert [s.login_role for s in inv.slices] == [names.slice_name(s.id) for s in inv.slices]
+    assert (inv.template_database, inv.monitor_role, inv.monitor_user) == (
+        names.TEMPLATE_DB, names.MONITOR_ROLE, names.MONITOR_USER)
+    assert inv.monitor_service == f"{names.MONITOR_USER}-main"

@@ -197,6 +197,10 @@ def test_destroy_script(probe, hostile_inventory, index):
     text = text.replace("/run/lock/", f"{lock_dir}/").replace("/usr/bin/python3", "python3")
     calls, _, marked = probe(text)
     assert not marked
+    if "/" in value:
+        # The lock's name would hold a folder that does not exist: the script stops there.
+        assert calls == [] and list(lock_dir.iterdir()) == []
+        return
     assert [p.name for p in lock_dir.iterdir()] == [Path(inv.backup_lock(sid)).name]
     assert ["python3", *inv.backup_command("final", str(sid), "--lock-held")[1:]] in calls
     rm_rf = [argv for argv in calls if argv[:2] == ["rm", "-rf"]]
@@ -215,7 +219,7 @@ def test_roles_command(probe, hostile_inventory, index):
     assert ["install", "-d", "-m", "0700", inv.secrets_dir] in calls
     assert any(argv[0] == "python3" and argv[-1] == f"{inv.secrets_dir}/{inv.slices[0].login_role}.password"
                for argv in calls)
-    assert f"ALTER ROLE {shell.ident(inv.slices[0].login_role)} WITH LOGIN PASSWORD :'pw0';" in stdin
+    assert f"ALTER ROLE {shell.ident(inv.slices[0].login_role)} WITH LOGIN CONNECTION LIMIT 5 PASSWORD :'pw0';" in stdin
 
 
 @pytest.mark.parametrize("index", range(len(HOSTILE)))

@@ -1,0 +1,183 @@
+"""Rules of the inventory no JSON Schema can say, checked before anything runs: paths a root
+shell may safely create and remove, derived names that cannot collide, listen addresses
+that are never "every interface", container sizes Docker accepts, a slice subnet that is
+not somebody else's network, and a connection budget that fits.
+
+Each rule reads the raw data (defaults filled in) and reports through `report(path, message)`,
+so every problem of a file is named at once, one line each; values the schema already
+refused are passed over.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Callable
+
+from sliceops import names
+
+Report = Callable[[tuple, str], None]
+
+# A root deploy creates, chowns and finally `rm -rf`s trees under these: never a system tree.
+SYSTEM_TREES = (
+    "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/proc",
+    "/sys", "/dev", "/run", "/var/lib/postgresql", "/var/lib/docker", "/var/run",
+)
+# Docker refuses a memory limit below 6 MiB.
+MIN_MEMORY = 6 * 1024 * 1024
+_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# Networks a slice subnet must stay clear of: pg_hba.conf trusts the slice subnet, and
+# Docker's default bridge is where other containers live.
+RESERVED_NETWORKS = {
+    "0.0.0.0/8": "'this' network",
+    "127.0.0.0/8": "loopback",
+    "169.254.0.0/16": "link-local",
+    "172.17.0.0/16": "Docker's default bridge",
+    "224.0.0.0/4": "multicast",
+    "240.0.0.0/4": "reserved",
+}
+# Connections kept apart from the tenants: the gateway, the monitor and operators.
+RESERVED_CONNECTIONS = 20
+
+
+def memory_bytes(text: str) -> int:
+    return int(text[:-1]) * _UNITS[text[-1]]
+
+
+def under(path: str, tree: str) -> bool:
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def check(data: dict, section: Callable[[str], dict], report: Report) -> None:
+    _paths(section("slice_defaults"), section("backups"), report)
+    _names(data, section, report)
+    _listen(section("postgres"), report)
+    _memory(data, section("slice_defaults"), report)
+    _subnet(section("docker"), report)
+    _connections(data, section, report)
+
+
+def _str(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _paths(sd: dict, backups: dict, report: Report) -> None:
+    """data_dir, backup_dir and backups.dir: a root shell creates, re-owns and removes under
+    them, so never a system tree, and the backups never inside the data (a destroy would
+    remove what it has just backed up) nor the data inside the backups."""
+    paths = {}
+    for at, path in ((("slice_defaults", "data_dir"), sd.get("data_dir")),
+                     (("slice_defaults", "backup_dir"), sd.get("backup_dir")),
+                     (("backups", "dir"), backups.get("dir"))):
+        path = _str(path)
+        if path is None or not names.SAFE_PATH.match(path):
+            continue  # absent, or the schema's pattern reported it
+        system = next((t for t in SYSTEM_TREES if under(path, t)), None)
+        if system:
+            report(at, f"{path!r} is inside the system tree {system}: choose a directory of its own")
+            continue
+        paths[at] = path
+    data_dir = paths.pop(("slice_defaults", "data_dir"), None)
+    for at, path in paths.items():
+        if data_dir and (under(data_dir, path) or under(path, data_dir)):
+            report(at, f"{path!r} and slice_defaults.data_dir {data_dir!r} contain one another: a destroy "
+                       "would remove data it has just backed up, or back up into what it removes; keep them apart")
+
+
+def _names(data: dict, section: Callable[[str], dict], report: Report) -> None:
+    """The names the inventory gives (gateway database and role, slice owner) against every
+    name the deploy derives: the template, the monitor, each slice's database and tenant role
+    (any id, so adding a slice later cannot collide), PostgreSQL's own; and the two roles
+    against each other. (A role may share its database's name, as crm_gateway may.)"""
+    gw, sd = section("gateway"), section("slice_defaults")
+    given = [
+        (("gateway", "database"), _str(gw.get("database"))),
+        (("gateway", "role"), _str(gw.get("role"))),
+        (("slice_defaults", "role"), _str(sd.get("role"))),
+    ]
+    for at, name in given:
+        if name is None or not names.IDENTIFIER.match(name):
+            continue  # the schema reported it
+        reason = names.reserved(name)
+        if reason:
+            report(at, f"{name!r} is reserved: {reason}")
+    gateway_role, owner = given[1][1], given[2][1]
+    if gateway_role is not None and gateway_role == owner and not names.reserved(owner):
+        report(("gateway", "role"),
+               f"{owner!r} is also slice_defaults.role, the owner of every slice database: "
+               "the gateway's credentials would own them all")
+
+
+def _dotted(at: tuple) -> str:
+    return ".".join(str(p) for p in at)
+
+
+def _listen(pg: dict, report: Report) -> None:
+    values = pg.get("listen_addresses")
+    if not isinstance(values, list):
+        return
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or not names.LISTEN_SHAPE.match(value):
+            continue  # the schema reported it
+        problem = listen_problem(value)
+        if problem:
+            report(("postgres", "listen_addresses", i), f"{value!r} {problem}")
+
+
+def listen_problem(value: str) -> str | None:
+    """Why PostgreSQL must not be given `value` as a listen address (None: fine)."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        # PostgreSQL resolves the name with getaddrinfo, which reads "0", "0.0", "00.0.0.0" or
+        # "0x0" as 0.0.0.0: only the plain spelling of an address is accepted.
+        try:
+            loose = ipaddress.ip_address(socket.inet_aton(value))
+        except OSError:
+            return "is not an IP address"
+        if loose.is_unspecified:
+            return "means 0.0.0.0 (every interface): PostgreSQL never listens on all interfaces"
+        return f"is not written as an IP address (PostgreSQL would read it as {loose}): write {loose}"
+    mapped = getattr(addr, "ipv4_mapped", None)
+    if addr.is_unspecified or (mapped is not None and mapped.is_unspecified):
+        return "is the unspecified address (every interface): PostgreSQL never listens on all interfaces"
+    return None
+
+
+def _memory(data: dict, sd: dict, report: Report) -> None:
+    shape = re.compile(r"^[0-9]+[bkmg]$")
+    entries = [(("slice_defaults", "memory"), sd.get("memory"))]
+    slices = data.get("slices") if isinstance(data.get("slices"), list) else []
+    entries += [(("slices", i, "memory"), e.get("memory")) for i, e in enumerate(slices) if isinstance(e, dict) and "memory" in e]
+    for at, value in entries:
+        if isinstance(value, str) and shape.match(value) and memory_bytes(value) < MIN_MEMORY:
+            report(at, f"{value!r} is below Docker's minimum of 6m (and 0 would mean no limit at all)")
+
+
+def _subnet(docker: dict, report: Report) -> None:
+    subnet = _str(docker.get("subnet"))
+    try:
+        net = ipaddress.ip_network(subnet) if subnet else None
+    except ValueError:
+        return  # reported as not a network address
+    if net is None:
+        return
+    for reserved, what in RESERVED_NETWORKS.items():
+        if net.overlaps(ipaddress.ip_network(reserved)):
+            report(("docker", "subnet"), f"{subnet!r} overlaps {reserved} ({what}): pg_hba.conf trusts this subnet")
+            return
+
+
+def _connections(data: dict, section: Callable[[str], dict], report: Report) -> None:
+    pg, sd = section("postgres"), section("slice_defaults")
+    per_tenant, budget = sd.get("db_connections"), pg.get("max_connections")
+    if not (isinstance(per_tenant, int) and isinstance(budget, int)):
+        return  # max_connections derived from the fleet always fits; bad types were reported
+    slices = data.get("slices") if isinstance(data.get("slices"), list) else []
+    kept = sum(1 for e in slices if isinstance(e, dict) and e.get("status") != "destroying")
+    need = RESERVED_CONNECTIONS + kept * per_tenant
+    if need > budget:
+        report(("postgres", "max_connections"),
+               f"{budget} cannot fit {kept} slices x slice_defaults.db_connections {per_tenant} "
+               f"+ {RESERVED_CONNECTIONS} for the gateway, monitor and operators (= {need})")

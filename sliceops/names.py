@@ -1,0 +1,60 @@
+"""Every name the deploy derives from the inventory, and the shapes and reserved words the
+inventory's own names are checked against. The model (sliceops/inventory.py) computes its
+names from here, the checks (sliceops/checks.py) refuse collisions with them."""
+
+from __future__ import annotations
+
+import re
+
+SLICE_NAME_PREFIX = "wa_slice_"  # slice N's database and its tenant's login role: wa_slice_N
+TEMPLATE_DB = "sliceops_slice_template"  # new slice databases are copies of it
+MONITOR_ROLE = "sliceops_monitor"  # the monitor's PostgreSQL role (peer authentication)
+MONITOR_USER = "sliceops-monitor"  # the monitor's system user and group
+
+# A PostgreSQL identifier the deploy writes unquoted in pg_hba.conf and URLs.
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# A normalised absolute path of safe characters: no //, no . or .. component, no trailing /,
+# no component starting with '-', nothing a shell or glob would read.
+SAFE_PATH = re.compile(r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$")
+# What the schema lets through as a listen address before it is parsed.
+LISTEN_SHAPE = re.compile(r"^[0-9A-Fa-f.:x]+$")
+_SLICE_NAME = re.compile(rf"^{SLICE_NAME_PREFIX}[0-9]+$")
+
+# Names PostgreSQL, pg_hba.conf or the cluster itself give a meaning to.
+RESERVED = {
+    "all": "pg_hba.conf's keyword for every database and role",
+    "sameuser": "a pg_hba.conf keyword",
+    "samerole": "a pg_hba.conf keyword",
+    "samegroup": "a pg_hba.conf keyword",
+    "replication": "a pg_hba.conf keyword",
+    "postgres": "the cluster's superuser and its database",
+    "public": "PostgreSQL's name for every role",
+    "none": "reserved by PostgreSQL",
+    "current_user": "reserved by PostgreSQL",
+    "current_role": "reserved by PostgreSQL",
+    "session_user": "reserved by PostgreSQL",
+    "template0": "the cluster's pristine template",
+    "template1": "the cluster's default template",
+    TEMPLATE_DB: "the deploy's template for slice databases, dropped and rebuilt at will",
+    MONITOR_ROLE: "the monitor's role",
+}
+
+
+def slice_name(slice_id: int) -> str:
+    return f"{SLICE_NAME_PREFIX}{slice_id}"
+
+
+def is_slice_name(name: str) -> bool:
+    return bool(_SLICE_NAME.match(name))
+
+
+def reserved(name: str) -> str | None:
+    """Why `name` may not be given to the gateway database, the gateway role or the slice
+    owner (None: it may)."""
+    if name in RESERVED:
+        return RESERVED[name]
+    if name.startswith("pg_"):
+        return "PostgreSQL reserves the pg_ prefix"
+    if is_slice_name(name):
+        return f"{SLICE_NAME_PREFIX}<id> names a slice's database and tenant role"
+    return None

@@ -181,3 +181,21 @@ def _connections(data: dict, section: Callable[[str], dict], report: Report) -> 
         report(("postgres", "max_connections"),
                f"{budget} cannot fit {kept} slices x slice_defaults.db_connections {per_tenant} "
                f"+ {RESERVED_CONNECTIONS} for the gateway, monitor and operators (= {need})")
+
+
+def host_subnet_problem(subnet: str, own_bridge: str, addresses: list[tuple[str, str]]) -> str | None:
+    """Why the slice subnet may not be used on a host holding `addresses` [(interface,
+    "addr/prefix")]: it overlaps a network the host is on (pg_hba.conf would trust that
+    network's machines as slices). The instance's own bridge holds the subnet's gateway."""
+    net = ipaddress.ip_network(subnet)
+    for interface, cidr in addresses:
+        if interface == own_bridge:
+            continue
+        try:
+            theirs = ipaddress.ip_interface(cidr).network
+        except ValueError:
+            continue
+        if theirs.version == net.version and theirs.overlaps(net):
+            where = f" on {interface}" if interface != "?" else ""
+            return f"{subnet!r} overlaps {cidr}{where}, an address of the target host: choose a free subnet"
+    return None

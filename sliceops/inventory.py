@@ -175,6 +175,11 @@ class Inventory:
         return f"{self.prefix}wa-slice-{slice_id}"
 
     @property
+    def bridge(self) -> str:
+        """The host interface of the instance's slice network."""
+        return names.bridge_name(self.instance)
+
+    @property
     def network(self) -> str:
         return f"sliceops-{self.instance}"
 

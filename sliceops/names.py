@@ -4,6 +4,7 @@ names from here, the checks (sliceops/checks.py) refuse collisions with them."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 SLICE_NAME_PREFIX = "wa_slice_"  # slice N's database and its tenant's login role: wa_slice_N
@@ -58,3 +59,12 @@ def reserved(name: str) -> str | None:
     if is_slice_name(name):
         return f"{SLICE_NAME_PREFIX}<id> names a slice's database and tenant role"
     return None
+
+
+def bridge_name(instance: str) -> str:
+    """The host interface of the instance's network: Linux allows 15 characters; instances
+    may have 16, so long ones are cut and disambiguated with a hash."""
+    name = f"so-{instance}"
+    if len(name) <= 15:
+        return name
+    return f"so-{instance[:7]}-{hashlib.sha256(instance.encode()).hexdigest()[:4]}"

@@ -54,3 +54,29 @@ class MemTotal(FactBase):
 
     def process(self, output):
         return int(output[0]) * 1024
+
+
+class HostAddresses(FactBase):
+    """[(interface, "address/prefix")] of every address the target holds ("?" for the
+    interface where `ip` is missing and the kernel's local IPv4 routes are read instead)."""
+
+    command = (
+        "if command -v ip >/dev/null 2>&1; then ip -o addr show | awk '{print $2, $4}'; "
+        # /proc/net/fib_trie lists each local IPv4 address on the line before "/32 host LOCAL".
+        "else awk '/\\/32 host LOCAL/ {print \"?\", prev \"/32\"} {prev = $2}' /proc/net/fib_trie | sort -u; fi"
+    )
+
+    def process(self, output):
+        return self.parse(output)
+
+    @staticmethod
+    def parse(lines: list[str]) -> list[tuple[str, str]]:
+        out = []
+        for line in lines:
+            words = line.split()
+            if len(words) == 2 and "/" in words[1]:
+                out.append((words[0].split("@")[0], words[1]))
+        return out
+
+    def default(self):
+        return []

@@ -22,6 +22,8 @@ from sliceops import factcache, plan
 from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.facts.docker import DockerCgroupDriver, DockerImage, DockerNetwork, ImageLabels, SliceContainers
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory, Slice
+from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory, Slice
+from sliceops.names import bridge_name
 from sliceops.operations import sentences
 from sliceops.operations.util import as_script, refuses
 from sliceops.paths import ROOT
@@ -102,15 +104,6 @@ def image_built(inv: Inventory, images_dir: str):
 
 
 # --------------------------------------------------------------------------- network
-
-
-def bridge_name(instance: str) -> str:
-    """The host interface of the instance's network: Linux allows 15 characters; instances
-    may have 16, so long ones are cut and disambiguated with a hash."""
-    name = f"so-{instance}"
-    if len(name) <= 15:
-        return name
-    return f"so-{instance[:7]}-{hashlib.sha256(instance.encode()).hexdigest()[:4]}"
 
 
 def network_create_command(inv: Inventory) -> str:

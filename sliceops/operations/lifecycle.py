@@ -12,7 +12,9 @@ import re
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, operation
 
-from sliceops import factcache, plan, psql
+from sliceops import checks, factcache, plan, psql
+from sliceops.errors import InventoryError
+from sliceops.facts.host import HostAddresses
 from sliceops.facts.docker import SliceContainers
 from sliceops.inventory import DESTROYING, SLICE_NAME_PREFIX, Inventory
 from sliceops.operations import volume
@@ -37,6 +39,10 @@ def orphans(inv: Inventory, state: dict | None) -> list[int]:
 @refuses
 def preflight(inv: Inventory):
     """Refuse unsafe requests before any change; report orphans."""
+    problem = checks.host_subnet_problem(inv.docker.subnet, inv.bridge, host.get_fact(HostAddresses))
+    if problem:
+        line = inv.lines.get(("docker", "subnet"), 1)
+        raise InventoryError([f"{inv.path}:{line}: docker.subnet: {problem}"])
     state = fleet(inv)
     assert_destroy_allowed(inv, state["slices"] if state else None)
     lost = orphans(inv, state)

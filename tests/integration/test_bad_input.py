@@ -17,6 +17,7 @@ the same time, when several suites run on one machine), are not part of it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -167,3 +168,40 @@ def test_a_bad_inventory_is_refused_and_the_host_is_unchanged(tmp_path, name, en
     assert "--> Connecting to hosts" not in output and "--> Beginning operation run" not in output, output[-2000:]
     changed = {key: (before[key], after.get(key)) for key in before if before[key] != after.get(key)}
     assert not changed, f"{runner} with {name} changed the host: {changed}"
+
+
+# --------------------------------------------------------------------------- checks that need the host
+
+
+def _bridge_networks() -> dict[str, str]:
+    """{interface: address/prefix} of the sliceops bridges on this host (so-<instance>)."""
+    out = _run("ip", "-o", "-4", "addr", "show").stdout.splitlines()
+    return {w[1]: w[3] for w in (line.split() for line in out) if len(w) > 3 and w[1].startswith("so-")}
+
+
+@pytest.mark.skipif(not DOCKER_UP, reason="needs the slice network of a converged instance")
+def test_a_subnet_the_host_is_already_on_is_refused_after_reading_the_host_and_before_any_change(make_inventory):
+    """docker.subnet overlapping one of the host's own networks (here another instance's
+    slice bridge, present wherever `make deploy` ran) passes the file checks but is refused
+    by the deploy's first step, once the host's addresses are read: nothing of the new
+    instance exists afterwards."""
+    bridges = _bridge_networks()
+    if not bridges:
+        pytest.skip("no sliceops bridge on this host (run `make deploy` first)")
+    interface, cidr = sorted(bridges.items())[0]
+    subnet = str(ipaddress.ip_interface(cidr).network)
+    instance = "hrdnet1"
+    path = make_inventory(instance, [{"id": 1}], postgres={"port": 5491}, docker={"subnet": subnet},
+                          slice_defaults={"port_base": 7491})
+    load(path)  # the file alone is fine
+    before = snapshot()
+    proc = deploy("sliceops", path)
+    after = snapshot()
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-2000:]
+    assert f"docker.subnet: '{subnet}' overlaps {cidr} on {interface}, an address of the target host" in output
+    assert "Traceback" not in output
+    assert before == after
+    assert not Path(f"/etc/sliceops/{instance}").exists()
+    assert _run("docker", "network", "inspect", f"sliceops-{instance}").returncode != 0
+    assert _run("pg_ctlcluster", "15", instance, "status").returncode == 4  # no such cluster

@@ -343,3 +343,33 @@ def test_every_derived_name_comes_from_the_one_place():
     assert (inv.template_database, inv.monitor_role, inv.monitor_user) == (
         names.TEMPLATE_DB, names.MONITOR_ROLE, names.MONITOR_USER)
     assert inv.monitor_service == f"{names.MONITOR_USER}-main"
+
+
+HOST = [("lo", "127.0.0.1/8"), ("eth0", "192.0.2.2/24"), ("eth0", "fd00::2/64"), ("so-main", "172.30.0.1/24"),
+        ("so-other", "10.9.0.1/24")]
+
+
+@pytest.mark.parametrize(("subnet", "bridge", "clash"), [
+    ("192.0.2.0/24", "so-x", "192.0.2.2/24 on eth0"),      # the host's own network
+    ("192.0.0.0/16", "so-x", "192.0.2.2/24 on eth0"),      # a wider one holding it
+    ("10.9.0.128/25", "so-x", "10.9.0.1/24 on so-other"),  # another instance's slice network
+    ("172.30.0.0/24", "so-x", "172.30.0.1/24 on so-main"),
+])
+def test_a_subnet_the_host_is_on_is_refused_naming_the_address(subnet, bridge, clash):
+    from sliceops.checks import host_subnet_problem
+
+    assert clash in host_subnet_problem(subnet, bridge, HOST)
+
+
+@pytest.mark.parametrize(("subnet", "bridge"), [("172.30.0.0/24", "so-main"), ("10.50.0.0/24", "so-x")])
+def test_the_instances_own_bridge_or_a_free_subnet_passes(subnet, bridge):
+    from sliceops.checks import host_subnet_problem
+
+    assert host_subnet_problem(subnet, bridge, HOST) is None
+
+
+def test_host_addresses_are_read_from_ip_or_the_kernels_local_routes():
+    from sliceops.facts.host import HostAddresses
+
+    assert HostAddresses.parse(["lo 127.0.0.1/8", "eth0@if5 10.0.0.2/24", "? 192.0.2.2/32", "junk"]) == [
+        ("lo", "127.0.0.1/8"), ("eth0", "10.0.0.2/24"), ("?", "192.0.2.2/32")]

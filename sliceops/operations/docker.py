@@ -22,7 +22,6 @@ from sliceops import factcache, plan
 from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.facts.docker import DockerCgroupDriver, DockerImage, DockerNetwork, ImageLabels, SliceContainers
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory, Slice
-from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory, Slice
 from sliceops.names import bridge_name
 from sliceops.operations import sentences
 from sliceops.operations.util import as_script, refuses

@@ -231,8 +231,26 @@ def test_public_cannot_connect_anywhere(converged):
         assert su("wa_slice_1", "SELECT has_database_privilege('itpg_stranger', 'wa_slice_1', 'CONNECT'), "
                                 "has_database_privilege('wank_gateway', 'wa_slice_1', 'CONNECT'), "
                                 "has_database_privilege('wa_slice_2', 'wa_slice_1', 'CONNECT')") == [["f", "f", "f"]]
+        # The cluster's own databases too (README: revoked from PUBLIC on every database).
+        assert su("postgres", "SELECT has_database_privilege('itpg_stranger', 'postgres', 'CONNECT'), "
+                              "has_database_privilege('itpg_stranger', 'template1', 'CONNECT')") == [["f", "f"]]
     finally:
         su("postgres", "DROP ROLE itpg_stranger")
+
+
+def test_postgresql_holds_scram_verifiers_and_tenant_connection_limits(converged):
+    """The deploy handed PostgreSQL verifiers computed on the target (never the password):
+    each login role's stored secret is a SCRAM-SHA-256 verifier the real password opens, and
+    each tenant role is capped at slice_defaults.db_connections (5)."""
+    rows = dict((r[0], r[1:]) for r in su(
+        "postgres", "SELECT rolname, left(rolpassword, 14), rolconnlimit FROM pg_authid "
+                    "WHERE rolname IN ('wank_gateway', 'wa_slice', 'wa_slice_1', 'wa_slice_2', 'wa_slice_3')"))
+    assert {r[0] for r in rows.values()} == {"SCRAM-SHA-256$"}
+    assert [rows[f"wa_slice_{i}"][1] for i in (1, 2, 3)] == ["5", "5", "5"]
+    assert rows["wank_gateway"][1] == "-1" and rows["wa_slice"][1] == "-1"
+    _connect("wa_slice_2", "wa_slice_2").close()  # the verifier matches the password file
+    with pytest.raises(psycopg.OperationalError):
+        _connect("wa_slice_2", "wa_slice_2", _secret("wa_slice_2") + "x").close()
 
 
 def test_secrets_are_root_only_and_never_printed(converged):

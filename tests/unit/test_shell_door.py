@@ -266,3 +266,28 @@ def test_host_facts_and_stamps(probe, index):
     assert not marked
     assert ["systemctl", "is-active", "--quiet", value] in calls
     assert ["tar", "-xf", f"/x/{value}.tar", "-C", ""] in calls  # (the probe's mktemp printed no name)
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_fleet_and_container_facts(probe, index):
+    from sliceops.facts.docker import DockerNetwork, SliceContainers
+    from sliceops.facts.postgres import PgFleet
+
+    value = _values(probe.mark)[index]
+    fleet = PgFleet().command(
+        version=15, cluster=value, port=5432, gateway_db="wank_saas", secrets_dir=value, template_db=value,
+        slice_stamp=value, template_stamp="t", slice_prefix="wa_slice_", monitor_role="sliceops_monitor",
+    )
+    text = "\n".join([
+        fleet,
+        SliceContainers().command(instance=value, secrets_dir=value),
+        DockerNetwork().command(network=value),
+    ])
+    calls, _, marked = probe(text)
+    assert not marked
+    assert ["pg_ctlcluster", "15", value, "status"] in calls
+    psql_call = next(argv for argv in calls if argv[0] == "runuser")
+    assert f"template_db={value}" in psql_call and f"slice_stamp={value}" in psql_call
+    assert any(argv[0] == "docker" and f"label=sliceops.instance={value}" in argv for argv in calls)
+    assert ["docker", "network", "inspect", "--format"] == next(
+        argv for argv in calls if argv[:3] == ["docker", "network", "inspect"])[:4]

@@ -43,7 +43,7 @@ HOSTILE = [
 ]
 
 PROGRAMS = [
-    "runuser", "docker", "rm", "mkdir", "chmod", "chgrp", "tar", "install", "find", "stat", "pg_ctlcluster",
+    "runuser", "docker", "rm", "mkdir", "chmod", "chgrp", "chown", "tar", "install", "find", "stat", "pg_ctlcluster",
     "pg_lsclusters", "systemctl", "python3", "flock", "pg_dump", "pg_restore", "mktemp", "mv", "ln", "ls",
     "apt-get", "update-rc.d", "sha256sum",
 ]

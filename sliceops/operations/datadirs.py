@@ -10,7 +10,7 @@ from pyinfra.api import FactBase, operation
 
 from sliceops.inventory import Inventory
 from sliceops.operations.docker import DATA_GROUP, DATA_MODE
-from sliceops.shell import command, quote, words
+from sliceops.shell import command, quote
 
 
 class DataDirs(FactBase):

@@ -9,7 +9,7 @@ from pyinfra.operations import files
 
 from sliceops import factcache
 from sliceops.bundle import digest
-from sliceops.shell import command, quote, words
+from sliceops.shell import quote, words
 
 
 @operation(is_idempotent=True)

@@ -331,15 +331,15 @@ def test_an_own_folder_replaces_the_built_in_slice_migrations_everywhere(own_mig
     assert [m.filename for m in pg.slice_migrations(inv)] == ["0001_items.sql", "0002_notes.sql"]
     assert pg.slice_stamp(inv) != pg.slice_stamp(built_in) and pg.template_stamp(inv) != pg.template_stamp(built_in)
     template = pg.template_command(inv, _template_state())
-    assert re.findall(r"\\i (\S+)", template) == [
+    assert re.findall(r"\\i '(\S+)'", template) == [
         f"{inv.share_dir}/slice-migrations/0001_items.sql", f"{inv.share_dir}/slice-migrations/0002_notes.sql",
     ]
     plan = pg.migration_plan(inv, _fleet({"ledgers": {}, "stamped": []}))
     assert [m.filename for m in plan[1][2]] == ["0001_items.sql", "0002_notes.sql"]
     script = pg.migration_script(inv, "wa_slice_1", "wa_slice", plan[1][2], "")
-    assert f"\\i {inv.share_dir}/slice-migrations/0002_notes.sql" in script
+    assert f"\\i '{inv.share_dir}/slice-migrations/0002_notes.sql'" in script
     gateway = pg.migration_script(inv, "wank_saas", "wank_gateway", list(discover("gateway")), "")
-    assert f"\\i {inv.share_dir}/sql/gateway/" in gateway
+    assert f"\\i '{inv.share_dir}/sql/gateway/" in gateway
 
 
 def test_a_fleet_that_applied_the_built_in_files_refuses_a_folder_that_does_not_begin_with_them(own_migrations):
@@ -363,7 +363,7 @@ def test_the_refusal_names_the_inventory_the_key_and_the_folder(own_migrations, 
     built_in = {m.version: m.checksum for m in discover("slice")}
     monkeypatch.setattr(pg, "fleet", lambda inv: _fleet({"ledgers": {"wa_slice_1": built_in}, "stamped": []}))
     (command,) = [str(c) for c in pg.migration_history._inner(inv)]
-    refusal = shlex.split(command)[1]  # echo '<the line>' >&2; exit 1
+    refusal = shlex.split(command)[2]  # printf '%s\n' '<the line>' >&2; exit 1
     assert command.endswith("exit 1")
     assert (
         f"{inv.path}: slice_defaults.migrations: '{folder}' does not begin with what the slice databases applied: "

@@ -48,7 +48,7 @@ def telemetry_db(scratch_db):
                    CASE WHEN s = 5 AND t > now() - interval '3 hours' AND t < now() - interval '1 hour' THEN 'UNPAIRED'
                         WHEN s = 7 AND t > now() - interval '6 hours' AND t < now() - interval '5 hours' THEN 'CONTAINER_STOPPED'
                         ELSE 'CONNECTED' END,
-                   (s % 4) * 5.0, s * 1000000
+                   (s %% 4) * 5.0, s * 1000000
             FROM generate_series(1, %(n)s) s,
                  generate_series(now() - interval '24 hours' + interval '1 minute', now(), interval '5 minutes') t
         """, {"hot": HOT, "n": SLICES})

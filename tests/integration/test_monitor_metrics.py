@@ -4,6 +4,7 @@ real PostgreSQL and real containers, parsed with prometheus_client's parser."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -123,5 +124,7 @@ def test_the_deployed_monitor_serves_metrics_from_debians_prometheus_client(make
     assert got["sliceops_slice_spec_memory_limit_bytes"] == {("1",): 128 * 2**20}
     assert got["sliceops_slice_up"] == {("1",): 1}  # the suspended slice is not measured
     assert got["sliceops_monitor_info"] == {("rep12m", "0.1.0"): 1}
-    served_by = subprocess.run(["sh", "-c", f"ss -Hltnp 'sport = :{port}'"], capture_output=True, text=True).stdout
-    assert "127.0.0.1:" in served_by and "python3" in served_by, served_by
+    served_by = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    assert f"127.0.0.1:{port}" in served_by and served_by.count("\n") == 1, served_by  # loopback only
+    pid = re.search(r"pid=(\d+)", served_by)[1]
+    assert os.readlink(f"/proc/{pid}/exe").startswith("/usr/bin/python3")  # the distribution's interpreter

@@ -70,3 +70,23 @@ def test_second_converge_changes_nothing(inventory, first_converge):
     again = run_deploy(inventory, timeout=1800)
     assert again.returncode == 0, again.output[-4000:]
     assert again.totals["changed"] == 0, again.changed_ops
+
+
+def _plan(path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sliceops.cli", "plan", "--inventory", str(path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_plan_over_ssh_sees_the_converged_host_and_an_edit(inventory, first_converge, tmp_path):
+    same = _plan(inventory)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert same.stdout.strip().splitlines() == ["plan: nothing would change"]
+    data = yaml.safe_load(inventory.read_text())
+    data["slices"][0]["memory"] = "320m"
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(data, sort_keys=False))
+    drift = _plan(edited)
+    assert drift.returncode == 3, drift.stdout + drift.stderr
+    assert drift.stdout.strip().splitlines() == [
+        "slice 1: container recreated: memory 256m -> 320m", "plan: 1 would change: 1 slice, 0 others",
+    ]

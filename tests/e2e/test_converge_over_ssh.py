@@ -90,3 +90,29 @@ def test_plan_over_ssh_sees_the_converged_host_and_an_edit(inventory, first_conv
     assert drift.stdout.strip().splitlines() == [
         "slice 1: container recreated: memory 256m -> 320m", "plan: 1 would change: 1 slice, 0 others",
     ]
+
+
+def test_status_and_logs_over_ssh(inventory, first_converge):
+    """One SSH connection carries status' psql session and its Docker call (dial-stdio)."""
+    import json
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sliceops.cli", *args, "--inventory", str(inventory)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    # Healthy needs the monitor to have read each new backend's /health (every 10 s here).
+    deadline = time.monotonic() + 60
+    while True:
+        status = run("status", "--json")
+        assert status.returncode == 0, status.stderr
+        doc = json.loads(status.stdout)
+        if doc["summary"]["healthy"] == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert doc["target"].startswith("ssh://") and doc["instance"] == "e2e"
+    assert doc["summary"] == {"in_service": 2, "suspended": 1, "destroying": 0, "healthy": 2, "unhealthy": 0,
+                              "orphans": 0}, doc["slices"]
+    assert {r["id"]: r["database"]["migration"] for r in doc["slices"]} == {1: "current", 2: "current", 3: "current"}
+    logs = run("logs", "1", "--tail", "50")
+    assert logs.returncode == 0, logs.stderr
+    assert "slice 1: listening" in logs.stdout or "GET /health" in logs.stdout

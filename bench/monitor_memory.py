@@ -84,6 +84,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--python", default="/usr/bin/python3", help="the monitor's interpreter (the deploy's)")
     ap.add_argument("--metrics", action="store_true", help="serve and scrape /metrics during `run`")
+    ap.add_argument("--no-once", action="store_true", help="measure `run` only (what --metrics changes)")
     ap.add_argument("--base-port", type=int, default=23000)
     args = ap.parse_args()
     n = args.slices
@@ -160,7 +161,7 @@ def main() -> int:
 
         # ---- once: parked at exit_group for a second, VmHWM read there (3 runs)
         once = Figure(f"`sliceops-monitor once` peak RSS (VmHWM), {n} slices", unit="MB", goal=GOAL_MB)
-        for _ in range(3):
+        for _ in range(0 if args.no_once else 3):
             strace = subprocess.Popen(
                 ["strace", "-qq", "-o", "/dev/null", "-e", "trace=exit_group", "-e",
                  "inject=exit_group:delay_enter=1500000", args.python, *entry, "once"],
@@ -217,7 +218,7 @@ def main() -> int:
             run.note = (f"RSS at the end {peak['VmRSS'] / 1024:.1f} MB (anon {peak['RssAnon'] / 1024:.1f}, "
                         f"file {peak['RssFile'] / 1024:.1f}), threads {peak['Threads']}; last: `{lines[-1].split(': ', 1)[-1] if lines else '?'}`")
             print(run.line(), flush=True)
-        figures += [once, run]
+        figures += [run] if args.no_once else [once, run]
     finally:
         print("removing containers ...", flush=True)
 

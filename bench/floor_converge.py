@@ -31,7 +31,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined  # noqa: E402
 
 from sliceops.inventory import load  # noqa: E402
 from sliceops.operations.docker import bridge_name  # noqa: E402
-from sliceops.operations.postgres import MONITOR_ROLE  # noqa: E402
+from sliceops.names import MONITOR_ROLE  # noqa: E402
 from sliceops.paths import TEMPLATES  # noqa: E402
 from sliceops.tasks.monitor import USER as MONITOR_USER  # noqa: E402
 from sliceops.tasks.monitor import config as monitor_config  # noqa: E402

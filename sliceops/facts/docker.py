@@ -47,6 +47,16 @@ class DockerCgroupDriver(FactBase):
         return driver
 
 
+class DockerAnswers(FactBase):
+    """Whether `docker version` reaches an engine ("nocli" when the client is missing)."""
+
+    command = "command -v docker >/dev/null || { echo NOCLI; exit 0; }; docker version --format '{{.Server.Version}}' 2>/dev/null || echo DOWN"
+
+    def process(self, output):
+        word = output[0].strip() if output else "DOWN"
+        return {"NOCLI": "nocli", "DOWN": "down"}.get(word, "up")
+
+
 class DockerImage(FactBase):
     """The id (sha256:...) of an image present in the engine, or None."""
 

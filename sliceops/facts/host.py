@@ -1,4 +1,5 @@
-"""Facts about the host itself: which init system runs it, and a service's state under it."""
+"""Facts about the host itself: its init system and a service's state under it, its addresses,
+a digest a completed step recorded, and the slice data directories' group and mode."""
 
 from __future__ import annotations
 
@@ -80,3 +81,35 @@ class HostAddresses(FactBase):
 
     def default(self):
         return []
+
+
+class RecordedDigest(FactBase):
+    """The digest a file records (written once a step completed, see operations.system.stamped), or None."""
+
+    def command(self, path: str) -> str:
+        return f"cat {quote(path)} 2>/dev/null || true"
+
+    def process(self, output):
+        return output[0].strip() if output else None
+
+    def default(self):
+        return None
+
+
+class DataDirs(FactBase):
+    """{path: (group, octal mode)} for every directory under the slices' data root, in one call."""
+
+    def command(self, root: str) -> str:
+        # The glob is the shell's, after the quoted root: it lists only that root's entries.
+        return f"stat -c '%n %G %a' {quote(root)}/* 2>/dev/null; true"
+
+    def process(self, output):
+        dirs = {}
+        for line in output:
+            parts = line.split()
+            if len(parts) == 3:
+                dirs[parts[0]] = (parts[1], parts[2])
+        return dirs
+
+    def default(self):
+        return {}

@@ -16,6 +16,7 @@ migration run installs), so a hand-made drift is read and converged by the next 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
@@ -136,14 +137,37 @@ class PgCluster(FactBase):
         return self.parse([])
 
 
+@dataclass
+class Fleet:
+    """What `PgFleet` read. A cluster that is not running (nothing could be read yet) is an
+    empty fleet with `running` False: to a planner, a cluster with nothing in it.
+
+    roles {name: {"login", "password", "connlimit"}}; databases {name: {"owner",
+    "public_connect", "connect"}}; ledgers {database: {version: checksum}}; slices (the
+    gateway's rows) {id: {"port", "status", "user_id"}}, None while gateway.slices does not
+    exist; monitor_ok: the monitor's grants are in place; secrets: the file names in the
+    secrets directory; stamped: databases whose stamp is current (their ledger was not read).
+    """
+
+    running: bool = True
+    roles: dict[str, dict] = field(default_factory=dict)
+    databases: dict[str, dict] = field(default_factory=dict)
+    ledgers: dict[str, dict[str, str]] = field(default_factory=dict)
+    slices: dict[int, dict] | None = None
+    monitor_ok: bool = False
+    secrets: list[str] = field(default_factory=list)
+    stamped: list[str] = field(default_factory=list)
+
+    @property
+    def slice_rows(self) -> dict[int, dict]:
+        """The gateway's rows, {} while its table does not exist."""
+        return self.slices or {}
+
+
 class PgFleet(FactBase):
     """Everything the deploy converges in PostgreSQL, read in one psql session.
 
-    Returns None when the cluster is not running (nothing can be read yet), else a dict:
-    roles {name: {"login", "password", "connlimit"}}, databases {name: {"owner", "public_connect",
-    "connect"}}, ledgers {db: {version: checksum}},
-    slices {id: {"port", "status", "user_id"}} | None, monitor_ok bool, secrets [file names],
-    stamped [databases whose stamp is current: their ledger was not read].
+    Returns a `Fleet` (empty, `running` False, when the cluster is not running).
     """
 
     def command(
@@ -175,17 +199,17 @@ class PgFleet(FactBase):
     def process(self, output):
         return self.parse(output)
 
+    def default(self):
+        return Fleet(running=False)
+
     @staticmethod
-    def parse(lines: list[str]) -> dict | None:
+    def parse(lines: list[str]) -> Fleet:
         if not lines or lines[0].strip() == "DOWN":
-            return None
-        fleet: dict = {
-            "roles": {}, "databases": {}, "ledgers": {},
-            "slices": None, "monitor_ok": False, "secrets": [], "stamped": [],
-        }
+            return Fleet(running=False)
+        fleet = Fleet()
         for line in lines:
             if line.startswith("SECRETS"):
-                fleet["secrets"] = line.split()[1:]
+                fleet.secrets = line.split()[1:]
                 continue
             if line.startswith("PSQL_FAILED"):
                 raise RemoteStateError(f"reading the PostgreSQL state failed: {line[12:].strip() or 'psql exited non-zero'}")
@@ -197,20 +221,20 @@ class PgFleet(FactBase):
                 raise RemoteStateError(f"unreadable PostgreSQL state line: {line[:120]!r}") from exc
             kind = row["kind"]
             if kind == "roles":
-                fleet["roles"] = {
+                fleet.roles = {
                     n: {"login": lg, "password": pw, "connlimit": limit} for n, lg, pw, limit in row["rows"]
                 }
             elif kind == "databases":
-                fleet["databases"] = {
+                fleet.databases = {
                     n: {"owner": o, "public_connect": pc, "connect": sorted(c)} for n, o, pc, c in row["rows"]
                 }
             elif kind == "ledger":
-                fleet["ledgers"][row["db"]] = {v: c for v, c in row["rows"]}
+                fleet.ledgers[row["db"]] = {v: c for v, c in row["rows"]}
             elif kind == "stamped":
-                fleet["stamped"] = sorted(row["rows"])
+                fleet.stamped = sorted(row["rows"])
             elif kind == "slices":
-                fleet["slices"] = {
+                fleet.slices = {
                     i: {"port": p, "status": s, "user_id": u} for i, p, s, u in row["rows"]
                 }
-                fleet["monitor_ok"] = bool(row["monitor_ok"])
+                fleet.monitor_ok = bool(row["monitor_ok"])
         return fleet

@@ -6,30 +6,12 @@ deploy never gives the group read access to the tenants' files."""
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import FactBase, operation
+from pyinfra.api import operation
 
+from sliceops.facts.host import DataDirs
 from sliceops.inventory import Inventory
 from sliceops.operations.docker import DATA_GROUP, DATA_MODE
-from sliceops.shell import command, quote
-
-
-class DataDirs(FactBase):
-    """{path: (group, octal mode)} for every directory under the slices' data root, in one call."""
-
-    def command(self, root: str) -> str:
-        # The glob is the shell's, after the quoted root: it lists only that root's entries.
-        return f"stat -c '%n %G %a' {quote(root)}/* 2>/dev/null; true"
-
-    def process(self, output):
-        dirs = {}
-        for line in output:
-            parts = line.split()
-            if len(parts) == 3:
-                dirs[parts[0]] = (parts[1], parts[2])
-        return dirs
-
-    def default(self):
-        return {}
+from sliceops.shell import command
 
 
 def share_command(dirs: list[str]) -> str:

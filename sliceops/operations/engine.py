@@ -4,22 +4,13 @@ answers, and says so clearly when it does not."""
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import FactBase, operation
+from pyinfra.api import operation
 
 from sliceops import factcache
 from sliceops.errors import RemoteStateError
+from sliceops.facts.docker import DockerAnswers
 from sliceops.facts.host import InitSystem
 from sliceops.operations.util import refuses
-
-
-class DockerAnswers(FactBase):
-    """Whether `docker version` reaches an engine ("nocli" when the client is missing)."""
-
-    command = "command -v docker >/dev/null || { echo NOCLI; exit 0; }; docker version --format '{{.Server.Version}}' 2>/dev/null || echo DOWN"
-
-    def process(self, output):
-        word = output[0].strip() if output else "DOWN"
-        return {"NOCLI": "nocli", "DOWN": "down"}.get(word, "up")
 
 
 @operation(is_idempotent=True)

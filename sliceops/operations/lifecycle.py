@@ -15,6 +15,7 @@ from pyinfra.api import StringCommand, operation
 from sliceops import checks, factcache, plan, psql
 from sliceops.errors import InventoryError
 from sliceops.facts.host import HostAddresses
+from sliceops.facts.postgres import Fleet
 from sliceops.facts.docker import SliceContainers
 from sliceops.inventory import DESTROYING, SLICE_NAME_PREFIX, Inventory
 from sliceops.operations import volume
@@ -25,13 +26,11 @@ from sliceops.shell import command, echo, ident, literal, quote, words
 _SLICE_DB = re.compile(rf"^{re.escape(SLICE_NAME_PREFIX)}([0-9]+)$")
 
 
-def orphans(inv: Inventory, state: dict | None) -> list[int]:
+def orphans(inv: Inventory, state: Fleet) -> list[int]:
     """Slice ids with a database or gateway row on the host but no entry in the inventory."""
-    if not state:
-        return []
     listed = set(inv.slice_ids)
-    found = {int(m[1]) for db in state["databases"] if (m := _SLICE_DB.match(db))}
-    found |= set(state["slices"] or {})
+    found = {int(m[1]) for db in state.databases if (m := _SLICE_DB.match(db))}
+    found |= set(state.slice_rows)
     return sorted(found - listed)
 
 
@@ -44,7 +43,7 @@ def preflight(inv: Inventory):
         line = inv.lines.get(("docker", "subnet"), 1)
         raise InventoryError([f"{inv.path}:{line}: docker.subnet: {problem}"])
     state = fleet(inv)
-    assert_destroy_allowed(inv, state["slices"] if state else None)
+    assert_destroy_allowed(inv, state.slice_rows)
     lost = orphans(inv, state)
     for sid in lost:
         plan.for_slice(sid, "orphan, left intact", changes=False)
@@ -95,11 +94,9 @@ def destroyed(inv: Inventory, stamp: str):
         if s.status != DESTROYING:
             continue
         present = (
-            (state is not None and (
-                s.database in state["databases"]
-                or s.login_role in state["roles"]
-                or s.id in (state["slices"] or {})
-            ))
+            s.database in state.databases
+            or s.login_role in state.roles
+            or s.id in state.slice_rows
             or inv.container_name(s.id) in containers
         )
         if present:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import FactBase, operation
+from pyinfra.api import operation
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import files
 
 from sliceops import factcache
 from sliceops.bundle import digest
+from sliceops.facts.host import RecordedDigest
 from sliceops.shell import quote, words
 
 
@@ -26,24 +27,11 @@ def packages(names: list[str]):
     )
 
 
-class Stamp(FactBase):
-    """The content of a stamp file (a digest recorded after a step completed), or None."""
-
-    def command(self, path: str) -> str:
-        return f"cat {quote(path)} 2>/dev/null || true"
-
-    def process(self, output):
-        return output[0].strip() if output else None
-
-    def default(self):
-        return None
-
-
 @operation(is_idempotent=True)
 def stamped(stamp_path: str, digest: str, commands: list[str], what: str):
     """Run `commands` unless `stamp_path` already records `digest`; record it only after they
     all succeeded, so an interrupted step is redone by the next deploy."""
-    if host.get_fact(Stamp, path=stamp_path) == digest:
+    if host.get_fact(RecordedDigest, path=stamp_path) == digest:
         host.noop(f"{what} is up to date ({digest[:12]})")
         return
     yield " && ".join(["set -e", *commands, f"echo {quote(digest)} > {quote(stamp_path)}"])

@@ -9,14 +9,14 @@ from sliceops.facts.host import MemTotal
 from sliceops.inventory import Inventory
 from sliceops.operations import cluster, system
 from sliceops.operations.util import changed
-from sliceops.operations.postgres import MONITOR_ROLE
+from sliceops.names import MONITOR_ROLE
 from sliceops.tuning import listen_addresses, pg_tuning
 from sliceops.paths import TEMPLATES
 
 
 def converge(inv: Inventory) -> None:
     pg = inv.postgres
-    # python3 computes the roles' SCRAM verifiers on the target (see operations/postgres.py).
+    # python3 computes the roles' SCRAM verifiers on the target (see operations/postgres/roles.py).
     system.packages(name=f"Install PostgreSQL {pg.version} (and python3)", names=[f"postgresql-{pg.version}", "python3"])
     cluster.cluster_exists(
         name=f"Create cluster {pg.version}/{inv.cluster}", version=pg.version, cluster=inv.cluster, port=pg.port

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 # against Debian's python3-psycopg and python3-psutil, as deployed.
 MONITOR_PYTHON = os.environ.get("SLICEOPS_MONITOR_PYTHON", sys.executable)
 ROLE = "sliceops_monitor_it"  # not the deploy's role name: other tests may create that one
-# What sliceops/operations/postgres.py grants the monitor's role, so the monitor is
+# What sliceops/operations/postgres/grants.py grants the monitor's role, so the monitor is
 # tested with exactly the privileges it gets on a host.
 GRANTS = [
     "GRANT USAGE ON SCHEMA gateway TO {r}",

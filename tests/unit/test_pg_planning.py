@@ -9,6 +9,7 @@ every state handed to a planner has PgFleet's shape. `fleet: null` is the fact's
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -18,10 +19,11 @@ import pytest
 import yaml
 
 from sliceops.errors import LifecycleError, MigrationError, RemoteStateError
-from sliceops.facts.postgres import PgCluster, PgFleet
+from sliceops.facts.postgres import Fleet, PgCluster, PgFleet
 from sliceops.inventory import load
 from sliceops.migrations import discover
 from sliceops.operations import postgres as pg
+from sliceops.operations.postgres import migrations as pg_migrations, stamps as pg_stamps
 
 DATA = Path(__file__).parent / "data" / "pg"
 SQL = DATA / "sql"
@@ -39,15 +41,15 @@ def _cases(planner: str):
         yield pytest.param(inventory, case, id=name)
 
 
-def _fleet(given: dict | None) -> dict | None:
-    """A PgFleet-shaped state: the parser's empty-cluster result, overlaid with the case's keys."""
+def _fleet(given: dict | None) -> Fleet:
+    """A `Fleet`: the parser's empty-cluster result with the case's keys; `None` is the fact's
+    answer while the cluster is not running (an empty fleet, `running` False)."""
     if given is None:
-        return None
-    state = PgFleet.parse(["SECRETS"])
-    state.update(given)
-    if state.get("slices") is not None:
-        state["slices"] = {int(k): v for k, v in state["slices"].items()}
-    return state
+        return PgFleet.parse(["DOWN"])
+    given = dict(given)
+    if given.get("slices") is not None:
+        given["slices"] = {int(k): v for k, v in given["slices"].items()}
+    return dataclasses.replace(PgFleet.parse(["SECRETS"]), **given)
 
 
 @pytest.fixture
@@ -62,17 +64,23 @@ def inventory(tmp_path):
     return build
 
 
+def _discover_from(monkeypatch, find) -> None:
+    """Every module of the PostgreSQL operations that lists migration files lists them with `find`."""
+    for module in (pg_stamps, pg_migrations):
+        monkeypatch.setattr(module, "discover", find)
+
+
 @pytest.fixture
 def data_migrations(monkeypatch):
     """Point the planner at data/pg/sql so ledgers in the cases can pin checksums."""
-    monkeypatch.setattr(pg, "discover", lambda kind: discover(kind, SQL))
+    _discover_from(monkeypatch, lambda kind: discover(kind, SQL))
 
 
 def test_the_empty_cluster_shape_is_what_the_cases_build_on():
-    assert PgFleet.parse(["SECRETS"]) == {
-        "roles": {}, "databases": {}, "ledgers": {}, "stamped": [],
-        "slices": None, "monitor_ok": False, "secrets": [],
-    }
+    assert PgFleet.parse(["SECRETS"]) == Fleet(
+        running=True, roles={}, databases={}, ledgers={}, stamped=[], slices=None, monitor_ok=False, secrets=[],
+    )
+    assert PgFleet.parse(["DOWN"]) == Fleet(running=False)
 
 
 # --------------------------------------------------------------------------- roles
@@ -170,7 +178,7 @@ def test_migration_plan(inventory, data_migrations, sections, case):
 
 def test_a_fresh_host_plans_every_shipped_file_for_every_database(inventory):
     inv = inventory({"slices": DEFAULT_SLICES})
-    plan = pg.migration_plan(inv, None)
+    plan = pg.migration_plan(inv, _fleet(None))
     assert [(db, owner) for db, owner, _, _, _ in plan] == [
         ("wank_saas", "wank_gateway"), ("wa_slice_1", "wa_slice"), ("wa_slice_2", "wa_slice"), ("wa_slice_3", "wa_slice"),
     ]
@@ -182,7 +190,7 @@ def test_a_fresh_host_plans_every_shipped_file_for_every_database(inventory):
 def script(inventory, data_migrations):
     inv = inventory({"slices": DEFAULT_SLICES})
     todo = list(discover("slice", SQL))
-    grants = pg.migration_plan(inv, None)[1][3]
+    grants = pg.migration_plan(inv, _fleet(None))[1][3]
     return todo, pg.migration_script(inv, "wa_slice_1", "wa_slice", todo, grants).splitlines()
 
 
@@ -258,7 +266,7 @@ def test_an_unstamped_run_writes_no_comment(script):
 def test_the_stamp_follows_the_files_the_owner_and_the_grants(monkeypatch, inventory):
     inv = inventory({"slices": DEFAULT_SLICES})
     files = list(discover("slice", SQL))
-    monkeypatch.setattr(pg, "discover", lambda kind: tuple(files))
+    _discover_from(monkeypatch, lambda kind: tuple(files))
     base = pg.slice_stamp(inv)
     assert base == pg.slice_stamp(inv) and len(base) == 24
     assert pg.template_stamp(inv) != base  # the template carries no tenant grants
@@ -355,14 +363,14 @@ def test_a_fleet_that_applied_the_start_of_the_folder_continues_with_the_rest(ow
     first = pg.slice_migrations(inv)[0]
     state = _fleet({"ledgers": {"wa_slice_1": {first.version: first.checksum}}, "stamped": ["wa_slice_2"]})
     assert pg.history_problems(inv, state) == []
-    assert pg.history_problems(inv, None) == []  # nothing converged yet
+    assert pg.history_problems(inv, _fleet(None)) == []  # nothing converged yet
 
 
 def test_the_refusal_names_the_inventory_the_key_and_the_folder(own_migrations, monkeypatch):
     inv, folder = own_migrations
     built_in = {m.version: m.checksum for m in discover("slice")}
-    monkeypatch.setattr(pg, "fleet", lambda inv: _fleet({"ledgers": {"wa_slice_1": built_in}, "stamped": []}))
-    (command,) = [str(c) for c in pg.migration_history._inner(inv)]
+    monkeypatch.setattr(pg_migrations, "fleet", lambda inv: _fleet({"ledgers": {"wa_slice_1": built_in}, "stamped": []}))
+    (command,) = [str(c) for c in pg_migrations.migration_history._inner(inv)]
     refusal = shlex.split(command)[2]  # printf '%s\n' '<the line>' >&2; exit 1
     assert command.endswith("exit 1")
     assert (
@@ -376,7 +384,7 @@ def test_the_refusal_names_the_inventory_the_key_and_the_folder(own_migrations, 
 
 @pytest.mark.parametrize(("sections", "case"), list(_cases("registration_sql")))
 def test_registration_sql(inventory, sections, case):
-    rows = _fleet({"slices": case["rows"]})["slices"] if case["rows"] is not None else None
+    rows = _fleet({"slices": case["rows"]}).slice_rows if case["rows"] is not None else None
     assert pg.registration_sql(inventory(sections), rows) == case["expect"]
 
 
@@ -384,7 +392,7 @@ def test_registration_sql(inventory, sections, case):
 def test_registration_never_writes_what_the_gateway_owns(inventory, sections, case):
     """Only id, port and status are written; status only to suspended/destroying, or back
     via user_id (read, never written); no row is ever deleted."""
-    rows = _fleet({"slices": case["rows"]})["slices"] if case["rows"] is not None else None
+    rows = _fleet({"slices": case["rows"]}).slice_rows if case["rows"] is not None else None
     for q in pg.registration_sql(inventory(sections), rows):
         if q.startswith("INSERT"):
             assert re.match(r"INSERT INTO gateway\.slices \(id, port, status\) VALUES \(\d+, \d+, '(available|suspended)'\);$", q), q
@@ -399,7 +407,7 @@ def test_registration_never_writes_what_the_gateway_owns(inventory, sections, ca
 
 @pytest.mark.parametrize(("sections", "case"), list(_cases("registration_sql")))
 def test_setval_follows_the_inserts_only_when_there_are_inserts(inventory, sections, case):
-    rows = _fleet({"slices": case["rows"]})["slices"] if case["rows"] is not None else None
+    rows = _fleet({"slices": case["rows"]}).slice_rows if case["rows"] is not None else None
     sql = pg.registration_sql(inventory(sections), rows)
     inserts = [i for i, q in enumerate(sql) if q.startswith("INSERT")]
     setvals = [i for i, q in enumerate(sql) if "setval" in q]
@@ -480,19 +488,19 @@ def _captured() -> list[str]:
 def test_pgfleet_parses_captured_psql_output():
     parsed = PgFleet.parse(_captured())
     expected = json.loads((DATA / "fleet_output.expected.json").read_text())["fleet"]
-    assert sorted(parsed["slices"]) == [1, 2, 3]  # integer ids, as gateway.slices.id
-    assert json.loads(json.dumps(parsed)) == expected
+    assert sorted(parsed.slices) == [1, 2, 3]  # integer ids, as gateway.slices.id
+    assert json.loads(json.dumps(dataclasses.asdict(parsed))) == {"running": True, **expected}
 
 
 @pytest.mark.parametrize("lines", [[], ["DOWN"], ["DOWN", "SECRETS x.password"]], ids=["no-output", "down", "down-first"])
-def test_pgfleet_is_none_while_the_cluster_is_down(lines):
-    assert PgFleet.parse(lines) is None
+def test_pgfleet_is_an_empty_fleet_while_the_cluster_is_down(lines):
+    assert PgFleet.parse(lines) == Fleet(running=False)
 
 
 def test_pgfleet_without_a_gateway_table_has_slices_none():
     lines = [line for line in _captured() if '"kind" : "slices"' not in line]
     parsed = PgFleet.parse(lines)
-    assert parsed["slices"] is None and parsed["monitor_ok"] is False
+    assert parsed.slices is None and parsed.slice_rows == {} and parsed.monitor_ok is False
 
 
 def test_pgfleet_refuses_a_line_it_cannot_read():
@@ -503,9 +511,7 @@ def test_pgfleet_refuses_a_line_it_cannot_read():
 
 
 def test_pgfleet_ignores_noise_that_is_not_json():
-    assert PgFleet.parse(["SECRETS a.password", "", "psql: warning: something", "SET"]) == {
-        **PgFleet.parse(["SECRETS"]), "secrets": ["a.password"],
-    }
+    assert PgFleet.parse(["SECRETS a.password", "", "psql: warning: something", "SET"]) == Fleet(secrets=["a.password"])
 
 
 def test_the_captured_state_plans_exactly_the_repairs_it_needs(inventory, data_migrations):
@@ -524,7 +530,7 @@ def test_the_captured_state_plans_exactly_the_repairs_it_needs(inventory, data_m
         ("wa_slice_2", ["0002_chats.sql"]),
         ("wa_slice_3", ["0001_contacts.sql", "0002_chats.sql"]),
     ]
-    assert pg.registration_sql(inv, state["slices"]) == [
+    assert pg.registration_sql(inv, state.slices) == [
         "UPDATE gateway.slices SET status = CASE WHEN user_id IS NULL THEN 'available' ELSE 'assigned' END WHERE id = 3;"
     ]
 

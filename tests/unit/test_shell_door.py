@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from sliceops import psql, shell
-from sliceops.facts.host import ServiceState
+from sliceops.facts.host import DataDirs, RecordedDigest, ServiceState
 from sliceops.facts.postgres import PgCluster
 from sliceops.inventory import load
 from sliceops.operations import datadirs, docker, lifecycle, system
@@ -243,7 +243,7 @@ def test_network_and_data_directory_commands(probe, hostile_inventory, index):
     inv = hostile_inventory(value, data_dir=True, instance=True)
     text = "\n".join([
         docker.network_create_command(inv),
-        datadirs.DataDirs().command(root=inv.slices_data_dir),
+        DataDirs().command(root=inv.slices_data_dir),
         datadirs.share_command([inv.slice_data_dir(1)]),
     ])
     calls, _, marked = probe(text)
@@ -259,7 +259,7 @@ def test_host_facts_and_stamps(probe, index):
     text = "\n".join([
         ServiceState().command(service=value, init="systemd"),
         PgCluster().command(version=15, cluster=value),
-        system.Stamp().command(path=value),
+        RecordedDigest().command(path=value),
         " && ".join(system.unpack_commands(f"/x/{value}.tar", f"/x/{value}", "d" * 64)),
     ])
     calls, _, marked = probe(text)

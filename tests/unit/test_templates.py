@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from sliceops.inventory import DEFAULT_INVENTORY, load
-from sliceops.operations.postgres import MONITOR_ROLE
+from sliceops.names import MONITOR_ROLE
 from sliceops.paths import TEMPLATES
 from sliceops.tuning import connection_budget, listen_addresses, pg_tuning
 

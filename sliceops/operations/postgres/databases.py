@@ -1,0 +1,110 @@
+"""Databases: the gateway's and one per kept slice, each closed to PUBLIC and open to its one
+role; new slice databases are copies of the migrated template, rebuilt when its history
+stops matching the files (it holds no tenant's data)."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import operation
+
+from sliceops import plan
+from sliceops.errors import MigrationError
+from sliceops.facts.postgres import Fleet
+from sliceops.inventory import MONITOR_ROLE, TEMPLATE_DB, Inventory
+from sliceops.migrations import pending
+from sliceops.operations.postgres.migrations import migration_script
+from sliceops.operations.postgres.stamps import slice_migrations, template_stamp
+from sliceops.operations.postgres.state import fleet, heredoc
+from sliceops.operations import sentences
+from sliceops.operations.util import as_script
+from sliceops.shell import echo, ident
+
+
+# Created by initdb; PUBLIC's CONNECT on them is revoked like on every database of ours.
+CLOSED_SYSTEM_DATABASES = ("postgres", "template1")
+
+
+def desired_databases(inv: Inventory) -> dict[str, tuple[str, str]]:
+    """{database: (owner, the one role besides the owner that may connect)}."""
+    wanted = {inv.gateway.database: (inv.gateway.role, MONITOR_ROLE)}
+    for s in inv.kept_slices():
+        wanted[s.database] = (inv.slice_defaults.role, s.login_role)
+    return wanted
+
+
+def databases_sql(inv: Inventory, state: Fleet) -> list[str]:
+    have = state.databases
+    sql = []
+    for db, (owner, grantee) in desired_databases(inv).items():
+        cur = have.get(db)
+        if cur is None and db != inv.gateway.database:
+            # A copy of the migrated template: the slice schema is built once, not once per slice.
+            sql.append(f"CREATE DATABASE {ident(db)} OWNER {ident(owner)} TEMPLATE {ident(TEMPLATE_DB)};")
+        elif cur is None:
+            sql.append(f"CREATE DATABASE {ident(db)} OWNER {ident(owner)};")
+        elif cur["owner"] != owner:
+            sql.append(f"ALTER DATABASE {ident(db)} OWNER TO {ident(owner)};")
+        if cur is None or cur["public_connect"]:
+            sql.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(db)} FROM PUBLIC;")
+        if cur is None or grantee not in cur["connect"]:
+            sql.append(f"GRANT CONNECT ON DATABASE {ident(db)} TO {ident(grantee)};")
+        # Isolation drift (another slice's role granted in by hand) is converged back.
+        for foreign in sorted(set(cur["connect"] if cur else ()) - {grantee}):
+            sql.append(f"REVOKE CONNECT ON DATABASE {ident(db)} FROM {ident(foreign)};")
+    # The cluster's own databases stay open only to those their grants name: any role may
+    # otherwise connect to postgres (and template1) and read the catalogs there.
+    for db in CLOSED_SYSTEM_DATABASES:
+        if have.get(db, {}).get("public_connect"):
+            sql.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(db)} FROM PUBLIC;")
+    return sql
+
+
+def template_command(inv: Inventory, state: Fleet) -> str:
+    """Shell bringing the template to the newest slice migrations ('' when it is there already).
+
+    The template is a cache, not data: a history that no longer matches the files (a removed
+    or edited migration) rebuilds it instead of stopping the deploy."""
+    if TEMPLATE_DB in state.stamped:
+        return ""
+    owner = inv.slice_defaults.role
+    exists = TEMPLATE_DB in state.databases
+    todo = None  # None: (re)create it and apply every file
+    if exists:
+        try:
+            todo = pending(TEMPLATE_DB, slice_migrations(inv), state.ledgers.get(TEMPLATE_DB, {}))
+        except MigrationError:
+            pass
+    create = []
+    if todo is None:
+        todo = list(slice_migrations(inv))
+        create = [
+            f"DROP DATABASE IF EXISTS {ident(TEMPLATE_DB)} WITH (FORCE);" if exists else "",
+            f"CREATE DATABASE {ident(TEMPLATE_DB)} OWNER {ident(owner)};",
+            f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(TEMPLATE_DB)} FROM PUBLIC;",
+        ]
+    script = migration_script(inv, TEMPLATE_DB, owner, todo, "", template_stamp(inv))
+    parts = [heredoc(inv, "\n".join(q for q in create if q))] if create else []
+    return "\n".join(parts + [heredoc(inv, script, TEMPLATE_DB)])
+
+
+@operation(is_idempotent=True)
+def databases(inv: Inventory):
+    """The gateway database and one database per kept slice, closed to PUBLIC; new slice
+    databases are copies of the migrated template."""
+    state = fleet(inv)
+    sql = databases_sql(inv, state)
+    if not sql:
+        host.noop(f"all {len(desired_databases(inv))} databases exist, owned and closed to PUBLIC")
+        return
+    shell = ["set -e"]
+    have = state.databases
+    copies = [s.database for s in inv.kept_slices() if s.database not in have]
+    sentences.databases(inv, desired_databases(inv), have, sql)
+    if copies:
+        shell.append(template_command(inv, state))
+        if TEMPLATE_DB not in state.stamped:
+            plan.record("postgres", "template", f"{TEMPLATE_DB} brought to the newest slice migrations")
+    shell.append(heredoc(inv, "\n".join(sql)))
+    newest = slice_migrations(inv)[-1].filename if slice_migrations(inv) else "none"
+    shell += [echo(f"created {db} from {TEMPLATE_DB} (migrations up to {newest})") for db in copies]
+    yield from as_script(inv.share_dir, "databases", "\n".join(x for x in shell if x))

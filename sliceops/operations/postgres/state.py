@@ -1,0 +1,30 @@
+"""The one read of the cluster every PostgreSQL operation plans from (the `PgFleet` fact,
+read once per deploy), and the psql door they run their scripts through."""
+
+from __future__ import annotations
+
+from sliceops import factcache, psql
+from sliceops.facts.postgres import Fleet, PgFleet
+from sliceops.inventory import MONITOR_ROLE, SLICE_NAME_PREFIX, TEMPLATE_DB, Inventory
+from sliceops.operations.postgres.stamps import slice_stamp, template_stamp
+
+
+def fleet(inv: Inventory) -> Fleet:
+    return factcache.get(
+        PgFleet,
+        version=inv.postgres.version,
+        cluster=inv.cluster,
+        port=inv.postgres.port,
+        gateway_db=inv.gateway.database,
+        secrets_dir=inv.secrets_dir,
+        template_db=TEMPLATE_DB,
+        slice_stamp=slice_stamp(inv),
+        template_stamp=template_stamp(inv),
+        slice_prefix=SLICE_NAME_PREFIX,
+        monitor_role=MONITOR_ROLE,
+    )
+
+
+def heredoc(inv: Inventory, sql: str, database: str = "postgres") -> str:
+    """Shell running `sql` as the superuser in `database` (see `sliceops.psql`)."""
+    return psql.script(inv.postgres.port, sql, database)

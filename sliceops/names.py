@@ -19,7 +19,7 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SAFE_PATH = re.compile(r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$")
 # What the schema lets through as a listen address before it is parsed.
 LISTEN_SHAPE = re.compile(r"^[0-9A-Fa-f.:x]+$")
-_SLICE_NAME = re.compile(rf"^{SLICE_NAME_PREFIX}[0-9]+$")
+_SLICE_NAME = re.compile(rf"^{SLICE_NAME_PREFIX}([0-9]+)$")
 
 # Names PostgreSQL, pg_hba.conf or the cluster itself give a meaning to.
 RESERVED = {
@@ -47,6 +47,12 @@ def slice_name(slice_id: int) -> str:
 
 def is_slice_name(name: str) -> bool:
     return bool(_SLICE_NAME.match(name))
+
+
+def slice_id_of(name: str) -> int | None:
+    """The slice id a database or role name carries (wa_slice_7 -> 7), or None."""
+    m = _SLICE_NAME.match(name)
+    return int(m[1]) if m else None
 
 
 def reserved(name: str) -> str | None:

@@ -19,16 +19,21 @@ END = "SLICEOPS_SQL"
 _DBNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def command(port: int, database: str = "postgres", *, variables: dict | None = None, tuples: bool = False) -> str:
-    """The psql command line, every word quoted: `tuples` gives unaligned rows without headers
-    (-At), for output a fact parses."""
+def argv(port: int, database: str = "postgres", *, variables: dict | None = None, tuples: bool = False) -> list[str]:
+    """The psql invocation as an argument list: `tuples` gives unaligned rows without headers
+    (-At), for output a fact parses; `variables` become `-v name=value`."""
     if not _DBNAME.match(database):
         raise ValueError(f"not a plain database name: {database!r}")
-    argv: list[object] = ["runuser", "-u", "postgres", "--", "psql", "-XAtq" if tuples else "-Xq",
-                          "-v", "ON_ERROR_STOP=1", "-p", int(port), "-d", database]
+    out = ["runuser", "-u", "postgres", "--", "psql", "-XAtq" if tuples else "-Xq",
+           "-v", "ON_ERROR_STOP=1", "-p", str(int(port)), "-d", database]
     for name, value in (variables or {}).items():
-        argv += ["-v", f"{name}={value}"]
-    return shell.command(*argv)
+        out += ["-v", f"{name}={value}"]
+    return out
+
+
+def command(port: int, database: str = "postgres", *, variables: dict | None = None, tuples: bool = False) -> str:
+    """The psql command line, every word quoted."""
+    return shell.command(*argv(port, database, variables=variables, tuples=tuples))
 
 
 def heredoc(sql: str) -> str:

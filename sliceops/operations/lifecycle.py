@@ -7,8 +7,6 @@ which are left intact. `destroyed` backs up, verifies, then removes.
 
 from __future__ import annotations
 
-import re
-
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, operation
 
@@ -18,18 +16,18 @@ from sliceops.facts.host import HostAddresses
 from sliceops.facts.postgres import Fleet
 from sliceops.facts.docker import SliceContainers
 from sliceops.inventory import DESTROYING, SLICE_NAME_PREFIX, Inventory
+from sliceops.names import slice_id_of
 from sliceops.operations import volume
 from sliceops.operations.postgres import assert_destroy_allowed, fleet
 from sliceops.operations.util import refuses
 from sliceops.shell import command, echo, ident, literal, quote, words
 
-_SLICE_DB = re.compile(rf"^{re.escape(SLICE_NAME_PREFIX)}([0-9]+)$")
 
 
 def orphans(inv: Inventory, state: Fleet) -> list[int]:
     """Slice ids with a database or gateway row on the host but no entry in the inventory."""
     listed = set(inv.slice_ids)
-    found = {int(m[1]) for db in state.databases if (m := _SLICE_DB.match(db))}
+    found = {sid for db in state.databases if (sid := slice_id_of(db)) is not None}
     found |= set(state.slice_rows)
     return sorted(found - listed)
 

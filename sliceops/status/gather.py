@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import re
 
+from sliceops import psql
 from sliceops.errors import RemoteStateError
 from sliceops.facts.postgres import stamp_comment
-from sliceops.inventory import Inventory
+from sliceops.inventory import SLICE_NAME_PREFIX, Inventory
+from sliceops.names import slice_id_of
 from sliceops.remote import Target
 
 # Database comments and stat counters live in shared catalogs, so the sizes, connections and
@@ -44,20 +46,17 @@ SELECT json_build_object(
     "'sliceops ' || :'slice_stamp' || ' '", "d.datname"
 ) + r"""
     ) ORDER BY d.datname), '[]')
-    FROM pg_database d WHERE d.datname ~ '^wa_slice_[0-9]+$')
+    FROM pg_database d WHERE d.datname ~ ('^' || :'slice_prefix' || '[0-9]+$'))
 );
 """
 
-_SLICE_DB = re.compile(r"^wa_slice_([0-9]+)$")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 
 def psql_argv(inv: Inventory, slice_stamp: str) -> list[str]:
-    """The one psql invocation: the deploy's superuser over the local socket, read-only."""
-    return [
-        "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1",
-        "-p", str(inv.postgres.port), "-d", inv.gateway.database, "-v", f"slice_stamp={slice_stamp}",
-    ]
+    """The deploy's superuser psql (sliceops.psql) over the local socket, read-only here."""
+    return psql.argv(inv.postgres.port, inv.gateway.database, tuples=True,
+                     variables={"slice_stamp": slice_stamp, "slice_prefix": SLICE_NAME_PREFIX})
 
 
 # Set before the query: a status read never writes, even by mistake, and never hangs a terminal.
@@ -75,9 +74,9 @@ def parse_database_state(text: str) -> dict:
         raise RemoteStateError(f"unreadable answer from psql: {lines[0][:120]!r}") from exc
     databases = {}
     for row in raw["databases"]:
-        m = _SLICE_DB.match(row["name"])
-        if m:
-            databases[int(m[1])] = row
+        sid = slice_id_of(row["name"])
+        if sid is not None:
+            databases[sid] = row
     return {"now": raw["now"], "slices": {row["id"]: row for row in raw["slices"]}, "databases": databases}
 
 

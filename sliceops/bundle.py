@@ -10,7 +10,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from sliceops.paths import ROOT
+
 
 
 @functools.cache

@@ -21,10 +21,11 @@ import yaml
 
 from sliceops import checks, migrations, names
 from sliceops.errors import InventoryError
+from sliceops.paths import ROOT
 from sliceops.names import MONITOR_ROLE, MONITOR_USER, SLICE_NAME_PREFIX, TEMPLATE_DB  # noqa: F401 (re-exported)
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "inventory.schema.json"
-DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "slices.yaml"
+DEFAULT_INVENTORY = ROOT / "inventory" / "slices.yaml"
 
 ACTIVE, SUSPENDED, DESTROYING = "active", "suspended", "destroying"
 

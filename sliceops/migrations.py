@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sliceops.errors import MigrationError
+from sliceops.paths import ROOT
 
 # SLICEOPS_SQL_DIR lets tests (and operators trying a migration) point at another tree.
-SQL_DIR = Path(os.environ.get("SLICEOPS_SQL_DIR") or Path(__file__).resolve().parent.parent / "sql")
+SQL_DIR = Path(os.environ.get("SLICEOPS_SQL_DIR") or ROOT / "sql")
 _NAME = re.compile(r"^(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 

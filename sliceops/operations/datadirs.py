@@ -15,8 +15,13 @@ from sliceops.shell import command
 
 
 def share_command(dirs: list[str]) -> str:
-    """Directories only get the group and g+rxs; files keep the modes their tenant gave them."""
-    return f"{command('find', *dirs)} -type d -exec {command('chgrp', DATA_GROUP)} {{}} + -exec chmod g+rxs {{}} +"
+    """Each slice's own directory gets exactly DATA_MODE (a fresh quota subvolume starts at
+    0755, which adding group bits would never turn into 2750); the directories below it only
+    get the group and g+rxs; files keep the modes their tenant gave them."""
+    return (
+        f"{command('chgrp', DATA_GROUP, *dirs)} && {command('chmod', DATA_MODE, *dirs)} && "
+        f"{command('find', *dirs)} -mindepth 1 -type d -exec {command('chgrp', DATA_GROUP)} {{}} + -exec chmod g+rxs {{}} +"
+    )
 
 
 @operation(is_idempotent=True)

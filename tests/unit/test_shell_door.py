@@ -250,7 +250,9 @@ def test_network_and_data_directory_commands(probe, hostile_inventory, index):
     assert not marked
     assert calls[0][-1] == inv.network
     assert calls[1][-1] == f"{inv.slices_data_dir}/*"  # the glob matched nothing: passed as is
-    assert calls[2][:2] == ["find", inv.slice_data_dir(1)]
+    assert calls[2] == ["chgrp", datadirs.DATA_GROUP, inv.slice_data_dir(1)]
+    assert calls[3] == ["chmod", datadirs.DATA_MODE, inv.slice_data_dir(1)]
+    assert calls[4][:2] == ["find", inv.slice_data_dir(1)]
 
 
 @pytest.mark.parametrize("index", range(len(HOSTILE)))

@@ -14,6 +14,7 @@ the engine starts any container.
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 
 from pyinfra import host
@@ -39,9 +40,17 @@ def resolvers_to_allow(nameservers: list[str]) -> list[str]:
     return [ns for ns in nameservers if any(ipaddress.ip_address(ns) in net for net in blocked)]
 
 
+# What iptables takes as a chain name; anything else (a space, a newline) would split the
+# rules' words or end the script's here-document.
+_CHAIN = re.compile(r"[A-Za-z0-9_-]{1,28}")
+
+
 def chain_rules(inv: Inventory, nameservers: list[str]) -> dict[str, list[str]]:
     """The rules of each of the instance's chains, in `iptables -S` spelling, in order."""
     i, f = inv.firewall_input_chain, inv.firewall_forward_chain
+    for chain in (i, f):
+        if not _CHAIN.fullmatch(chain):
+            raise ValueError(f"not an iptables chain name: {chain!r}")
     gateway = f"{inv.docker.gateway_address}/32"
     inbound = [
         f"-A {i} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",  # answers to the host's own requests
@@ -81,7 +90,7 @@ def apply_script(inv: Inventory, nameservers: list[str]) -> str:
     restore = ["*filter", *(f":{c} - [0:0]" for c in chains), *(r for c in chains for r in rules[c]), "COMMIT"]
     lines = [
         "#!/bin/sh",
-        f"# The slice network firewall of sliceops instance {inv.instance}: rendered by the deploy, do not edit.",
+        "# The slice network firewall of one sliceops instance: rendered by the deploy, do not edit.",
         "# Run by the deploy and at boot (before the Docker engine) by the instance's firewall unit.",
         "set -ef  # -f: the rule words split below are never globbed",
         "PATH=/usr/sbin:/usr/bin:/sbin:/bin",

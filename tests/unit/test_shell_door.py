@@ -9,6 +9,7 @@ show up whole inside one argument, and the `touch` it tries to smuggle in must n
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from sliceops import psql, shell
 from sliceops.facts.host import DataDirs, RecordedDigest, ServiceState
 from sliceops.facts.postgres import PgCluster
 from sliceops.inventory import load
-from sliceops.operations import datadirs, docker, lifecycle, system
+from sliceops.facts.volume import SliceVolume, VolumeState
+from sliceops.operations import datadirs, docker, firewall, lifecycle, system, volume
 from sliceops.operations import postgres as pg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +47,8 @@ HOSTILE = [
 PROGRAMS = [
     "runuser", "docker", "rm", "mkdir", "chmod", "chgrp", "chown", "tar", "install", "find", "stat", "pg_ctlcluster",
     "pg_lsclusters", "systemctl", "python3", "flock", "pg_dump", "pg_restore", "mktemp", "mv", "ln", "ls",
-    "apt-get", "update-rc.d", "sha256sum",
+    "apt-get", "update-rc.d", "sha256sum", "fallocate", "mkfs.btrfs", "mount", "btrfs", "chattr", "cp", "diff",
+    "rmdir", "losetup", "iptables", "iptables-restore",
 ]
 
 
@@ -293,3 +296,45 @@ def test_fleet_and_container_facts(probe, index):
     assert any(argv[0] == "docker" and f"label=sliceops.instance={value}" in argv for argv in calls)
     assert ["docker", "network", "inspect", "--format"] == next(
         argv for argv in calls if argv[:3] == ["docker", "network", "inspect"])[:4]
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_slice_volume_steps(probe, hostile_inventory, index):
+    """A host converged before quotas: its plain directories move into a new volume; a slice's
+    data is removed; the volume fact reads the host. Every path stays one argument."""
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, data_dir=True, instance=True)
+    assert inv.quota_enabled
+    first = inv.slices[0].id
+    have = VolumeState(avail=1 << 50, plain={str(s.id): 4096 for s in inv.slices})
+    text = "\n".join([
+        *volume.volume_plan(inv, have),
+        volume.remove_data(inv, first),
+        SliceVolume().command(image=inv.volume_image, mountpoint=inv.slices_data_dir,
+                              staging=inv.volume_staging_dir, service=inv.volume_service, init="lsb"),
+    ])
+    calls, _, marked = probe(text)
+    assert not marked
+    assert ["fallocate", "-l", str(inv.volume_size), f"{inv.volume_image}.new"] in calls
+    assert ["mount", "-t", "btrfs", "-o", "loop,nodiscard", inv.volume_image, inv.slices_data_dir] in calls
+    assert ["btrfs", "qgroup", "limit", str(inv.slices[0].disk_quota_bytes), inv.slice_data_dir(first)] in calls
+    assert ["cp", "-a", f"{inv.volume_staging_dir}/{first}/.", f"{inv.slices_data_dir}/{first}/"] in calls
+    assert ["rm", "-rf", inv.slice_data_dir(first)] in calls  # (no subvolume in the test's folder)
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_firewall_script(probe, hostile_inventory, index):
+    """The firewall's chains are named from the instance: a hostile one stays one argument."""
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, instance=True)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        with pytest.raises(ValueError, match="not an iptables chain name"):
+            firewall.apply_script(inv, ["192.0.2.53"])
+        return
+    # The script pins PATH for boot; here the probes must answer instead of the real iptables.
+    script = firewall.apply_script(inv, ["192.0.2.53"]).replace("PATH=/usr/sbin:/usr/bin:/sbin:/bin\n", "")
+    assert "PATH=" not in script, "the real iptables must never run in a unit test"
+    calls, stdin, marked = probe(script)
+    assert not marked
+    assert ["iptables", "-w", "-N", inv.firewall_input_chain] in calls
+    assert ["iptables", "-w", "-N", inv.firewall_forward_chain] in calls

@@ -28,20 +28,6 @@ SORT_KEYS = ("id", "mem", "cpu", "disk", "age")
 # compatible).
 JSON_VERSION = 1
 
-_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([bkmgt]?)b?$", re.IGNORECASE)
-_UNIT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def size_bytes(text: str | int | None) -> int | None:
-    """Docker's size notation (256m, 1g, 512k, 100b, 1.5g; base 1024) in bytes; None if absent."""
-    if text is None:
-        return None
-    if isinstance(text, int):
-        return text
-    m = _SIZE.match(str(text).strip())
-    if not m:
-        return None
-    return int(float(m[1]) * _UNIT[m[2].lower()])
 
 
 def percent(used: float | None, limit: float | None) -> float | None:
@@ -197,7 +183,7 @@ def build_rows(inv: Inventory, db: dict, containers: dict[int, dict], backups: d
             row.cpu_percent = float(t["cpu_percent"]) if t["cpu_percent"] is not None else None
             row.disk_used = t["disk_bytes"]
         if s:
-            row.mem_limit = size_bytes(s.memory)
+            row.mem_limit = s.memory_bytes
             row.cpu_limit = s.cpus
             # `slice_defaults.disk` / `slices[].disk`; "-" where quotas are off (disk: false).
             row.disk_quota = s.disk_quota_bytes

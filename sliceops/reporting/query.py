@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sliceops import psql
 from sliceops.errors import RemoteStateError
 from sliceops.inventory import Inventory
 from sliceops.remote import Target
@@ -116,13 +117,11 @@ class Telemetry:
 
 
 def psql_argv(inv: Inventory, since: int, step: int, ids: list[int]) -> list[str]:
-    """The deploy's superuser over the local socket; the window and slice ids as psql variables."""
-    return [
-        "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1",
-        "-p", str(inv.postgres.port), "-d", inv.gateway.database,
-        "-v", f"since={int(since)}", "-v", f"step={int(step)}",
-        "-v", "ids={" + ",".join(str(int(i)) for i in ids) + "}",
-    ]
+    """The deploy's superuser psql (sliceops.psql) over the local socket; the window and slice
+    ids as psql variables."""
+    return psql.argv(inv.postgres.port, inv.gateway.database, tuples=True, variables={
+        "since": int(since), "step": int(step), "ids": "{" + ",".join(str(int(i)) for i in ids) + "}",
+    })
 
 
 def _num(text: str) -> float:

@@ -27,7 +27,7 @@ set -euo pipefail
 IMAGE="${SLICEOPS_SYSTEMD_HOST_IMAGE:-sliceops/systemd-host:bookworm}"
 SUITE=bookworm
 SSH_PORT_DEFAULT=2222
-INCLUDE="systemd,systemd-sysv,dbus,openssh-server,python3,iproute2,ca-certificates,procps,sudo,curl,gnupg,less"
+INCLUDE="systemd,systemd-sysv,dbus,openssh-server,python3,iproute2,ca-certificates,procps,sudo,curl,gnupg,less,rsync"
 # Units that cannot work, or only make noise, inside a container. Masking (a
 # link to /dev/null) rather than removing keeps the packages production-like.
 MASK_UNITS=(

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sliceops import backups, hostkeys, plan
+from sliceops import backups, hostkeys, plan, spares
 from sliceops.errors import SliceopsError
 from sliceops.inventory import DEFAULT_INVENTORY, Inventory, load
 from sliceops.paths import ROOT
@@ -59,8 +59,15 @@ def _env(inv: Inventory) -> dict:
     return env
 
 
+def _warn(message: str | None) -> None:
+    """A warning: one line on stderr; the command's exit status is unchanged."""
+    if message:
+        print(f"sliceops: warning: {message}", file=sys.stderr)
+
+
 def cmd_check(inv: Inventory, args) -> int:
     print(f"{inv.path}: ok: target {inv.target}, instance {inv.instance}, {len(inv.slices)} slices")
+    _warn(spares.check_warning(inv))
     return 0
 
 
@@ -114,6 +121,8 @@ def cmd_plan(inv: Inventory, args) -> int:
     for c in changes:
         if c.refused:
             print(f"sliceops: the deploy would stop: {c.detail}", file=sys.stderr)
+    for message in plan.warnings(changes):
+        _warn(message)
     print(plan.summary(changes))
     return plan.exit_status(changes)
 
@@ -155,7 +164,7 @@ READERS = {"status": cmd_status, "logs": cmd_logs, "report": cmd_report}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sliceops", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["check", "plan", "deploy", "verify", *READERS, *backups.COMMANDS])
+    parser.add_argument("command", choices=["check", "plan", "deploy", "verify", "add", *READERS, *backups.COMMANDS])
     parser.add_argument("-i", "--inventory", default=str(DEFAULT_INVENTORY), help="the YAML inventory")
     parser.add_argument("--wait", type=float, default=600, help="seconds to wait for a concurrent deploy")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -167,15 +176,24 @@ def main(argv: list[str] | None = None) -> int:
     if reader and {"-h", "--help"} & set(argv):
         _reader(reader).parser().print_help()  # `sliceops status -h`: its own options
         return 0
+    if "add" in argv and {"-h", "--help"} & set(argv):
+        from sliceops import add
+
+        add.parser().print_help()
+        return 0
     own = next((word for word in argv if word in backups.COMMANDS), None)
     if own and {"-h", "--help"} & set(argv):
         backups.parser(own).print_help()
         return 0
     args, args.rest = parser.parse_known_args(argv)
-    if args.rest and args.command not in READERS and args.command not in backups.COMMANDS:
+    if args.rest and args.command not in READERS and args.command not in backups.COMMANDS and args.command != "add":
         parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
     args.extra = extra
     try:
+        if args.command == "add":  # edits the file: it loads it itself, before and after
+            from sliceops import add
+
+            return add.run(args.inventory, args.rest)
         inv = load(args.inventory)
         commands = {"check": cmd_check, "plan": cmd_plan, "deploy": cmd_deploy, "verify": cmd_verify, **READERS}
         return commands.get(args.command, cmd_backup)(inv, args)

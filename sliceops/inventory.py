@@ -79,6 +79,8 @@ class SliceDefaults:
     # inventory file's folder); None: the built-in ones.
     migrations: str | None = None
     db_connections: int = 5
+    # Unassigned in-service slices to keep ready for sign-ups (sliceops.spares warns below it).
+    spares: int = 0
 
 
 @dataclass(frozen=True)

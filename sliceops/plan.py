@@ -26,7 +26,8 @@ class Change:
     """One planned change: `subject` ("slice 4", "monitor", "host"), `what` happens to it
     ("new", "container recreated", "restarted"), and an optional detail ("memory 256m -> 512m").
     `changes` is False for what is reported but left alone (an orphan); `refused` marks a
-    step the deploy would stop at."""
+    step the deploy would stop at; `warning` a sentence for stderr that changes nothing
+    (too few spare slices)."""
 
     subject: str
     what: str
@@ -34,6 +35,7 @@ class Change:
     slice_id: int | None = None
     changes: bool = True
     refused: bool = False
+    warning: bool = False
 
 
 # The subject of a step that changes the host without saying more than its operation's name.
@@ -63,6 +65,17 @@ def refused(message: str) -> None:
     entry = (_current_op(), Change("deploy", "would stop", message, refused=True))
     if entry not in _recorded:
         _recorded.append(entry)
+
+
+def warn(message: str) -> None:
+    """A warning `sliceops plan` prints on stderr; it is no change and leaves the exit status."""
+    entry = (_current_op(), Change("plan", "warning", message, changes=False, warning=True))
+    if entry not in _recorded:
+        _recorded.append(entry)
+
+
+def warnings(changes: list[Change]) -> list[str]:
+    return [c.detail for c in changes if c.warning]
 
 
 def planned(subject: str) -> bool:
@@ -141,7 +154,7 @@ def lines(changes: list[Change]) -> list[str]:
     from the template, gateway row, container on 127.0.0.1:5007")."""
     by_subject: dict[str, list[Change]] = {}
     for c in changes:
-        if not c.refused:
+        if not c.refused and not c.warning:
             by_subject.setdefault(c.subject, []).append(c)
     out = []
     for subject, items in sorted(by_subject.items(), key=_order):
@@ -162,7 +175,7 @@ def summary(changes: list[Change]) -> str:
     """The closing count: how many slices and other parts would change, orphans left alone."""
     changing = {c.subject for c in changes if c.changes and not c.refused}
     slices = {c.subject for c in changes if c.changes and not c.refused and c.slice_id is not None}
-    orphans = {c.subject for c in changes if not c.changes}
+    orphans = {c.subject for c in changes if not c.changes and not c.warning}
     others = len(changing) - len(slices)
     if not changing:
         head = "nothing would change"

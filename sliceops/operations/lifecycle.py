@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, operation
 
-from sliceops import checks, factcache, plan, psql
+from sliceops import checks, factcache, plan, psql, spares
 from sliceops.errors import InventoryError
 from sliceops.facts.host import HostAddresses
 from sliceops.facts.postgres import Fleet
@@ -35,7 +35,7 @@ def orphans(inv: Inventory, state: Fleet) -> list[int]:
 @operation(is_idempotent=True)
 @refuses
 def preflight(inv: Inventory):
-    """Refuse unsafe requests before any change; report orphans."""
+    """Refuse unsafe requests before any change; report orphans and too few spare slices."""
     problem = checks.host_subnet_problem(inv.docker.subnet, inv.bridge, host.get_fact(HostAddresses))
     if problem:
         line = inv.lines.get(("docker", "subnet"), 1)
@@ -49,6 +49,10 @@ def preflight(inv: Inventory):
             f"{host.print_prefix}orphan slice {sid}: on the host (database {SLICE_NAME_PREFIX}{sid} or gateway row) "
             f"but not in {inv.path}; left intact. Add it back, or list it with status: destroying to remove it."
         )
+    short = spares.plan_warning(inv, state.slice_rows)
+    if short:
+        plan.warn(short)
+        logger.warning(f"{host.print_prefix}{short}")
     host.noop(f"inventory requests are safe; {len(lost)} orphan(s) left intact")
     return
     yield  # an operation is a generator

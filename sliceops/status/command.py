@@ -12,6 +12,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from sliceops import spares
 from sliceops.errors import RemoteStateError
 from sliceops.inventory import Inventory
 from sliceops.remote import Target
@@ -60,12 +61,17 @@ def run(inv: Inventory, argv: list[str]) -> int:
         print(f"sliceops: status: {exc}", file=sys.stderr)
         return 1
     fleet = model.summary(rows)
+    gateway = model.gateway_rows(rows)  # the whole fleet's, before --find narrows the rows
     if args.find is not None:
         rows = model.find(rows, args.find)
     rows = model.sort_rows(rows, args.sort)
     if args.json:
-        sys.stdout.write(json.dumps(model.to_json(inv, rows, fleet), indent=2) + "\n")
+        sys.stdout.write(json.dumps(model.to_json(inv, rows, fleet, spares.summary(inv, gateway)), indent=2) + "\n")
     else:
         sys.stdout.write(render.render(rows, fleet, inv.target, inv.instance, inv.monitor.interval,
                                        wants_colour(sys.stdout)))
+    short = spares.status_warning(inv, gateway)
+    if short:  # one line on stderr; the exit status stays 0 (the target answered)
+        sys.stdout.flush()
+        print(f"sliceops: warning: {short}", file=sys.stderr)
     return 0

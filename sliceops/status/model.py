@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from sliceops import spares
 from sliceops.inventory import ACTIVE, DESTROYING, SUSPENDED, Inventory
 
 ORPHAN = "orphan"  # on the host (database, gateway row or container), not in the inventory
@@ -257,14 +258,21 @@ def find(rows: list[SliceStatus], text: str) -> list[SliceStatus]:
     return out
 
 
-def to_json(inv: Inventory, rows: list[SliceStatus], fleet: dict[str, int]) -> dict:
-    """The documented, stable shape of `sliceops status --json` (README: "status --json")."""
+def gateway_rows(rows: list[SliceStatus]) -> dict[int, dict]:
+    """The gateway's rows as the status read them, {id: {"status", "user_id"}} (sliceops.spares)."""
+    return {r.id: {"status": r.gateway_status, "user_id": r.user_id} for r in rows if r.gateway_status is not None}
+
+
+def to_json(inv: Inventory, rows: list[SliceStatus], fleet: dict[str, int], spare: dict | None = None) -> dict:
+    """The documented, stable shape of `sliceops status --json` (README: "status --json").
+    `spare`: spares.summary of the whole fleet (rows may be a --find selection); default: of rows."""
     return {
         "version": JSON_VERSION,
         "target": inv.target,
         "instance": inv.instance,
         "monitor_interval": inv.monitor.interval,
         "summary": fleet,
+        "spares": spare if spare is not None else spares.summary(inv, gateway_rows(rows)),
         "slices": [
             {
                 "id": r.id,

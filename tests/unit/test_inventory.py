@@ -87,6 +87,7 @@ def test_every_section_overridden_is_read_into_the_model():
     assert (inv.postgres.version, inv.postgres.port, inv.postgres.listen_addresses) == (16, 5433, ("10.0.0.5",))
     assert (inv.postgres.max_connections, inv.postgres.shared_buffers_mb, inv.postgres.work_mem_mb) == (300, 2048, None)
     assert (inv.gateway.database, inv.slice_defaults.role) == ("crm_gateway", "crm_slice")
+    assert inv.slice_defaults.spares == 2  # default 0 (tests/unit/test_spares.py)
     assert (inv.docker.managed, inv.docker.gateway_address) == (False, "10.77.0.1")
     assert (inv.monitor.interval, inv.monitor.health_timeout) == (30, 1.5)
     # Sorted by id; per-slice limits override slice_defaults, the rest inherit them.

@@ -235,7 +235,8 @@ def test_json_shape_is_the_documented_one(inv):
     db, containers = healthy_fleet()
     rows = model.build_rows(inv, db, containers)
     doc = json.loads(json.dumps(model.to_json(inv, rows, model.summary(rows))))
-    assert set(doc) == {"version", "target", "instance", "monitor_interval", "summary", "slices"}
+    assert set(doc) == {"version", "target", "instance", "monitor_interval", "summary", "spares", "slices"}
+    assert doc["spares"] == {"wanted": 0, "unassigned": 1, "unassigned_ids": [2], "short_by": 0}  # 1 is assigned
     assert doc["version"] == 1 and doc["instance"] == "unit" and doc["monitor_interval"] == 60
     assert set(doc["summary"]) == {"in_service", "suspended", "destroying", "healthy", "unhealthy", "orphans"}
     first = doc["slices"][0]

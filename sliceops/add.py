@@ -2,8 +2,9 @@
 file stays the one truth and the next deploy brings the slices up.
 
 Next free means above every id the file lists, whatever its status (a `destroying` slice's
-id, or a gap left by one, may still name a database or a backup), so an id is never handed
-out twice. The file is edited as text, not re-serialised: the new entries are inserted right
+id, or a gap left by one, may still name a database or a backup), and above every id the
+target still holds (read as `sliceops status` reads it: an orphan, whose entry was deleted,
+keeps its database), so an id is never handed out twice. `--offline` skips the target. The file is edited as text, not re-serialised: the new entries are inserted right
 after the last entry of `slices:`, in that entry's own style (block `- id: N` at its dash's
 column, or flow `{id: N}`), and every other byte stays as it was, comments, order, quoting
 and indentation included. A round-trip dumper such as ruamel.yaml re-emits the whole
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from sliceops.errors import InventoryError, SliceopsError
+from sliceops.errors import InventoryError, RemoteStateError, SliceopsError
 from sliceops.inventory import Inventory, load
 from sliceops.usage import OneLineParser
 
@@ -41,6 +42,8 @@ def parser() -> OneLineParser:
                       epilog="The file is the one of -i/--inventory FILE (default: inventory/slices.yaml); "
                              "nothing on the host changes until the next deploy.")
     p.add_argument("--count", type=int, default=1, metavar="K", help="how many slices to append (default: 1)")
+    p.add_argument("--offline", action="store_true",
+                   help="choose ids from the file alone, without reading the target for orphans")
     return p
 
 
@@ -54,10 +57,19 @@ class Added:
     ids: tuple[int, ...]
 
 
-def next_ids(inv: Inventory, count: int) -> tuple[int, ...]:
-    """`count` ids above every id the file lists (destroying ones included; gaps are not reused)."""
-    top = max(inv.slice_ids, default=0)
+def next_ids(inv: Inventory, count: int, taken: set[int] | frozenset[int] = frozenset()) -> tuple[int, ...]:
+    """`count` ids above every id the file lists (destroying ones included; gaps are not
+    reused) and every id in `taken` (the target's)."""
+    top = max((*inv.slice_ids, *taken), default=0)
     return tuple(range(top + 1, top + 1 + count))
+
+
+def host_ids(inv: Inventory) -> set[int]:
+    """Slice ids the target holds: a database, gateway row or container, orphans included (one
+    psql session and one Docker API call, as `sliceops status`)."""
+    from sliceops.status.command import collect
+
+    return {row.id for row in collect(inv)}
 
 
 def _newline(text: str) -> str:
@@ -197,12 +209,12 @@ def _list(ids: tuple[int, ...]) -> str:
     return ", ".join(str(i) for i in ids)
 
 
-def add(inv: Inventory, count: int) -> Added:
-    """The new file text with `count` slices appended (nothing written)."""
+def add(inv: Inventory, count: int, taken: set[int] | frozenset[int] = frozenset()) -> Added:
+    """The new file text with `count` slices appended above the file's and `taken` ids (nothing written)."""
     path = Path(inv.path)
     with open(path, newline="") as f:  # CRLF stays CRLF
         text = f.read()
-    ids = next_ids(inv, count)
+    ids = next_ids(inv, count, taken)
     try:
         new = insert(text, ids)
     except yaml.YAMLError as exc:  # the loader parsed it a moment ago; only a race gets here
@@ -224,8 +236,15 @@ def run(path: str, argv: list[str]) -> int:
         print(f"sliceops: add: {path} does not validate: {exc.problems[0]}{more}; the file is unchanged",
               file=sys.stderr)
         return 2
+    taken: set[int] = set()
+    if not args.offline:
+        try:
+            taken = host_ids(inv)
+        except RemoteStateError as exc:
+            print(f"sliceops: warning: add: {exc}: ids chosen from the file alone, so an orphan's id on the "
+                  f"target could be given again (`sliceops status` lists orphans)", file=sys.stderr)
     try:
-        result = add(inv, args.count)
+        result = add(inv, args.count, taken)
         _replace(Path(inv.path), result.text)
     except AddError as exc:
         print(f"sliceops: add: {inv.path}: {exc}; the file is unchanged", file=sys.stderr)
@@ -238,6 +257,10 @@ def run(path: str, argv: list[str]) -> int:
     plural = "s" if len(result.ids) > 1 else ""
     print(f"{inv.path}: added slice{plural} {_list(result.ids)} (port{plural} {ports}); "
           f"{len(after.slices)} slices listed")
+    orphans = tuple(sorted(i for i in taken - set(inv.slice_ids) if i > max(inv.slice_ids, default=0)))
+    if orphans:
+        print(f"skipped: slice{'s' if len(orphans) > 1 else ''} {_list(orphans)} on {inv.target} but not in "
+              f"{inv.path} (orphans keep their database: their ids are not reused)")
     print(f"next: sliceops plan -i {inv.path} (what the deploy would change), "
           f"then sliceops deploy -i {inv.path} (make deploy INVENTORY={inv.path}) to bring them up")
     return 0

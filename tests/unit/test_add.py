@@ -3,6 +3,8 @@
 Each layout is pinned as (file before, the exact file after); the repository's own inventory
 files are round-tripped too: the result is the original with only the new lines inserted.
 The command runs in-process (`cli.main`), as a user calls it; one case runs as a real process.
+The target's ids (orphans) are read for real in tests/integration/test_spares_add.py; here
+the read is replaced by what a host answered.
 """
 
 from __future__ import annotations
@@ -16,8 +18,23 @@ import sys
 import pytest
 
 from sliceops import add, cli
+from sliceops.errors import RemoteStateError
 from sliceops.inventory import load
 from sliceops.paths import ROOT
+
+
+@pytest.fixture(autouse=True)
+def host(monkeypatch):
+    """The target's slice ids as `add` reads them (default: a host holding none)."""
+    answer = {"ids": set()}
+
+    def host_ids(inv):
+        if isinstance(answer["ids"], Exception):
+            raise answer["ids"]
+        return set(answer["ids"])
+
+    monkeypatch.setattr(add, "host_ids", host_ids)
+    return answer
 
 # (name, before, --count, after): comments, quoting, indentation and order kept.
 LAYOUTS = [
@@ -256,8 +273,36 @@ def test_insert_keeps_anchors_and_merge_keys_meaning_what_they_meant(tmp_path):
 
 def test_add_runs_as_a_command_with_its_own_help(tmp_path):
     path = write(tmp_path, 'target: "@local"\nslices:\n  - id: 1\n')
-    proc = subprocess.run([sys.executable, "-m", "sliceops.cli", "add", "--count", "2", "--inventory", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "sliceops.cli", "add", "--count", "2", "--offline", "--inventory", str(path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert read(path) == 'target: "@local"\nslices:\n  - id: 1\n  - id: 2\n  - id: 3\n'
     assert cli.main(["add", "-h"]) == 0
+
+
+def test_an_orphans_id_on_the_target_is_never_given_again(tmp_path, capsys, host):
+    # Slice 3's entry was deleted; its database stays on the host (an orphan), as does 2's row.
+    host["ids"] = {1, 2, 3}
+    path = write(tmp_path, 'target: "@local"\nslices:\n  - id: 1\n')
+    assert cli.main(["add", "-i", str(path)]) == 0
+    assert read(path) == 'target: "@local"\nslices:\n  - id: 1\n  - id: 4\n'
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{path}: added slice 4 (port 5007); 2 slices listed"
+    assert out[1] == f"skipped: slices 2, 3 on @local but not in {path} (orphans keep their database: their ids are not reused)"
+
+
+def test_an_unreadable_target_is_a_warning_and_the_file_decides(tmp_path, capsys, host):
+    host["ids"] = RemoteStateError("psql on @local: connection refused")
+    path = write(tmp_path, 'target: "@local"\nslices:\n  - id: 1\n')
+    assert cli.main(["add", "-i", str(path)]) == 0
+    assert read(path).endswith("  - id: 1\n  - id: 2\n")
+    err = capsys.readouterr().err
+    assert err == ("sliceops: warning: add: psql on @local: connection refused: ids chosen from the file alone, so an "
+                   "orphan's id on the target could be given again (`sliceops status` lists orphans)\n")
+
+
+def test_offline_does_not_read_the_target(tmp_path, host):
+    host["ids"] = {1, 2, 3}
+    path = write(tmp_path, 'target: "@local"\nslices:\n  - id: 1\n')
+    assert cli.main(["add", "--offline", "-i", str(path)]) == 0
+    assert read(path).endswith("  - id: 1\n  - id: 2\n")

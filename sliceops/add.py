@@ -245,7 +245,7 @@ def run(path: str, argv: list[str]) -> int:
                   f"target could be given again (`sliceops status` lists orphans)", file=sys.stderr)
     try:
         result = add(inv, args.count, taken)
-        _replace(Path(inv.path), result.text)
+        _replace(Path(os.path.realpath(inv.path)), result.text)  # a symlinked file stays a link
     except AddError as exc:
         print(f"sliceops: add: {inv.path}: {exc}; the file is unchanged", file=sys.stderr)
         return 2

@@ -306,3 +306,11 @@ def test_offline_does_not_read_the_target(tmp_path, host):
     path = write(tmp_path, 'target: "@local"\nslices:\n  - id: 1\n')
     assert cli.main(["add", "--offline", "-i", str(path)]) == 0
     assert read(path).endswith("  - id: 1\n  - id: 2\n")
+
+
+def test_a_symlinked_inventory_stays_a_link_to_the_edited_file(tmp_path):
+    real = write(tmp_path, 'target: "@local"\nslices:\n  - id: 1\n', "real.yaml")
+    link = tmp_path / "inv.yaml"
+    link.symlink_to(real.name)
+    assert cli.main(["add", "-i", str(link)]) == 0
+    assert link.is_symlink() and read(real).endswith("  - id: 1\n  - id: 2\n")

@@ -50,6 +50,7 @@ def under(path: str, tree: str) -> bool:
 
 
 def check(data: dict, section: Callable[[str], dict], report: Report) -> None:
+    _fleet(data, report)
     _paths(section("slice_defaults"), section("backups"), report)
     _names(data, section, report)
     _listen(section("postgres"), report)
@@ -107,6 +108,102 @@ def _names(data: dict, section: Callable[[str], dict], report: Report) -> None:
         report(("gateway", "role"),
                f"{owner!r} is also slice_defaults.role, the owner of every slice database: "
                "the gateway's credentials would own them all")
+
+
+def _fleet(data: dict, report: Report) -> None:
+    """One target, or `hosts:` with exactly one database host, distinct targets and addresses,
+    an address wherever another host must reach it, and every slice on a host the file names."""
+    hosts = data.get("hosts")
+    slices = [(i, e) for i, e in enumerate(data.get("slices") or []) if isinstance(e, dict)] \
+        if isinstance(data.get("slices"), list) else []
+    if "target" in data and hosts is not None:
+        report(("hosts",), "given together with target: name one target (one host runs everything) "
+                           "or hosts (a fleet), not both")
+        return
+    if hosts is None:
+        if "target" not in data:
+            report((), "missing required key 'target' (or 'hosts' for a fleet)")
+            return
+        target = _str(data.get("target"))
+        own = names.implicit_host_name(target) if target else None
+        for i, entry in slices:
+            name = entry.get("host")
+            if isinstance(name, str) and own is not None and name != own:
+                report(("slices", i, "host"), f"{name!r} is not a host of this file: it has one target "
+                                              f"(host {own!r}); list hosts: to run slices elsewhere")
+        return
+    if not isinstance(hosts, dict):
+        return  # the schema reported it
+    entries = {n: h for n, h in hosts.items() if isinstance(n, str) and isinstance(h, dict)}
+    databases = [n for n, h in entries.items() if h.get("database") is True]
+    if entries and not databases:
+        report(("hosts",), f"no host has database: true ({', '.join(entries)}): exactly one runs PostgreSQL")
+    for extra in databases[1:]:
+        report(("hosts", extra, "database"), f"true here and on host {databases[0]!r}: exactly one host "
+                                              "runs PostgreSQL")
+    seen_targets: dict = {}
+    seen_addresses: dict = {}
+    for name, entry in entries.items():
+        target = _str(entry.get("target"))
+        if target and re.match(_TARGET, target):
+            key = names.target_key(target)
+            if key in seen_targets:
+                report(("hosts", name, "target"), f"{target!r} is the same machine as host {seen_targets[key]!r}'s "
+                                                  "target: two hosts, one target")
+            else:
+                seen_targets[key] = name
+        address = entry.get("address")
+        if isinstance(address, str) and names.LISTEN_SHAPE.match(address):
+            problem = address_problem(address)
+            if problem:
+                report(("hosts", name, "address"), f"{address!r} {problem}")
+            elif str(ipaddress.ip_address(address)) in seen_addresses:
+                report(("hosts", name, "address"),
+                       f"{address!r} is also the address of host {seen_addresses[str(ipaddress.ip_address(address))]!r}")
+            else:
+                seen_addresses[str(ipaddress.ip_address(address))] = name
+    single = next(iter(entries)) if len(entries) == 1 else None
+    placed: set[str] = set()
+    for i, entry in slices:
+        name = entry.get("host")
+        if name is None:
+            if single is None and entries:
+                report(("slices", i), f"slice {entry.get('id')!r} names no host (missing key 'host'): "
+                                      f"this file has {len(entries)} hosts ({', '.join(entries)})")
+            elif single is not None:
+                placed.add(single)
+        elif isinstance(name, str):
+            if name in entries:
+                placed.add(name)
+            elif entries:
+                report(("slices", i, "host"), f"{name!r} is not a host of this file (hosts: {', '.join(entries)})")
+        else:
+            report(("slices", i, "host"), f"{name!r} is not of type string")
+    database = databases[0] if len(databases) == 1 else None
+    for name, entry in entries.items():
+        if "address" in entry:
+            continue
+        if name != database:
+            report(("hosts", name), f"host {name!r} has no address (missing key 'address'): the database host's "
+                                    "pg_hba.conf admits its slices by it")
+        elif placed - {database}:
+            report(("hosts", name), f"host {name!r} has no address (missing key 'address'): slices on "
+                                    f"{', '.join(sorted(placed - {database}))} reach PostgreSQL there")
+
+
+# The schema's pattern of a target (`@local` or ssh://user@host:port).
+_TARGET = r"^(@local|ssh://([A-Za-z0-9._-]+@)?[A-Za-z0-9._-]+(:[0-9]{1,5})?)$"
+
+
+def address_problem(value: str) -> str | None:
+    """Why `value` cannot be a host's private address (None: fine): another host must reach it."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return "is not an IP address (written plainly, as 10.0.0.10)"
+    if addr.is_unspecified or addr.is_loopback or addr.is_multicast or addr.is_link_local:
+        return "cannot be reached from another host (unspecified, loopback, multicast or link-local)"
+    return None
 
 
 def _dotted(at: tuple) -> str:

@@ -15,7 +15,12 @@ BEGIN, END = "<!-- inventory-reference:begin -->", "<!-- inventory-reference:end
 def _rows(props: dict, prefix: str, required: list[str]):
     for key, spec in props.items():
         path = f"{prefix}{key}"
-        if spec.get("type") == "object":
+        if spec.get("type") == "object" and isinstance(spec.get("additionalProperties"), dict):
+            # a mapping of named entries (hosts.<name>): one row for it, then the entry's keys
+            entry = spec["additionalProperties"]
+            yield path, "mapping", "", spec.get("description", "")
+            yield from _rows(entry["properties"], f"{path}.<name>.", entry.get("required", []))
+        elif spec.get("type") == "object":
             yield path, "mapping", "", spec.get("description", "")
             yield from _rows(spec["properties"], f"{path}.", spec.get("required", []))
         elif spec.get("type") == "array" and spec.get("items", {}).get("type") == "object":

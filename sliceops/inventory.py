@@ -120,6 +120,22 @@ class BackupSettings:
 
 
 @dataclass(frozen=True)
+class Host:
+    """One machine of the fleet (inventory `hosts.<name>`, or the one host of a `target:` file)."""
+
+    name: str
+    target: str
+    # The private address the other hosts reach it on (None: the one host of a `target:` file,
+    # or a host that needs none).
+    address: str | None = None
+    database: bool = False  # it runs PostgreSQL, the gateway and every slice's database
+
+    @property
+    def is_local(self) -> bool:
+        return self.target == "@local"
+
+
+@dataclass(frozen=True)
 class Slice:
     id: int
     port: int
@@ -129,6 +145,7 @@ class Slice:
     cpus: float = 0.5
     pids: int = 256
     disk: str | None = "2g"  # None: no quota (slice_defaults.disk: false)
+    host: str = names.LOCAL_HOST  # the name of the host running its container
 
     @property
     def database(self) -> str:
@@ -156,6 +173,8 @@ class Slice:
 @dataclass(frozen=True)
 class Inventory:
     path: str
+    # The database host's target: where PostgreSQL and the gateway are (a `target:` file's one
+    # host). Commands that read the gateway (status, report, backups) connect here.
     target: str
     instance: str
     postgres: PostgresSettings
@@ -168,6 +187,46 @@ class Inventory:
     ssh_known_hosts: str | None = None
     backups: BackupSettings = field(default_factory=BackupSettings)
     lines: dict = field(default_factory=dict, compare=False, repr=False)
+    # The file's `hosts:`, in its order; empty for a `target:` file (then `hosts` is its one
+    # implicit host, both database and slice host).
+    host_list: tuple[Host, ...] = ()
+
+    # The fleet: which host runs what.
+    @property
+    def hosts(self) -> tuple[Host, ...]:
+        return self.host_list or (Host(names.implicit_host_name(self.target), self.target, None, True),)
+
+    @property
+    def multi_host(self) -> bool:
+        """The file names its hosts (`hosts:`) rather than giving one `target`."""
+        return bool(self.host_list)
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    @property
+    def database_host(self) -> Host:
+        return next(h for h in self.hosts if h.database)
+
+    def slices_on(self, name: str) -> tuple[Slice, ...]:
+        return tuple(s for s in self.slices if s.host == name)
+
+    @property
+    def slice_hosts(self) -> tuple[Host, ...]:
+        """Hosts that run slice containers (the Docker engine, the slice volume, the firewall):
+        every host but a database host no slice names; a `target:` file's one host always."""
+        if not self.multi_host:
+            return self.hosts
+        return tuple(h for h in self.hosts if not h.database or self.slices_on(h.name))
+
+    def database_address(self, s: Slice) -> str:
+        """Where slice `s`'s container reaches PostgreSQL: the bridge's gateway address when it
+        runs on the database host, else the database host's private address (cross-host TLS and
+        pg_hba for that case are issue 14's part B)."""
+        db = self.database_host
+        if s.host == db.name or db.address is None:
+            return self.docker.gateway_address
+        return db.address
 
     # Names derived from the instance, so two environments can share one host.
     @property
@@ -642,6 +701,13 @@ def _build(shown: str, data: dict, lines: dict) -> Inventory:
     dk = {**_defaults("docker"), **data.get("docker", {})}
     mo = {**_defaults("monitor"), **data.get("monitor", {})}
     bk = {**_defaults("backups"), **data.get("backups", {})}
+    given_hosts = data.get("hosts") or {}
+    host_list = tuple(
+        Host(name=n, target=h["target"], address=h.get("address"), database=h.get("database", False))
+        for n, h in given_hosts.items()
+    )
+    target = data["target"] if "target" in data else next(h.target for h in host_list if h.database)
+    only = host_list[0].name if len(host_list) == 1 else names.implicit_host_name(target)
     slices = tuple(
         sorted(
             (
@@ -654,6 +720,7 @@ def _build(shown: str, data: dict, lines: dict) -> Inventory:
                     cpus=float(e.get("cpus", sd["cpus"])),
                     pids=e.get("pids", sd["pids"]),
                     disk=e.get("disk", sd["disk"]) if sd["disk"] is not False else None,
+                    host=e.get("host", only),
                 )
                 for e in data["slices"] or []
             ),
@@ -662,7 +729,8 @@ def _build(shown: str, data: dict, lines: dict) -> Inventory:
     )
     return Inventory(
         path=shown,
-        target=data["target"],
+        target=target,
+        host_list=host_list,
         ssh_key=data.get("ssh_key"),
         ssh_known_hosts=data.get("ssh_known_hosts"),
         instance=data.get("instance", schema()["properties"]["instance"]["default"]),

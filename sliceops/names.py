@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from urllib.parse import urlsplit
 
 SLICE_NAME_PREFIX = "wa_slice_"  # slice N's database and its tenant's login role: wa_slice_N
 TEMPLATE_DB = "sliceops_slice_template"  # new slice databases are copies of it
@@ -19,6 +20,10 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SAFE_PATH = re.compile(r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$")
 # What the schema lets through as a listen address before it is parsed.
 LISTEN_SHAPE = re.compile(r"^[0-9A-Fa-f.:x]+$")
+# A host's name in the inventory (hosts.<name>): written into gateway rows, the monitor's
+# configuration and pyinfra's output; hostname-shaped so it reads as one.
+HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+LOCAL_HOST = "local"  # the one host of a single `target: "@local"` inventory
 _SLICE_NAME = re.compile(rf"^{SLICE_NAME_PREFIX}([0-9]+)$")
 
 # Names PostgreSQL, pg_hba.conf or the cluster itself give a meaning to.
@@ -74,3 +79,25 @@ def bridge_name(instance: str) -> str:
     if len(name) <= 15:
         return name
     return f"so-{instance[:7]}-{hashlib.sha256(instance.encode()).hexdigest()[:4]}"
+
+
+def implicit_host_name(target: str) -> str:
+    """The name of the one host of a single-`target` inventory: "local" for @local, else the
+    ssh:// target's hostname (lowercased). A file that moves to `hosts:` keeps its slices
+    where they are by naming that host the same."""
+    if target == "@local":
+        return LOCAL_HOST
+    return (urlsplit(target).hostname or LOCAL_HOST).lower()
+
+
+def target_key(target: str) -> tuple[str, str, int] | str:
+    """What makes two targets the same machine: (user, hostname, port) of an ssh:// target,
+    its defaults filled in ("ssh://db1" is "ssh://root@db1:22"), or "@local"."""
+    if target == "@local":
+        return target
+    parts = urlsplit(target)
+    try:
+        port = parts.port or 22
+    except ValueError:  # out of range: the schema lets 5 digits through, the check reports it
+        port = target
+    return (parts.username or "root", (parts.hostname or "").lower(), port)

@@ -156,4 +156,5 @@ class Collector:
             cpu_percent=psutil.cpu_percent(interval=None),
             disk_used_bytes=disk_used,
             disk_total_bytes=disk_total,
+            host=self.config.host,
         )

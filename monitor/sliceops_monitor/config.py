@@ -14,6 +14,8 @@ from .errors import ConfigError
 DEFAULT_PATH = "/etc/sliceops/main/monitor.json"
 INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Docker container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+
+# The inventory's host names (sliceops.names.HOST_NAME).
+HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 CONTAINER_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 # A cgroup path relative to a hierarchy root: "/"-separated names, none of them "." or "..".
 CGROUP_RE = re.compile(r"^(?!.*(^|/)\.{1,2}(/|$))[A-Za-z0-9_.@:-]+(/[A-Za-z0-9_.@:-]+)*$")
@@ -52,6 +54,9 @@ class SliceConfig:
 @dataclass(frozen=True)
 class MonitorConfig:
     instance: str = "main"
+    # The inventory's name of the host this monitor runs on: the label of its
+    # gateway.server_telemetry rows (None: unlabelled, a configuration from before fleets).
+    host: str | None = None
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     interval: float = 60.0
     retention_days: float = 7.0
@@ -127,7 +132,7 @@ class _Checker:
 
 
 _TOP_KEYS = {
-    "instance", "database", "interval", "retention_days", "prune_interval", "health_timeout",
+    "instance", "host", "database", "interval", "retention_days", "prune_interval", "health_timeout",
     "health_workers", "cgroup_root", "disk_path", "disk_interval",
     "buffer_cycles", "metrics_port", "slices",
 }
@@ -227,6 +232,7 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
 
     config = MonitorConfig(
         instance=instance,
+        host=c.string(data, "host", "", d.host, pattern=HOST_RE),
         database=database,
         interval=float(interval),
         retention_days=float(c.number(data, "retention_days", "", d.retention_days, minimum=0, exclusive_min=True)),

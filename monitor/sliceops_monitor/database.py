@@ -27,8 +27,8 @@ _TELEMETRY_COPY = (
 _SERVER_INSERT = """
 INSERT INTO gateway.server_telemetry
     ("timestamp", ram_used_bytes, ram_total_bytes, swap_used_bytes, swap_total_bytes,
-     cpu_percent, disk_used_bytes, disk_total_bytes, active_slices, total_slices)
-SELECT %s, %s, %s, %s, %s, %s, %s, %s,
+     cpu_percent, disk_used_bytes, disk_total_bytes, host, active_slices, total_slices)
+SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s,
        count(*) FILTER (WHERE status = 'assigned'), count(*)
 FROM gateway.slices
 RETURNING active_slices, total_slices
@@ -161,7 +161,7 @@ class Database:
                     v = batch.server
                     cur.execute(_SERVER_INSERT, (
                         batch.collected_at, v.ram_used_bytes, v.ram_total_bytes, v.swap_used_bytes,
-                        v.swap_total_bytes, v.cpu_percent, v.disk_used_bytes, v.disk_total_bytes))
+                        v.swap_total_bytes, v.cpu_percent, v.disk_used_bytes, v.disk_total_bytes, v.host))
                     counts = cur.fetchone()
                     rows += 1
         except psycopg.Error as exc:

@@ -38,6 +38,7 @@ class ServerSample:
     cpu_percent: float | None
     disk_used_bytes: int | None
     disk_total_bytes: int | None
+    host: str | None = None  # the inventory's name of this host (server_telemetry.host)
 
 
 @dataclass(slots=True)

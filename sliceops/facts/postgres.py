@@ -60,8 +60,8 @@ SELECT json_build_object('kind', 'ledger', 'db', current_database(), 'rows',
 \endif
 \if :has_slices
 SELECT json_build_object('kind', 'slices', 'db', current_database(), 'rows',
-  (SELECT coalesce(json_agg(json_build_array(id, port, status, user_id) ORDER BY id), '[]')
-   FROM gateway.slices), 'monitor_ok',
+  (SELECT coalesce(json_agg(json_build_array(id, port, status, user_id, to_jsonb(s)->>'host') ORDER BY id), '[]')
+   FROM gateway.slices s), 'monitor_ok',
   CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %2$L)
        THEN has_table_privilege(%2$L, 'gateway.telemetry', 'INSERT,DELETE')
        ELSE false END);
@@ -144,7 +144,7 @@ class Fleet:
 
     roles {name: {"login", "password", "connlimit"}}; databases {name: {"owner",
     "public_connect", "connect"}}; ledgers {database: {version: checksum}}; slices (the
-    gateway's rows) {id: {"port", "status", "user_id"}}, None while gateway.slices does not
+    gateway's rows) {id: {"port", "status", "user_id", "host"}}, None while gateway.slices does not
     exist; monitor_ok: the monitor's grants are in place; secrets: the file names in the
     secrets directory; stamped: databases whose stamp is current (their ledger was not read).
     """
@@ -233,8 +233,11 @@ class PgFleet(FactBase):
             elif kind == "stamped":
                 fleet.stamped = sorted(row["rows"])
             elif kind == "slices":
+                # host: gateway migration 0004's column (read through to_jsonb, so a gateway
+                # not yet migrated reads None, as a row registered before it does).
                 fleet.slices = {
-                    i: {"port": p, "status": s, "user_id": u} for i, p, s, u in row["rows"]
+                    i: {"port": p, "status": s, "user_id": u, "host": (rest or [None])[0]}
+                    for i, p, s, u, *rest in row["rows"]
                 }
                 fleet.monitor_ok = bool(row["monitor_ok"])
         return fleet

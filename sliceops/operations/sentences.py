@@ -62,7 +62,7 @@ def migrations(inv: Inventory, have: dict, todo) -> None:
 
 
 def registration(inv: Inventory, rows: dict) -> None:
-    """`rows`: gateway.slices as read ({id: {"port", "status", "user_id"}})."""
+    """`rows`: gateway.slices as read ({id: {"port", "status", "user_id", "host"}})."""
     for s in inv.slices:
         row = rows.get(s.id)
         if row is None:
@@ -77,6 +77,8 @@ def registration(inv: Inventory, rows: dict) -> None:
             plan.for_slice(s.id, "back in service", f"gateway row {row['status']} -> {back}")
         if row["port"] != s.port:
             plan.for_slice(s.id, "port moved", f"gateway row port {row['port']} -> {s.port}")
+        if row.get("host") is None and s.status != DESTROYING:
+            plan.for_slice(s.id, "host recorded", f"gateway row host -> {s.host}")
 
 
 def containers(inv: Inventory, have: dict, todo, wanted: dict[str, dict]) -> None:

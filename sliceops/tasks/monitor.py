@@ -22,10 +22,13 @@ from sliceops.shell import command
 USER = MONITOR_USER
 
 
-def config(inv: Inventory) -> dict:
-    """The monitor's JSON configuration (keys: monitor/README.md)."""
+def config(inv: Inventory, host_name: str | None = None) -> dict:
+    """The monitor's JSON configuration (keys: monitor/README.md) on host `host_name` (default:
+    the database host): it watches the slices that run there and labels its server rows so."""
+    here = host_name or inv.database_host.name
     return {
         "instance": inv.instance,
+        "host": here,
         "database": {
             "host": "/var/run/postgresql",
             "port": inv.postgres.port,
@@ -50,7 +53,7 @@ def config(inv: Inventory) -> dict:
                 "status": ACTIVE if s.in_service else SUSPENDED,
                 **({"disk_quota_bytes": s.disk_quota_bytes} if s.disk_quota_bytes else {}),
             }
-            for s in inv.slices
+            for s in inv.slices_on(here)
             if s.status in (ACTIVE, SUSPENDED)
         ],
     }

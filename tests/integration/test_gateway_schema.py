@@ -66,6 +66,7 @@ EXPECTED: dict[str, Table] = {
             ("last_health_at", "timestamp with time zone", False, None),
             ("created_at", "timestamp with time zone", True, "now()"),
             ("storage_bytes", "bigint", True, "0"),
+            ("host", "text", False, None),  # 0004, after the seed's columns: the slice's host
         ],
         primary_key=("id",),
         unique={("port",), ("user_id",)},
@@ -107,6 +108,7 @@ EXPECTED: dict[str, Table] = {
             ("disk_total_bytes", "bigint", False, None),
             ("active_slices", "integer", False, None),
             ("total_slices", "integer", False, None),
+            ("host", "text", False, None),  # 0004: the host whose monitor wrote the row
         ],
         primary_key=("id",),
     ),
@@ -118,6 +120,7 @@ EXPECTED_INDEXES = {
     "idx_server_telemetry_time": ("server_telemetry", "btree", [("timestamp", True)]),
     "idx_telemetry_timestamp": ("telemetry", "btree", [("timestamp", False)]),
     "idx_sessions_user_id": ("sessions", "btree", [("user_id", False)]),
+    "idx_server_telemetry_host_time": ("server_telemetry", "btree", [("host", False), ("timestamp", True)]),
 }
 
 # (table, column, values that must be accepted, a value that must be rejected)

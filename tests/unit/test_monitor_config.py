@@ -158,3 +158,11 @@ def test_a_disk_quota_that_is_not_a_positive_byte_count_is_refused(tmp_path, bad
     with pytest.raises(ConfigError) as info:
         config.load(write(tmp_path, {"slices": [{**SLICE, "disk_quota_bytes": bad}]}))
     assert any("slices[0].disk_quota_bytes" in p for p in info.value.problems)
+
+
+def test_the_host_label_is_read_and_checked_like_an_inventory_host_name(tmp_path):
+    assert config.load(write(tmp_path, {"slices": [SLICE]})).host is None  # a configuration from before fleets
+    assert config.load(write(tmp_path, {"host": "app1", "slices": [SLICE]})).host == "app1"
+    with pytest.raises(ConfigError) as caught:
+        config.load(write(tmp_path, {"host": "App 1; drop", "slices": [SLICE]}))
+    assert any(p.startswith("line 2: host: 'App 1; drop' does not match") for p in caught.value.problems)

@@ -16,8 +16,11 @@ from sliceops.shell import literal
 def registration_sql(inv: Inventory, rows: dict | None) -> list[str]:
     """Bring gateway.slices in line with the inventory without touching what the gateway owns.
 
-    The deploy writes id, port and the two statuses it decides (suspended, destroying);
-    available/assigned, user_id and the wa_* columns are the gateway application's.
+    The deploy writes id, port, the two statuses it decides (suspended, destroying) and, on a
+    new row or one registered before gateway migration 0004 (host NULL), the slice's host;
+    available/assigned, user_id and the wa_* columns are the gateway application's. A row
+    whose host differs from the inventory's is a slice being moved: its host is rewritten by
+    the move, once the slice answers on its new host, never here.
     """
     rows = rows or {}
     sql = _port_moves(inv, rows)
@@ -28,9 +31,12 @@ def registration_sql(inv: Inventory, rows: dict | None) -> list[str]:
                 continue
             status = "suspended" if s.status == SUSPENDED else "available"
             sql.append(
-                f"INSERT INTO gateway.slices (id, port, status) VALUES ({literal(s.id)}, {literal(s.port)}, {literal(status)});"
+                "INSERT INTO gateway.slices (id, port, status, host) VALUES "
+                f"({literal(s.id)}, {literal(s.port)}, {literal(status)}, {literal(s.host)});"
             )
             continue
+        if row.get("host") is None and s.status != DESTROYING:
+            sql.append(f"UPDATE gateway.slices SET host = {literal(s.host)} WHERE id = {literal(s.id)};")
         wanted = {SUSPENDED: "suspended", DESTROYING: "destroying"}.get(s.status)
         if wanted and row["status"] != wanted:
             sql.append(f"UPDATE gateway.slices SET status = {literal(wanted)} WHERE id = {literal(s.id)};")

@@ -1,0 +1,75 @@
+"""Each host's monitor (issue 14): its configuration names the host it runs on and lists only
+the slices running there; its server row carries that name."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sliceops.inventory import DEFAULT_INVENTORY, load
+from sliceops.tasks import monitor
+from sliceops_monitor import config as monitor_config
+from sliceops_monitor import database
+from sliceops_monitor.samples import CycleBatch, ServerSample
+
+FLEET = Path(__file__).parent / "data" / "good" / "fleet.yaml"
+
+
+def test_each_host_s_monitor_watches_its_own_slices_and_labels_its_rows():
+    inv = load(FLEET)
+    assert {h.name: [s["id"] for s in monitor.config(inv, h.name)["slices"]] for h in inv.hosts} == {
+        "db1": [4], "app1": [1, 3], "app2": [2],
+    }
+    assert monitor.config(inv, "app2")["host"] == "app2"
+
+
+def test_a_single_host_monitor_watches_every_slice_as_before_and_the_file_it_renders_loads():
+    inv = load(DEFAULT_INVENTORY)
+    doc = monitor.config(inv)
+    assert doc["host"] == "local"
+    assert [s["id"] for s in doc["slices"]] == [1, 2, 3]
+    assert monitor_config.parse(doc).host == "local"
+
+
+class _Cursor:
+    def __init__(self):
+        self.executed = []
+
+    def execute(self, query, params=None):
+        self.executed.append((query, params))
+
+    def fetchone(self):
+        return (0, 3)
+
+    def fetchall(self):
+        return []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Conn:
+    def __init__(self):
+        self.cur = _Cursor()
+
+    def transaction(self):
+        return self.cur
+
+    def cursor(self):
+        return self.cur
+
+
+def test_the_server_row_is_written_with_the_host_label():
+    db = database.Database(monitor_config.DatabaseConfig())
+    conn = _Conn()
+    db._connection = lambda: conn
+    at = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    batch = CycleBatch(1, at, [], ServerSample(1, 2, 0, 0, 5.0, 10, 20, host="app1"))
+    db._write_once(batch)
+    (query, params), = conn.cur.executed
+    columns = query.split("(", 1)[1].split(")", 1)[0].replace('"', "").split(",")
+    named = dict(zip([c.strip() for c in columns], params))
+    assert named["host"] == "app1" and named["timestamp"] == at and named["disk_total_bytes"] == 20

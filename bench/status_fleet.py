@@ -142,7 +142,7 @@ def main() -> int:
         print(f"(set-up {time.perf_counter() - t:.0f} s)", file=sys.stderr)
 
         from sliceops.inventory import load
-        from sliceops.operations.postgres import slice_stamp
+        from sliceops.operations.postgres.stamps import slice_stamp
         from sliceops.remote import Target
         from sliceops.status import gather, model, render
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sliceops import backups, hostkeys, plan, spares
+from sliceops import backups, spares
 from sliceops.errors import SliceopsError
 from sliceops.inventory import DEFAULT_INVENTORY, Inventory, load
 from sliceops.paths import ROOT
@@ -74,6 +74,8 @@ def cmd_check(inv: Inventory, args) -> int:
 def _check_host_key(inv: Inventory) -> None:
     """Stop before anything connects with root's key unless the target's host key is the recorded one."""
     if inv.target.startswith("ssh://"):
+        from sliceops import hostkeys
+
         hostkeys.check(inv.target, inv.ssh_known_hosts)
 
 
@@ -102,6 +104,8 @@ def cmd_backup(inv: Inventory, args) -> int:
 def cmd_plan(inv: Inventory, args) -> int:
     """What `deploy` would change, one sentence per slice, without changing anything (exit 0:
     nothing, 3: something would change, 1: the dry run failed or the deploy would stop)."""
+    from sliceops import plan  # imports pyinfra: only the commands that run it pay for that
+
     _check_host_key(inv)
     with tempfile.TemporaryDirectory(prefix="sliceops-plan-") as tmp:
         out = Path(tmp) / "plan.json"

@@ -8,11 +8,13 @@ import base64
 import hashlib
 import os
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import paramiko
-
 from sliceops.errors import SliceopsError
+
+if TYPE_CHECKING:
+    import paramiko
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 OK, UNKNOWN, CHANGED = "ok", "unknown", "changed"
@@ -53,6 +55,8 @@ def verdict(known: dict[str, paramiko.PKey] | None, offered: paramiko.PKey) -> s
 
 def load_known(path: str, entry: str) -> dict[str, paramiko.PKey]:
     """The keys recorded for entry in the known-hosts file (hashed names included), by type."""
+    import paramiko  # here: reading a local target never loads the SSH library
+
     keys = paramiko.HostKeys()
     try:
         keys.load(path)
@@ -66,6 +70,8 @@ def load_known(path: str, entry: str) -> dict[str, paramiko.PKey]:
 def offered_key(hostname: str, port: int, key_types: list[str], timeout: float = 10.0) -> paramiko.PKey:
     """The host key the server presents, asking first for the types already recorded
     (a server holds several; comparing an RSA key with a recorded ed25519 one proves nothing)."""
+    import paramiko
+
     try:
         sock = socket.create_connection((hostname, port), timeout=timeout)
     except OSError as exc:

@@ -9,11 +9,13 @@ opened to the network.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shlex
+import socket
 import subprocess
-
-import paramiko
+from urllib.parse import urlencode
 
 from sliceops import hostkeys
 from sliceops.errors import RemoteStateError
@@ -74,6 +76,8 @@ class Target:
 
     def _client(self):
         if self._ssh is None:
+            import paramiko  # only for ssh:// targets
+
             # One clear line (HostKeyError, exit 2) for an unknown or changed key, as deploy says it;
             # the client below refuses any key but the recorded one all the same.
             hostkeys.check(self.inv.target, self.inv.ssh_known_hosts)
@@ -92,6 +96,23 @@ class Target:
         return self._ssh
 
     # ------------------------------------------------------------------ docker
+
+    def containers(self, label: str) -> list[dict]:
+        """Every container carrying `label` (`key=value`), running or not: the Engine API's
+        container list (GET /containers/json), one call. A local engine is asked over its
+        socket with the standard library: importing the docker SDK (requests, urllib3, and
+        paramiko for its SSH transport) would cost `sliceops status` more than the call.
+        OSError when the engine does not answer."""
+        if not self.is_local:
+            import docker.errors
+            import requests.exceptions
+
+            try:
+                return self.docker().containers(all=True, filters={"label": label})
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                raise OSError(str(exc)) from None
+        query = urlencode({"all": "1", "filters": json.dumps({"label": [label]})})
+        return json.loads(_unix_get(LOCAL_SOCKET.removeprefix("unix://"), f"/v{DOCKER_API_VERSION}/containers/json?{query}"))
 
     def docker(self):
         """A low-level docker APIClient for the target's engine (local socket or over SSH)."""
@@ -118,6 +139,34 @@ class Target:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=30)
+        self._path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def _unix_get(path: str, url: str) -> bytes:
+    """The body of GET `url` from the HTTP server on the unix socket `path`; OSError when it
+    does not answer 200."""
+    conn = _UnixConnection(path)
+    try:
+        conn.request("GET", url)
+        answer = conn.getresponse()
+        body = answer.read()
+    except http.client.HTTPException as exc:
+        raise OSError(f"{path}: {exc!r}") from None
+    finally:
+        conn.close()
+    if answer.status != 200:
+        raise OSError(f"{path}: {answer.status} {body[:200].decode(errors='replace').strip()}")
+    return body
 
 
 def _adapter_over(client, target: str):

@@ -3,16 +3,15 @@ builds from an inventory value quotes that value here, so it reaches the target 
 inert word (shell) or one identifier / literal (SQL), whatever it holds.
 
 Shell words are quoted by `shlex.quote` (POSIX single quotes, which `sh` never expands);
-SQL identifiers and literals by psycopg's `sql.Identifier` and `sql.Literal`, rendered
-without a connection (the text goes into a psql script on the target).
+SQL literals by psycopg's `sql.Literal`, rendered without a connection (the text goes into a
+psql script on the target); SQL identifiers by the same rule psycopg's `sql.Identifier`
+applies without a connection, written out in `ident`.
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable
-
-from psycopg import sql
 
 
 def _text(value: object) -> str:
@@ -39,14 +38,20 @@ def command(*argv: object) -> str:
 
 
 def ident(name: str) -> str:
-    """A SQL identifier (role, database, schema), always double-quoted."""
-    return sql.Identifier(_text(name)).as_string(None)
+    """A SQL identifier (role, database, schema), always double-quoted, a `"` inside doubled:
+    PostgreSQL's rule, and exactly what psycopg's `sql.Identifier(name).as_string(None)`
+    renders without a connection (tests/unit/test_shell_door.py holds them equal). Spelled out
+    here so that reading commands (`sliceops status` computes the stamp's grants) need not
+    load psycopg and libpq, which costs them half a second."""
+    return '"' + _text(name).replace('"', '""') + '"'
 
 
 def literal(value: str | int) -> str:
     """A SQL literal: a string quoted (E'...' when it holds a backslash), an int as a number."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    from psycopg import sql  # here, not at import: see ident()
+
     return sql.Literal(_text(value)).as_string(None).strip()
 
 

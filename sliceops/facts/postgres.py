@@ -22,15 +22,8 @@ from pyinfra.api import FactBase
 
 from sliceops import psql
 from sliceops.errors import RemoteStateError
+from sliceops.operations.postgres.stamps import stamp_comment
 from sliceops.shell import quote
-
-
-def stamp_comment(head: str, database: str) -> str:
-    """SQL for the comment a current database carries, written by the migration run and
-    compared here: `head` ('sliceops <stamp of its kind> ') then the oid of the role named like
-    the database (its tenant; '-' for the template), so a dropped and re-created role counts
-    as drift too. `head` and `database` are SQL expressions."""
-    return f"({head} || coalesce((SELECT r.oid::text FROM pg_roles r WHERE r.rolname = {database}), '-'))"
 
 
 # A slice database or the template whose comment is what the deploy would stamp it with.

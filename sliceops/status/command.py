@@ -37,12 +37,12 @@ def wants_colour(stream) -> bool:
 
 def collect(inv: Inventory) -> list[model.SliceStatus]:
     """Both round trips, then the rows (every slice id found in the inventory or on the host)."""
-    from sliceops.operations.postgres import slice_stamp  # the stamp the deploy would write
+    from sliceops.operations.postgres.stamps import slice_stamp  # the stamp the deploy would write
 
     with Target(inv) as target:
         target.connect()  # over SSH, one connection both reads share
-        # psql runs in its own process (here or on the target) while this one imports the
-        # docker SDK and lists the containers.
+        # psql runs in its own process (here or on the target) while this one lists the
+        # containers and reads the backup results.
         with ThreadPoolExecutor(1) as pool:
             db = pool.submit(gather.read_database, target, inv, slice_stamp(inv))
             containers = gather.read_containers(target, inv)

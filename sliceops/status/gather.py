@@ -13,7 +13,7 @@ import re
 
 from sliceops import psql
 from sliceops.errors import RemoteStateError
-from sliceops.facts.postgres import stamp_comment
+from sliceops.operations.postgres.stamps import stamp_comment
 from sliceops.inventory import SLICE_NAME_PREFIX, Inventory
 from sliceops.names import slice_id_of
 from sliceops.remote import Target
@@ -106,12 +106,9 @@ def read_database(target: Target, inv: Inventory, slice_stamp: str) -> dict:
 
 
 def read_containers(target: Target, inv: Inventory) -> dict[int, dict]:
-    import docker.errors
-    import requests.exceptions
-
     try:
-        listing = target.docker().containers(all=True, filters={"label": f"sliceops.instance={inv.instance}"})
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        listing = target.containers(f"sliceops.instance={inv.instance}")
+    except (OSError, ValueError) as exc:  # ValueError: not JSON
         raise RemoteStateError(f"the Docker engine of {inv.target} does not answer: {str(exc)[:200]}") from None
     return parse_containers(listing)
 

@@ -5,20 +5,27 @@ for all that differs, or a noop sentence; every script goes through `sliceops.ps
 door to psql, with values quoted by `sliceops.shell`.
 """
 
-from sliceops.operations.postgres.databases import databases_sql, desired_databases, template_command
-from sliceops.operations.postgres.migrations import (
-    MIGRATION_LOCK, history_problems, migrate_command, migration_plan, migration_script,
-)
-from sliceops.operations.postgres.registry import assert_destroy_allowed, registration_sql
-from sliceops.operations.postgres.roles import _SCRAM_PY, desired_login_roles, roles_command, roles_to_converge
-from sliceops.operations.postgres.stamps import slice_migrations, slice_stamp, stamp, template_stamp
-from sliceops.operations.postgres.state import fleet, heredoc
+import importlib
+
+# Where each planner lives. Loaded on first use (PEP 562): `sliceops status` reads the stamp
+# from `stamps` without importing pyinfra, which the operation modules need.
+_HOME = {
+    "databases_sql": "databases", "desired_databases": "databases", "template_command": "databases",
+    "MIGRATION_LOCK": "migrations", "history_problems": "migrations", "migrate_command": "migrations",
+    "migration_plan": "migrations", "migration_script": "migrations",
+    "assert_destroy_allowed": "registry", "registration_sql": "registry",
+    "_SCRAM_PY": "roles", "desired_login_roles": "roles", "roles_command": "roles", "roles_to_converge": "roles",
+    "slice_migrations": "stamps", "slice_stamp": "stamps", "stamp": "stamps", "template_stamp": "stamps",
+    "fleet": "state", "heredoc": "state",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+
 
 # The planners, for callers and tests; the operations themselves are `<module>.<name>`
 # (`roles.roles`, `databases.databases`, `migrations.migrations`, `registry.registration`).
-__all__ = [
-    "MIGRATION_LOCK", "_SCRAM_PY", "assert_destroy_allowed", "databases_sql", "desired_databases",
-    "desired_login_roles", "fleet", "heredoc", "history_problems", "migrate_command", "migration_plan", "migration_script",
-    "registration_sql", "roles_command", "roles_to_converge", "slice_migrations", "slice_stamp", "stamp", "template_command",
-    "template_stamp",
-]
+__all__ = sorted(_HOME)

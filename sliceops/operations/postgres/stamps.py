@@ -7,11 +7,18 @@ import hashlib
 import json
 from pathlib import Path
 
-from sliceops.facts.postgres import stamp_comment
 from sliceops.inventory import Inventory
 from sliceops.migrations import Migration, discover, discover_folder
 from sliceops.operations.postgres.grants import tenant_grants
 from sliceops.shell import literal
+
+
+def stamp_comment(head: str, database: str) -> str:
+    """SQL for the comment a current database carries, written by the migration run and
+    compared here: `head` ('sliceops <stamp of its kind> ') then the oid of the role named like
+    the database (its tenant; '-' for the template), so a dropped and re-created role counts
+    as drift too. `head` and `database` are SQL expressions."""
+    return f"({head} || coalesce((SELECT r.oid::text FROM pg_roles r WHERE r.rolname = {database}), '-'))"
 
 
 # Bumped when what a stamp vouches for changes (the triggers below, the grants' shape).

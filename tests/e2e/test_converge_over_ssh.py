@@ -3,6 +3,7 @@ inventory file, verified from outside with testinfra over SSH, converged again w
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -116,3 +117,23 @@ def test_status_and_logs_over_ssh(inventory, first_converge):
     logs = run("logs", "1", "--tail", "50")
     assert logs.returncode == 0, logs.stderr
     assert "slice 1: listening" in logs.stdout or "GET /health" in logs.stdout
+
+
+def test_report_over_ssh_charts_the_host_s_telemetry(inventory, first_converge, tmp_path):
+    """`report` reads gateway.telemetry on the host over the same SSH road as status (psql by
+    peer authentication there, nothing opened to the network) and writes the charts here."""
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "sliceops.cli", "report", "--out", str(out), "--since", "1h",
+                           "--inventory", str(inventory)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{out}/index.html: 3 slices, 1h to now (UTC)"
+    for name in ("fleet-memory", "fleet-whatsapp", "fleet-cpu", "fleet-disk", "server", "slice-1", "slice-2"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    page = (out / "index.html").read_text()
+    # Rows measured on the host: the slices in service have a peak memory share and a last state.
+    cells = {int(re.sub(r"<[^>]+>", "", row[0])): row[1:] for row in re.findall(
+        r"<tr[^>]*><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>.*?</td><td>.*?</td><td>(.*?)</td>", page)}
+    assert set(cells) == {1, 2, 3}, page[:3000]
+    for sid in (1, 2):
+        status, peak, state = cells[sid]
+        assert status == "active" and peak.endswith(" %") and state not in ("", "-"), cells[sid]

@@ -68,6 +68,7 @@ class MonitorConfig:
     disk_interval: float = 300.0
     buffer_cycles: int = 120
     metrics_port: int = 0  # Prometheus text exposition on 127.0.0.1:<port>; 0: off
+    backup_state: str | None = None  # the backup agent's results file, shown by the metrics
     slices: tuple[SliceConfig, ...] = ()
     path: str = ""
 
@@ -134,7 +135,7 @@ class _Checker:
 _TOP_KEYS = {
     "instance", "host", "database", "interval", "retention_days", "prune_interval", "health_timeout",
     "health_workers", "cgroup_root", "disk_path", "disk_interval",
-    "buffer_cycles", "metrics_port", "slices",
+    "buffer_cycles", "metrics_port", "backup_state", "slices",
 }
 _DB_KEYS = {
     "host", "port", "dbname", "user", "password_file", "application_name", "connect_timeout",
@@ -244,6 +245,7 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
         disk_interval=float(c.number(data, "disk_interval", "", d.disk_interval, minimum=0, exclusive_min=True)),
         buffer_cycles=c.number(data, "buffer_cycles", "", d.buffer_cycles, integer=True, minimum=1),
         metrics_port=c.number(data, "metrics_port", "", d.metrics_port, integer=True, minimum=0, maximum=65535),
+        backup_state=c.string(data, "backup_state", "", d.backup_state, absolute=True),
         slices=slices,
         path=path,
     )

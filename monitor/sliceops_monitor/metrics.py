@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.exposition import MetricsHandler
 
 from . import __version__
+from .backups import ResultsFile
 from .config import MonitorConfig
 from .samples import CycleBatch
 
@@ -56,6 +57,7 @@ class FleetCollector:
         self._gateway_counts: tuple[int | None, int | None] = (None, None)
         # slice id -> consecutive cycles whose /health did not answer (alert: 3 cycles).
         self._down_cycles: Mapping[int, int] = {}
+        self._backups = ResultsFile(None)
 
     # -- the monitor's side (the cycle thread)
 
@@ -76,6 +78,11 @@ class FleetCollector:
         self._written = newer
         if total is not None:
             self._gateway_counts = (active, total)
+
+    def backup_results(self, path: str | None) -> None:
+        """Where the backup agent records its results (the configuration's backup_state)."""
+        if path != self._backups.path:
+            self._backups = ResultsFile(path)
 
     def forget(self, keep: set[int]) -> None:
         """Drop slices no longer configured (a reload), so their series end."""
@@ -105,7 +112,33 @@ class FleetCollector:
         yield GaugeMetricFamily("sliceops_monitor_buffered_cycles",
                                 "Cycles measured but not yet written to PostgreSQL.", value=cycle.buffered)
         yield from self._slices(cycle, written, down)
+        yield from self._backup_times(cycle)
         yield from self._server(cycle)
+
+    def _backup_times(self, cycle: _Cycle) -> Iterator:
+        """From the backup agent's results file, for every configured slice. Once backups have
+        run on the host (the file exists), a slice without a verified one shows 0, so "no good
+        backup in 26 h" fires for it too; before that the families are absent."""
+        self.backup_results(cycle.config.backup_state)
+        times = self._backups.read()
+        if times is None:
+            return
+        good = GaugeMetricFamily("sliceops_slice_backup_last_success_timestamp_seconds",
+                                 "Unix time the slice's last verified backup started (0: none yet).",
+                                 labels=SLICE_LABELS)
+        copy_failed = GaugeMetricFamily("sliceops_slice_backup_copy_failed",
+                                        "1 when the latest copy of the slice's backups off the host failed.",
+                                        labels=SLICE_LABELS)
+        for conf in cycle.config.slices:
+            labels = [str(conf.id), conf.container]
+            good.add_metric(labels, times.slices.get(conf.id) or 0)
+            if conf.id in times.copy_failed:
+                copy_failed.add_metric(labels, 1 if times.copy_failed[conf.id] else 0)
+        yield good
+        yield copy_failed
+        yield GaugeMetricFamily("sliceops_gateway_backup_last_success_timestamp_seconds",
+                                "Unix time the gateway database's last verified backup started (0: none yet).",
+                                value=times.gateway or 0)
 
     def _slices(self, cycle: _Cycle, written: Mapping[int, float], down_cycles: Mapping[int, int]) -> Iterator:
         def family(kind, name, doc):

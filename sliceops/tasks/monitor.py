@@ -43,6 +43,7 @@ def config(inv: Inventory, host_name: str | None = None) -> dict:
         "cgroup_root": "/sys/fs/cgroup",
         "disk_path": "/",
         "metrics_port": inv.monitor.metrics_port,
+        "backup_state": inv.backup_state,
         "slices": [
             {
                 "id": s.id,

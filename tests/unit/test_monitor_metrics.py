@@ -15,7 +15,7 @@ from sliceops_monitor.errors import ConfigError
 from sliceops_monitor.metrics import ADDRESS, Exporter
 from sliceops_monitor.samples import CycleBatch, ServerSample, SliceSample
 
-CONFIG = parse({
+RAW = {
     "instance": "t1",
     "metrics_port": 9999,
     "slices": [
@@ -23,7 +23,8 @@ CONFIG = parse({
         {"id": 2, "port": 5003, "container": "t1-wa-slice-2", "cgroup": "s2", "data_dir": "/d/2"},
         {"id": 3, "port": 5005, "container": "t1-wa-slice-3", "cgroup": "s3", "data_dir": "/d/3"},
     ],
-})
+}
+CONFIG = parse(RAW)
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
 
@@ -179,3 +180,43 @@ def test_bad_metrics_keys_are_reported(raw, problem):
 
 def test_metrics_are_off_by_default():
     assert parse({}).metrics_port == 0
+
+
+def test_backup_times_come_from_the_agents_results_file_and_follow_its_changes(tmp_path):
+    import json
+    import os
+
+    state = tmp_path / "backups.json"
+    conf = parse({**RAW, "backup_state": str(state)})
+    ex = Exporter(0)
+    ex.collector.observe(batch(), conf, 0.1, 0)
+    # No backup ever ran on the host: no backup families at all.
+    assert not any("backup" in name for name in scrape(ex))
+    state.write_text(json.dumps({"slices": {
+        "1": {"last_good": {"at": "2026-12-01T03:00:02Z"}, "copy": {"ok": True}},
+        "2": {"last": {"verified": False}, "copy": {"ok": False, "error": "ssh: connect refused"}},
+        "9": {"last_good": {"at": "2026-11-01T03:00:00Z"}}},  # no longer configured: left out
+        "gateway": {"last_good": {"at": "2026-12-01T03:00:00Z"}}}))
+    got = scrape(ex)
+    at = datetime(2026, 12, 1, 3, 0, 2, tzinfo=timezone.utc).timestamp()
+    # Slice 2 has no verified backup and slice 3 none at all: 0, so the 26 h alert fires for them.
+    assert got["sliceops_slice_backup_last_success_timestamp_seconds"] == {labels(1): at, labels(2): 0, labels(3): 0}
+    assert got["sliceops_slice_backup_copy_failed"] == {labels(1): 0, labels(2): 1}
+    assert got["sliceops_gateway_backup_last_success_timestamp_seconds"] == {(): at - 2}
+    newer = state.read_text().replace("2026-12-01T03:00:02Z", "2026-12-02T03:00:02Z")
+    state.write_text(newer)
+    os.utime(state, ns=(1, 2))  # a new mtime even within the filesystem's timestamp granularity
+    assert scrape(ex)["sliceops_slice_backup_last_success_timestamp_seconds"][labels(1)] == at + 86400
+
+
+def test_an_unreadable_results_file_is_logged_once_and_leaves_the_backup_metrics_out(tmp_path, caplog):
+    state = tmp_path / "backups.json"
+    state.write_text("{not json")
+    ex = Exporter(0)
+    ex.collector.observe(batch(), parse({**RAW, "backup_state": str(state)}), 0.1, 0)
+    with caplog.at_level(logging.WARNING):
+        assert not any("backup" in name for name in scrape(ex))
+        scrape(ex)
+    assert [r.getMessage() for r in caplog.records].count(
+        f"cannot read the backup results {state}: Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1); backup metrics left out") == 1

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sliceops_monitor.metrics import Exporter
-from tests.unit.test_monitor_metrics import CONFIG, batch
+from sliceops_monitor.config import parse
+from tests.unit.test_monitor_metrics import RAW, batch
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "monitoring" / "prometheus" / "sliceops-alerts.yml"
@@ -24,11 +26,15 @@ METRIC = re.compile(r"\bsliceops_[a-z_]+\b")
 
 
 def served_names() -> set[str]:
-    ex = Exporter(0)
-    b = batch()
-    ex.collector.observe(b, CONFIG, 0.1, 0)
-    ex.collector.written(b, (), 1, 3)
-    text = generate_latest(ex.registry).decode()
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "backups.json"  # the backup agent's results, one copy off the host recorded
+        state.write_text(json.dumps({"slices": {"1": {"last_good": {"at": "2026-12-01T03:00:00Z"},
+                                                      "copy": {"ok": True}}}}))
+        ex = Exporter(0)
+        b = batch()
+        ex.collector.observe(b, parse({**RAW, "backup_state": str(state)}), 0.1, 0)
+        ex.collector.written(b, (), 1, 3)
+        text = generate_latest(ex.registry).decode()
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
@@ -77,7 +83,7 @@ def promtool() -> str | None:
 
 @pytest.mark.skipif(promtool() is None, reason="promtool not installed (make test-deps)")
 @pytest.mark.parametrize("args, expect", [
-    (["check", "rules", str(RULES)], "SUCCESS: 6 rules found"),
+    (["check", "rules", str(RULES)], "SUCCESS: 9 rules found"),
     (["test", "rules", str(RULE_TESTS)], "SUCCESS"),
 ])
 def test_promtool_accepts_the_rules_and_their_tests_pass(args, expect):

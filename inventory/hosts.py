@@ -9,14 +9,19 @@ import sys
 from pathlib import Path
 
 from sliceops.errors import InventoryError
+from sliceops.hostkeys import HostKeyError, check_copy_host
 from sliceops.inventory import load
 from sliceops.target import pyinfra_host
 
 _path = os.environ.get("SLICEOPS_INVENTORY", str(Path(__file__).parent / "slices.yaml"))
 try:
     _inventory = load(_path)
+    check_copy_host(_inventory)  # the agent's copies check the same recorded key
 except InventoryError as exc:
     print("\n".join(exc.problems), file=sys.stderr)
+    sys.exit(2)
+except HostKeyError as exc:
+    print(f"sliceops: {exc}", file=sys.stderr)
     sys.exit(2)
 
 hosts = [pyinfra_host(_inventory)]

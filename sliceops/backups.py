@@ -1,4 +1,4 @@
-"""`sliceops backup`, `sliceops backups` and `sliceops restore`: run the backup agent on the
+"""`sliceops backup`, `sliceops backups`, `sliceops restore` and `sliceops drill`: run the backup agent on the
 target (locally for @local, over SSH for ssh:// targets) and, after a restore, converge the
 target so the restored database gets its tenant's grants, stamp and migrations and its
 container starts again.
@@ -19,7 +19,7 @@ from sliceops.errors import SliceopsError
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
 from sliceops.hostkeys import known_hosts_path, ssh_parts
 
-COMMANDS = ("backup", "backups", "restore")
+COMMANDS = ("backup", "backups", "restore", "drill")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +41,10 @@ def parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("id", nargs="?", type=int, metavar="ID", help="one slice (destroyed ones too)")
         p.add_argument("--gateway", action="store_true", help="the gateway's backups")
         p.add_argument("--json", action="store_true", help="machine-readable")
+    elif command == "drill":
+        p = _Parser(prog="sliceops drill", description="Restore a slice's latest verified backup into a scratch "
+                    "database and compare its row counts with the backup's manifest (exit 1 on a mismatch).")
+        p.add_argument("id", nargs="?", metavar="ID", help="the slice (default: the one drilled longest ago)")
     else:
         p = _Parser(prog="sliceops restore", description="Restore a slice (or the gateway) from a verified backup; "
                     "its current state is backed up first, then the deploy re-grants, stamps, migrates, starts.")
@@ -57,7 +61,7 @@ def parse(command: str, rest: list[str]) -> argparse.Namespace:
 
 
 def run(command: str, inv: Inventory, request: argparse.Namespace) -> int:
-    return {"backup": cmd_backup, "backups": cmd_backups}[command](inv, request)
+    return {"backup": cmd_backup, "backups": cmd_backups, "drill": cmd_drill}[command](inv, request)
 
 
 def agent_argv(inv: Inventory, *args: str) -> list[str]:
@@ -104,6 +108,17 @@ def cmd_backups(inv: Inventory, args) -> int:
     if args.id is not None:
         agent.append(str(args.id))  # a destroyed slice (no longer listed) still has its final backup
     agent += (["--gateway"] if args.gateway else []) + (["--json"] if args.json else [])
+    return subprocess.call(agent_argv(inv, *agent))
+
+
+def cmd_drill(inv: Inventory, args) -> int:
+    agent = ["drill"]
+    if args.id is not None:
+        sid = _ids(inv, [args.id])[0]
+        if inv.slice(sid).status not in (ACTIVE, SUSPENDED):
+            raise SliceopsError(f"{inv.path}: slice {sid} is marked {inv.slice(sid).status}: only in-service and "
+                                "suspended slices are drilled")
+        agent.append(str(sid))
     return subprocess.call(agent_argv(inv, *agent))
 
 

@@ -67,6 +67,30 @@ def load_known(path: str, entry: str) -> dict[str, paramiko.PKey]:
     return dict(keys.lookup(entry) or {})
 
 
+def recorded_lines(known_hosts: str | None, hostname: str, port: int) -> list[str]:
+    """known_hosts lines (plain names) for every key recorded for the host in the file."""
+    entry = host_entry(hostname, port)
+    keys = load_known(known_hosts_path(known_hosts), entry)
+    return [f"{entry} {key.get_name()} {key.get_base64()}" for _, key in sorted(keys.items())]
+
+
+def check_copy_host(inv) -> None:
+    """Raise HostKeyError (one line) unless backups.copy_to's host key is recorded in
+    ssh_known_hosts: the deploy hands exactly those keys to the target's agent."""
+    parts = inv.backups.copy_parts
+    if parts is None:
+        return
+    _, hostname, port, _ = parts
+    if not recorded_lines(inv.ssh_known_hosts, hostname, port):
+        line = inv.lines.get(("backups", "copy_to"), 1)
+        path = known_hosts_path(inv.ssh_known_hosts)
+        raise HostKeyError(
+            f"{inv.path}:{line}: backups.copy_to: no host key for {host_entry(hostname, port)} in {path} "
+            f"(ssh_known_hosts): check its fingerprint on that host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), "
+            f"record it (ssh-keyscan -p {port} {hostname}), then deploy again"
+        )
+
+
 def offered_key(hostname: str, port: int, key_types: list[str], timeout: float = 10.0) -> paramiko.PKey:
     """The host key the server presents, asking first for the types already recorded
     (a server holds several; comparing an RSA key with a recorded ed25519 one proves nothing)."""

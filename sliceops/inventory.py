@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import yaml
@@ -112,11 +113,20 @@ class BackupSettings:
     dir: str | None = None
     drill: str = "weekly"
     parallel: int = 2
+    copy_to: str | None = None  # ssh://user@host[:port]/path, where verified backups are sent
 
     @property
     def hour_minute(self) -> tuple[int, int]:
         hour, minute = self.schedule.split(":")
         return int(hour), int(minute)
+
+    @property
+    def copy_parts(self) -> tuple[str, str, int, str] | None:
+        """(user, host, port, path) of copy_to (the schema's pattern guarantees each part)."""
+        if not self.copy_to:
+            return None
+        parts = urlsplit(self.copy_to)
+        return parts.username or "", parts.hostname or "", parts.port or 22, parts.path
 
 
 @dataclass(frozen=True)
@@ -326,6 +336,19 @@ class Inventory:
     def backup_state(self) -> str:
         """Results of the backup runs (JSON), readable by the monitor's group."""
         return f"/var/lib/sliceops/{self.instance}/backups.json"
+
+    @property
+    def backup_ssh_dir(self) -> str:
+        """The agent's SSH identity and the copy host's known key (root only; backups.copy_to)."""
+        return f"{self.etc_dir}/backup-ssh"
+
+    @property
+    def backup_copy_identity(self) -> str:
+        return f"{self.backup_ssh_dir}/id_ed25519"
+
+    @property
+    def backup_copy_known_hosts(self) -> str:
+        return f"{self.backup_ssh_dir}/known_hosts"
 
     @property
     def backup_service(self) -> str:
@@ -656,6 +679,7 @@ def _check_cross_entry(data: dict, report) -> None:
         if entry.get("force") is True and entry.get("status") != DESTROYING:
             report(("slices", i, "force"), f"{entry['force']!r} is only meaningful with status: destroying")
     _check_metrics_port(data, pg_port, seen_ports, entries, report)
+    _check_copy_to(data, report)
     disk = sd_given.get("disk")
     if disk is True:
         report(("slice_defaults", "disk"), "true is not valid: a size (2g) or false (no quota)")
@@ -669,6 +693,16 @@ def _check_cross_entry(data: dict, report) -> None:
             ipaddress.ip_network(subnet)
         except ValueError as exc:
             report(("docker", "subnet"), f"{subnet!r} is not a network address ({exc})")
+
+
+def _check_copy_to(data: dict, report) -> None:
+    backups = data.get("backups") if isinstance(data.get("backups"), dict) else {}
+    url = backups.get("copy_to")
+    if not isinstance(url, str):
+        return
+    port = re.match(r"^ssh://[^@/]+@[^:/]+:([0-9]+)/", url)
+    if port and not 0 < int(port[1]) <= 65535:
+        report(("backups", "copy_to"), f"{url!r}: port {port[1]} is not a TCP port (1-65535)")
 
 
 def _check_metrics_port(data: dict, pg_port: int, slice_ports: dict, entries: list, report) -> None:

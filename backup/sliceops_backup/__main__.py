@@ -151,7 +151,9 @@ def cmd_restore(cfg, args) -> int:
 
 
 def cmd_drill(cfg, args) -> int:
-    return 0 if agent.drill(cfg, args.id) else 1
+    if args.id is not None:
+        _slice(cfg, args.id)
+    return 0 if agent.drill(cfg, args.id, verbose=True) else 1
 
 
 def cmd_final(cfg, args) -> int:
@@ -170,6 +172,9 @@ def cmd_final(cfg, args) -> int:
     # "backup ...": the deploy relays lines with this prefix (sliceops/report.py).
     print(f"backup {b.path} verified (final backup of {target.label}: {len(b.manifest['tables'])} tables, "
           f"{agent._size(b.size)})")
+    if cfg.copy is not None:
+        # Reported, never fatal: the destroy goes on from the verified local backup.
+        agent.copy_off(cfg, target, out=lambda line: print(f"backup {line}"))
     return 0
 
 

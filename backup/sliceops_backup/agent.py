@@ -16,13 +16,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sliceops_backup import store
+from sliceops_backup import offsite, store
 from sliceops_backup.pg import Cluster, PgError
 
 DRILL_EVERY = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7)}
@@ -68,6 +69,7 @@ class Config:
         self.parallel = max(1, data["parallel"])
         self.state_file = Path(data["state_file"])
         self.state_group = data.get("state_group")
+        self.copy = offsite.Remote.from_config(data.get("copy"))
         gw = data["gateway"]
         self.gateway = Target(None, gw["database"], gw["owner"], gw["lock"])
         self.slices = {
@@ -104,13 +106,19 @@ def locked(path: str, wait: float, what: str):
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + wait
+        told = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise AgentError(f"{what} is busy (a destroy, restore or backup holds {path})") from None
+                    raise AgentError(f"{what} is busy (a destroy, restore or backup holds {path}); "
+                                     f"gave up after {wait:.0f}s, nothing changed") from None
+                if not told:
+                    print(f"sliceops-backup: waiting for {what}: a destroy, restore or backup holds {path} "
+                          f"(at most {wait:.0f}s)", file=sys.stderr, flush=True)
+                    told = True
                 time.sleep(0.2)
         yield
     finally:
@@ -307,6 +315,12 @@ def run(cfg: Config, targets: list[Target], kind: str, scheduled: bool = False, 
                     f"({cfg.keep_daily} daily, {cfg.keep_weekly} weekly)")
     else:
         out("not pruning: at least one backup failed")
+    copied = True
+    if cfg.copy is not None:
+        for target in targets:
+            if results.get(target.key) is not None and results[target.key].verified:
+                with locked(target.lock, wait, target.label):
+                    copied = copy_off(cfg, target, out) and copied
     drilled = None
     if scheduled and ok and drill_due(cfg):
         drilled = drill(cfg, out=out)
@@ -314,10 +328,33 @@ def run(cfg: Config, targets: list[Target], kind: str, scheduled: bool = False, 
     def update(state):
         state["last_run"] = {"started": store.iso(started), "finished": store.iso(store.now()), "kind": kind,
                              "ok": ok, "targets": len(targets),
-                             "failed": sorted(k for k, b in results.items() if not (b and b.verified))}
+                             "failed": sorted(k for k, b in results.items() if not (b and b.verified)),
+                             "copied": copied}
 
     record(cfg, update)
-    return ok and drilled is not False
+    return ok and copied and drilled is not False
+
+
+def copy_off(cfg: Config, target: Target, out=print) -> bool:
+    """Send the target's verified backups to backups.copy_to and prune there (caller holds the
+    target's lock). A failure is recorded and reported; the local backups stay good."""
+    remote = cfg.copy
+    assert remote is not None
+    try:
+        done = offsite.sync(remote, cfg.root, target.slice_id, cfg.keep_daily, cfg.keep_weekly)
+        result = {"at": store.iso(store.now()), "to": remote.url, "ok": True, "error": None, **done}
+        out(f"{target.label}: copied to {remote.url}: {len(done['sent'])} sent, {len(done['pruned'])} pruned there, "
+            f"{done['there']} kept there")
+    except offsite.CopyError as exc:
+        result = {"at": store.iso(store.now()), "to": remote.url, "ok": False, "error": str(exc)[:300]}
+        out(f"{target.label}: copy to {remote.url} FAILED: {exc} (the local backup is good)")
+
+    def update(state):
+        where = state if target.slice_id is None else state["slices"]
+        where.setdefault(target.key, {})["copy"] = result
+
+    record(cfg, update)
+    return result["ok"]
 
 
 def prune(cfg: Config, target: Target) -> list[store.Backup]:
@@ -347,9 +384,10 @@ def drill_due(cfg: Config) -> bool:
     return last is None or store.now() - store.parse_time(last) >= every - dt.timedelta(hours=1)
 
 
-def drill(cfg: Config, slice_id: int | None = None, out=print) -> bool:
+def drill(cfg: Config, slice_id: int | None = None, out=print, verbose: bool = False) -> bool:
     """Restore one slice's latest verified backup into a scratch database and compare its row
-    counts with the manifest's. Without `slice_id`: the slice drilled longest ago."""
+    counts with the manifest's. Without `slice_id`: the slice drilled longest ago.
+    `verbose`: one line per table (restored rows against the manifest's)."""
     state = read_state(cfg)
     candidates = [t for t in cfg.backed_up() if store.latest_verified(store.listing(cfg.root, t.slice_id))]
     if slice_id is not None:
@@ -362,14 +400,15 @@ def drill(cfg: Config, slice_id: int | None = None, out=print) -> bool:
     if b is None:
         raise AgentError(f"{target.label} has no verified backup to drill")
     scratch = f"sliceops_drill_{cfg.instance}"
+    want = b.manifest["tables"]
+    got: dict = {}
     problems = store.checksum_problems(b)
     if not problems:
         try:
             cfg.cluster.recreate(scratch, "postgres")
             cfg.cluster.restore(b.file("database"), scratch, keep_owner=False)
             got = cfg.cluster.counts(scratch)
-            want = b.manifest["tables"]
-            problems = [f"{t}: {got.get(t)} rows, manifest {n}" for t, n in sorted(want.items()) if got.get(t) != n]
+            problems = mismatches(want, got)
         except PgError as exc:
             problems = [str(exc)]
         finally:
@@ -383,12 +422,32 @@ def drill(cfg: Config, slice_id: int | None = None, out=print) -> bool:
         state["slices"].setdefault(target.key, {})["last_drill"] = result
 
     record(cfg, update)
+    out(f"drill: {target.label}: backup {b.path} (taken {b.manifest['started']}) restored into a scratch database")
+    if verbose and got:
+        for line in comparison(want, got):
+            out(line)
     if problems:
-        out(f"drill: {target.label} from {b.path} FAILED: {'; '.join(problems[:3])}")
+        out(f"drill: {target.label}: FAIL: {'; '.join(problems[:3])}")
     else:
-        out(f"drill: {target.label} restored from {b.path} into a scratch database; "
-            f"row counts of {len(b.manifest['tables'])} tables match the manifest")
+        out(f"drill: {target.label}: PASS: row counts of {len(want)} tables match the manifest")
     return not problems
+
+
+def mismatches(want: dict, got: dict) -> list[str]:
+    """Tables whose restored row count differs from the manifest's (or that are missing or extra)."""
+    return [f"{t}: {got.get(t, 'no table')} rows restored, manifest {want.get(t, 'no table')}"
+            for t in sorted(set(want) | set(got)) if got.get(t) != want.get(t)]
+
+
+def comparison(want: dict, got: dict) -> list[str]:
+    """One line per table: restored rows, the manifest's, ok or MISMATCH."""
+    tables = sorted(set(want) | set(got))
+    width = max((len(t) for t in tables), default=5)
+    lines = [f"  {'table'.ljust(width)}  {'restored':>9}  {'manifest':>9}"]
+    for t in tables:
+        a, b = got.get(t, "-"), want.get(t, "-")
+        lines.append(f"  {t.ljust(width)}  {a!s:>9}  {b!s:>9}  {'ok' if a == b else 'MISMATCH'}")
+    return lines
 
 
 # --------------------------------------------------------------------------- restore

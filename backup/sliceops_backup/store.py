@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,19 @@ def owner_folder(root: Path, slice_id: int | None) -> Path:
 def folder_name(started: dt.datetime, kind: str) -> str:
     base = started.strftime(STAMP)
     return base if kind in ("scheduled", "manual") else f"{base}-{kind}"
+
+
+FOLDER = re.compile(r"^(\d{8}T\d{6}Z)(?:-([a-z-]+))?(?:\.\d+)?$")
+
+
+def manifest_from_name(name: str) -> dict | None:
+    """What a folder's name tells of its backup (time, kind), for folders sent off the host,
+    which are all verified; None for a name no backup folder has."""
+    m = FOLDER.match(name)
+    if not m or (m[2] and m[2] not in KINDS):
+        return None
+    started = dt.datetime.strptime(m[1], STAMP).replace(tzinfo=dt.timezone.utc)
+    return {"started": iso(started), "kind": m[2] or "scheduled", "verified": True}
 
 
 def sha256(path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import File
 from pyinfra.operations import files
 
 from sliceops import factcache
@@ -35,6 +36,22 @@ def stamped(stamp_path: str, digest: str, commands: list[str], what: str):
         host.noop(f"{what} is up to date ({digest[:12]})")
         return
     yield " && ".join(["set -e", *commands, f"echo {quote(digest)} > {quote(stamp_path)}"])
+
+
+def keygen_command(path: str, comment: str) -> str:
+    """A new ed25519 key pair at `path` (root only: umask 077, its folder 0700), no passphrase."""
+    folder = path.rsplit("/", 1)[0]
+    return (f"umask 077 && mkdir -p {quote(folder)} && chmod 700 {quote(folder)} && "
+            f"ssh-keygen -q -t ed25519 -N '' -C {quote(comment)} -f {quote(path)}")
+
+
+@operation(is_idempotent=True)
+def ssh_identity(path: str, comment: str):
+    """An SSH key pair made on the target, once: the private key never leaves it."""
+    if host.get_fact(File, path=path):
+        host.noop(f"{path} exists (its public key: {path}.pub)")
+        return
+    yield keygen_command(path, comment)
 
 
 def unpack_commands(tar: str, dest: str, d: str) -> list[str]:

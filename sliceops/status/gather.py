@@ -115,7 +115,7 @@ def read_containers(target: Target, inv: Inventory) -> dict[int, dict]:
 
 def parse_backups(text: str) -> dict[int, dict] | None:
     """The backup agent's results file (backup/README.md) as {slice id: {"good_at": epoch or
-    None, "failed": bool}}; None when no backup ever ran there (no file)."""
+    None, "failed": bool, "copy_failed": bool}}; None when no backup ever ran there (no file)."""
     import datetime as dt
 
     if not text.strip():
@@ -128,7 +128,8 @@ def parse_backups(text: str) -> dict[int, dict] | None:
     for key, entry in (state.get("slices") or {}).items():
         good = (entry.get("last_good") or {}).get("at")
         good_at = dt.datetime.fromisoformat(good.replace("Z", "+00:00")).timestamp() if good else None
-        out[int(key)] = {"good_at": good_at, "failed": not (entry.get("last") or {}).get("verified", True)}
+        out[int(key)] = {"good_at": good_at, "failed": not (entry.get("last") or {}).get("verified", True),
+                         "copy_failed": not (entry.get("copy") or {}).get("ok", True)}
     return out
 
 

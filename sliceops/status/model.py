@@ -65,6 +65,7 @@ class SliceStatus:
     telemetry_age: float | None = None  # seconds
     backup_age: float | None = None  # seconds since the last verified backup started; None: none
     backup_failed: bool = False  # the slice's latest backup attempt failed
+    backup_copy_failed: bool = False  # its latest copy off the host (backups.copy_to) failed
     healthy: bool | None = None  # None when the slice is not in service
     problems: list[str] = field(default_factory=list)
 
@@ -134,6 +135,8 @@ def backup_problems(row: SliceStatus) -> list[str]:
         problems.append(f"last verified backup {fmt_age(row.backup_age)} old")
     if row.backup_failed:
         problems.append("latest backup failed")
+    if row.backup_copy_failed:
+        problems.append("latest copy off the host failed")
     return problems
 
 
@@ -201,6 +204,7 @@ def build_rows(inv: Inventory, db: dict, containers: dict[int, dict], backups: d
             b = backups.get(sid) or {}
             row.backup_age = None if b.get("good_at") is None else max(0.0, now - b["good_at"])
             row.backup_failed = bool(b.get("failed"))
+            row.backup_copy_failed = bool(b.get("copy_failed"))
             row.problems += backup_problems(row)
         rows.append(row)
     return rows
@@ -295,7 +299,7 @@ def to_json(inv: Inventory, rows: list[SliceStatus], fleet: dict[str, int], spar
                 },
                 "telemetry_age_seconds": None if r.telemetry_age is None else round(r.telemetry_age, 1),
                 "backup": {"age_seconds": None if r.backup_age is None else round(r.backup_age),
-                           "latest_failed": r.backup_failed},
+                           "latest_failed": r.backup_failed, "copy_failed": r.backup_copy_failed},
             }
             for r in rows
         ],

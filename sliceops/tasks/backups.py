@@ -9,7 +9,7 @@ import shlex
 
 from pyinfra.operations import files
 
-from sliceops import factcache
+from sliceops import factcache, hostkeys
 from sliceops.bundle import tarball
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import Inventory
@@ -35,6 +35,7 @@ def agent_config(inv: Inventory) -> dict:
         "state_group": STATE_GROUP,
         "gateway": {"database": inv.gateway.database, "owner": inv.gateway.role, "lock": inv.backup_lock(None)},
         "slice_owner": inv.slice_defaults.role,
+        "copy": copy_config(inv),
         "slices": [
             {
                 "id": s.id,
@@ -47,6 +48,16 @@ def agent_config(inv: Inventory) -> dict:
             for s in inv.slices
         ],
     }
+
+
+def copy_config(inv: Inventory) -> dict | None:
+    """backups.copy_to for the agent (backup/sliceops_backup/offsite.py); None: no copies."""
+    parts = inv.backups.copy_parts
+    if parts is None:
+        return None
+    user, hostname, port, path = parts
+    return {"user": user, "host": hostname, "port": port, "path": f"{path.rstrip('/')}/{inv.instance}",
+            "identity": inv.backup_copy_identity, "known_hosts": inv.backup_copy_known_hosts}
 
 
 def scheduled_command(inv: Inventory) -> str:
@@ -62,6 +73,8 @@ def converge(inv: Inventory) -> None:
         names=["python3"] if systemd else ["python3", "cron"],
     )
     system.ship_tree(tarball("backup"), inv.backup_agent, "the backup agent")
+    if inv.backups.copy_parts is not None:
+        _copies(inv)
     files.put(
         name=f"Configure the backup agent ({inv.backup_config}, root only)",
         src=io.StringIO(json.dumps(agent_config(inv), indent=2) + "\n"),
@@ -94,3 +107,20 @@ def converge(inv: Inventory) -> None:
     )
     # Debian's own LSB script for cron, run and enabled like the deploy's other services.
     service.running(name="Run cron (its LSB init script)", service_name="cron")
+
+
+def _copies(inv: Inventory) -> None:
+    """What copies off the host need on the target: rsync and ssh, the agent's own key pair
+    (made here, root only), and the copy host's recorded key (strict checking, no accept-new)."""
+    _, hostname, port, _ = inv.backups.copy_parts
+    system.packages(name="Install rsync and the SSH client (backups.copy_to)", names=["rsync", "openssh-client"])
+    files.directory(name=f"Keep the backup agent's SSH folder {inv.backup_ssh_dir} (root only)",
+                    path=inv.backup_ssh_dir, user="root", group="root", mode="700")
+    system.ssh_identity(name=f"Make the backup agent's SSH key {inv.backup_copy_identity} (authorize its .pub "
+                        f"on {hostname})", path=inv.backup_copy_identity, comment=f"sliceops-backup-{inv.instance}")
+    lines = hostkeys.recorded_lines(inv.ssh_known_hosts, hostname, port)
+    files.put(
+        name=f"Record the host key of {hostkeys.host_entry(hostname, port)} for the backup copies",
+        src=io.StringIO("".join(line + "\n" for line in lines)),
+        dest=inv.backup_copy_known_hosts, user="root", group="root", mode="600",
+    )

@@ -41,6 +41,9 @@ def sliceops(*args: str) -> subprocess.CompletedProcess:
     (["restore", "--gateway", "--as", "3"], "restore --gateway takes no slice id and no --as"),
     (["backups", "x"], "backups: argument ID: invalid int value: 'x'"),
     (["restore", "1", "--as"], "restore: argument --as: expected one argument"),
+    (["drill", "9"], "no slice with id '9'"),
+    (["drill", "4"], "slice 4 is marked destroying"),
+    (["drill", "1", "2"], "drill: unrecognized arguments: 2"),
 ])
 def test_a_bad_request_is_one_line_and_exit_2(tmp_path, args, message):
     proc = sliceops(*args, "-i", str(inventory(tmp_path)))
@@ -89,3 +92,41 @@ def test_the_destroy_takes_the_slices_backup_lock_before_its_final_backup(tmp_pa
     drop = next(i for i, line in enumerate(script) if "DROP DATABASE" in line)
     assert take < final < drop
     assert script[take + 1].startswith("flock -w 600 9 ||")
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("ssh://bk@vault.example:70000/srv/copies", "port 70000 is not a TCP port"),
+    ("ssh://bk@vault.example/srv/../etc", "ssh://user@host[:port]/path"),  # no part starts with a dot
+    ("ssh://vault.example/srv/copies", "ssh://user@host[:port]/path"),  # the user is required
+    ("ssh://bk@vault.example/srv/$(touch x)", "ssh://user@host[:port]/path"),
+    ("rsync://bk@vault.example/srv", "ssh://user@host[:port]/path"),
+])
+def test_a_bad_copy_to_is_one_line_naming_the_key(tmp_path, url, problem):
+    proc = sliceops("check", "-i", str(inventory(tmp_path, backups={"copy_to": url})))
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.count("\n") == 1 and f"backups.copy_to: {url!r}" in proc.stderr, proc.stderr
+    assert problem in proc.stderr
+
+
+def test_copy_to_reaches_the_agent_with_the_deploys_key_and_known_hosts(tmp_path):
+    inv = load(inventory(tmp_path, backups={"copy_to": "ssh://bk@vault.example:2222/srv/copies/host1"}))
+    assert agent_config(inv)["copy"] == {
+        "user": "bk", "host": "vault.example", "port": 2222, "path": "/srv/copies/host1/unitbk",
+        "identity": "/etc/sliceops/unitbk/backup-ssh/id_ed25519",
+        "known_hosts": "/etc/sliceops/unitbk/backup-ssh/known_hosts"}
+    assert agent_config(load(inventory(tmp_path)))["copy"] is None
+
+
+def test_the_deploy_refuses_a_copy_host_whose_key_is_not_recorded(tmp_path):
+    from sliceops.hostkeys import HostKeyError, check_copy_host, recorded_lines
+
+    known = tmp_path / "known_hosts"
+    key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    known.write_text(f"[other.example]:2222 ssh-ed25519 {key}\n")
+    inv = load(inventory(tmp_path, ssh_known_hosts=str(known),
+                         backups={"copy_to": "ssh://bk@vault.example:2222/srv/copies"}))
+    with pytest.raises(HostKeyError, match=r"inv.yaml:\d+: backups.copy_to: no host key for \[vault.example\]:2222 in "):
+        check_copy_host(inv)
+    known.write_text(known.read_text() + f"[vault.example]:2222 ssh-ed25519 {key}\n")
+    check_copy_host(inv)
+    assert recorded_lines(str(known), "vault.example", 2222) == [f"[vault.example]:2222 ssh-ed25519 {key}"]

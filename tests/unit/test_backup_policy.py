@@ -140,3 +140,21 @@ def test_data_is_restored_in_place_keeping_the_directory_itself(tmp_path):
     assert sorted(p.name for p in live.iterdir()) == ["keep.txt", "sub"]
     assert (live / "sub" / "deep.txt").read_text() == "deep\n"
     assert oct(live.stat().st_mode & 0o7777) == oct(0o2750)
+
+
+def test_a_drill_compares_every_table_both_ways_and_names_each_mismatch():
+    from sliceops_backup.agent import comparison, mismatches
+
+    want = {"public.chats": 3, "public.messages": 10, "public.gone": 1}
+    got = {"public.chats": 3, "public.messages": 9, "public.extra": 0}
+    assert mismatches(want, want) == []
+    assert mismatches(want, got) == [
+        "public.extra: 0 rows restored, manifest no table",
+        "public.gone: no table rows restored, manifest 1",
+        "public.messages: 9 rows restored, manifest 10",
+    ]
+    lines = comparison(want, got)
+    assert lines[0].split() == ["table", "restored", "manifest"]
+    assert [line.split() for line in lines[1:]] == [
+        ["public.chats", "3", "3", "ok"], ["public.extra", "0", "-", "MISMATCH"],
+        ["public.gone", "-", "1", "MISMATCH"], ["public.messages", "9", "10", "MISMATCH"]]

@@ -48,7 +48,7 @@ PROGRAMS = [
     "runuser", "docker", "rm", "mkdir", "chmod", "chgrp", "chown", "tar", "install", "find", "stat", "pg_ctlcluster",
     "pg_lsclusters", "systemctl", "python3", "flock", "pg_dump", "pg_restore", "mktemp", "mv", "ln", "ls",
     "apt-get", "update-rc.d", "sha256sum", "fallocate", "mkfs.btrfs", "mount", "btrfs", "chattr", "cp", "diff",
-    "rmdir", "losetup", "iptables", "iptables-restore",
+    "rmdir", "losetup", "iptables", "iptables-restore", "ssh-keygen",
 ]
 
 
@@ -266,9 +266,11 @@ def test_host_facts_and_stamps(probe, index):
         PgCluster().command(version=15, cluster=value),
         RecordedDigest().command(path=value),
         " && ".join(system.unpack_commands(f"/x/{value}.tar", f"/x/{value}", "d" * 64)),
+        system.keygen_command(f"/x/{value}/id", value),
     ])
     calls, _, marked = probe(text)
     assert not marked
+    assert ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", value, "-f", f"/x/{value}/id"] in calls
     assert ["systemctl", "is-active", "--quiet", value] in calls
     assert ["tar", "-xf", f"/x/{value}.tar", "-C", ""] in calls  # (the probe's mktemp printed no name)
 

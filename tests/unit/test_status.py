@@ -250,7 +250,7 @@ def test_json_shape_is_the_documented_one(inv):
         "disk": {"used_bytes": 5 * 1024**2, "quota_bytes": None, "percent": None},
         "database": {"name": "wa_slice_1", "size_bytes": 8_000_000, "connections": 2, "migration": "current"},
         "telemetry_age_seconds": 10.0,
-        "backup": {"age_seconds": None, "latest_failed": False},
+        "backup": {"age_seconds": None, "latest_failed": False, "copy_failed": False},
     }
     assert doc["slices"][3]["gateway"]["status"] == "destroying" and doc["slices"][3]["healthy"] is None
 
@@ -419,14 +419,16 @@ def test_backup_age_comes_from_the_agents_results_and_stale_ones_are_problems(in
     db, containers = healthy_fleet()
     now = db["now"]
     text = json.dumps({"slices": {
-        "1": {"last": {"verified": True}, "last_good": {"at": _iso(now - 3600)}},
-        "2": {"last": {"verified": False}, "last_good": {"at": _iso(now - 3 * 86400)}},
+        "1": {"last": {"verified": True}, "last_good": {"at": _iso(now - 3600)}, "copy": {"ok": True}},
+        "2": {"last": {"verified": False}, "last_good": {"at": _iso(now - 3 * 86400)},
+              "copy": {"ok": False, "error": "Permission denied (publickey)."}},
     }})
     backups = gather.parse_backups(text)
     rows = by_id(model.build_rows(inv, db, containers, backups))
     assert round(rows[1].backup_age) == 3600 and not rows[1].backup_failed
     assert not [p for p in rows[1].problems if "backup" in p]
     assert "last verified backup 3d old" in rows[2].problems and "latest backup failed" in rows[2].problems
+    assert "latest copy off the host failed" in rows[2].problems and not rows[1].backup_copy_failed
     assert render.cells(rows[2], 60)[-1] == ("3d failed", render.RED)
     # No results file on the host: nothing is said about backups.
     assert gather.parse_backups("") is None

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sliceops_monitor.metrics import Exporter
 from sliceops_monitor.config import parse
-from tests.unit.test_monitor_metrics import RAW, batch
+from tests.unit.test_monitor_metrics import CONFIG, RAW, batch
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "monitoring" / "prometheus" / "sliceops-alerts.yml"

@@ -1,5 +1,6 @@
 """The monitor service: its own system user and virtualenv, a rendered configuration, and a
-systemd unit or LSB init script; restarted only when its code or configuration changed."""
+systemd unit or LSB init script; reloaded (SIGHUP) when its configuration changed, restarted
+only when its code or unit did."""
 
 from __future__ import annotations
 
@@ -126,8 +127,12 @@ def converge(inv: Inventory) -> None:
             src=str(TEMPLATES / "monitor/sliceops-monitor.init.j2"),
             dest=f"/etc/init.d/{name}", mode="755", **variables,
         )
+    # A new configuration (a slice added, a limit changed) is taken by SIGHUP: the monitor
+    # keeps its pid, its beat and its buffer, so telemetry has no gap. Only new code or a
+    # new unit (what it reads once, at start) restarts it.
     service.running(
-        name=f"Run the monitor ({name}; restarted if its code or configuration changed)",
+        name=f"Run the monitor ({name}; reloaded if its configuration changed, restarted if its code did)",
         service_name=name, subject="monitor",
-        restart_if=changed(code=code, configuration=conf, unit=unit),
+        restart_if=changed(code=code, unit=unit),
+        reload_if=changed(configuration=conf),
     )

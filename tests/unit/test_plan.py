@@ -37,7 +37,7 @@ def test_slices_by_id_then_the_rest_in_deploy_order_with_the_count():
         *NEW_4,
         Change("slice 2", "suspended", "gateway row available -> suspended", 2),
         Change("slice 2", "suspended", "container stopped", 2),
-        Change("monitor", "restarted", "configuration changed"),
+        Change("monitor", "reloaded", "configuration changed"),
         Change("slice 10", "container recreated", "cpus 0.5 -> 1", 10),
         Change("host", "Install PostgreSQL 15"),
         Change("host", "Configure the monitor (/etc/sliceops/main/monitor.json)"),
@@ -48,7 +48,7 @@ def test_slices_by_id_then_the_rest_in_deploy_order_with_the_count():
         "slice 9: orphan, left intact",
         "slice 10: container recreated: memory 256m -> 512m, cpus 0.5 -> 1",
         "postgres: role and credentials: sliceops_monitor",
-        "monitor: restarted: configuration changed",
+        "monitor: reloaded: configuration changed",
         "host: Install PostgreSQL 15",
         "host: Configure the monitor (/etc/sliceops/main/monitor.json)",
     ]

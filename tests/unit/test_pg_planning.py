@@ -135,6 +135,15 @@ def test_databases_sql(inventory, sections, case):
     assert pg.databases_sql(inventory(sections), _fleet(case["fleet"])) == case["expect"]
 
 
+@pytest.mark.parametrize(("version", "clause"), [(15, " STRATEGY WAL_LOG"), (17, " STRATEGY WAL_LOG"), (14, "")])
+def test_a_new_slice_database_is_copied_through_the_wal_where_postgresql_offers_it(inventory, version, clause):
+    # bench/template_strategy.py: WAL_LOG ~4x cheaper than FILE_COPY's two checkpoints for
+    # this template; before 15 the clause does not exist (FILE_COPY is the only way).
+    inv = inventory({"postgres": {"version": version}, "slices": [{"id": 1}]})
+    sql = pg.databases_sql(inv, _fleet({}))
+    assert f'CREATE DATABASE "wa_slice_1" OWNER "wa_slice" TEMPLATE "sliceops_slice_template"{clause};' in sql, sql
+
+
 def test_a_foreign_connect_grant_on_a_slice_database_is_revoked(inventory):
     inv = inventory({"slices": [{"id": 1}, {"id": 2}]})
     state = _fleet({"databases": {

@@ -12,10 +12,19 @@ def _clamp(value: float, low: int, high: int) -> int:
     return int(max(low, min(high, value)))
 
 
+# max_connections grows in steps of this many: changing it restarts PostgreSQL (every
+# tenant's connections dropped), so adding a slice must not change it each time.
+CONNECTION_STEP = 250
+
+
 def connection_budget(n_slices: int, per_slice: int = 5) -> int:
     """Each tenant role may hold `per_slice` connections (its CONNECTION LIMIT); the gateway,
-    monitor and operators get RESERVED_CONNECTIONS."""
-    return max(100, RESERVED_CONNECTIONS + per_slice * n_slices)
+    monitor and operators get RESERVED_CONNECTIONS. At least 100 (PostgreSQL's default);
+    past that, rounded up to a multiple of CONNECTION_STEP, so slices added one by one
+    restart PostgreSQL once per step (50 slices at 5 each), not at every add. The headroom
+    costs a few kB of shared memory per connection slot, nothing while unused."""
+    need = RESERVED_CONNECTIONS + per_slice * n_slices
+    return 100 if need <= 100 else -(-need // CONNECTION_STEP) * CONNECTION_STEP
 
 
 def pg_tuning(inv: Inventory, ram_bytes: int) -> dict[str, int]:

@@ -104,8 +104,9 @@ def test_no_rendered_address_means_every_interface(size, default_inv, inv_200):
         assert not ipaddress.ip_address(address).is_unspecified, address
 
 
-@pytest.mark.parametrize(("n", "expected"), [(3, 100), (16, 100), (17, 105), (200, 1020)])
-def test_max_connections_grows_with_the_slices(tmp_path, n, expected):
+@pytest.mark.parametrize(("n", "expected"), [(3, 100), (16, 100), (17, 250), (46, 250), (47, 500), (200, 1250),
+                                             (246, 1250), (247, 1500)])
+def test_max_connections_grows_with_the_slices_in_steps(tmp_path, n, expected):
     inv = _inventory(tmp_path, n)
     assert connection_budget(n) == expected
     assert settings(render("sliceops.conf.j2", inv))["max_connections"] == str(expected)
@@ -115,7 +116,16 @@ def test_slices_being_destroyed_do_not_count_toward_max_connections(tmp_path):
     path = tmp_path / "s.yaml"
     slices = [{"id": i} for i in range(1, 31)] + [{"id": i, "status": "destroying"} for i in range(31, 61)]
     path.write_text(yaml.safe_dump({"target": "@local", "slices": slices}))
-    assert settings(render("sliceops.conf.j2", load(path)))["max_connections"] == str(20 + 5 * 30)
+    # 30 slices kept: 20 + 5 x 30 = 170, rounded up to the step (60 would need 320: 500).
+    assert settings(render("sliceops.conf.j2", load(path)))["max_connections"] == "250"
+
+
+def test_adding_a_slice_changes_no_setting_that_restarts_postgresql_between_steps(tmp_path):
+    """Only a crossed step of max_connections (a restart: every tenant disconnected) moves
+    with the slice count; from 200 slices the next 46 adds leave the file as it is."""
+    confs = {n: render("sliceops.conf.j2", _inventory(tmp_path, n)) for n in (200, 201, 246)}
+    assert confs[200] == confs[201] == confs[246]
+    assert confs[246] != render("sliceops.conf.j2", _inventory(tmp_path, 247))
 
 
 @pytest.mark.parametrize(
@@ -124,7 +134,7 @@ def test_slices_being_destroyed_do_not_count_toward_max_connections(tmp_path):
         # 25% / 50% / RAM / (4 * max_connections) / 5% capped at 1024.
         (24, "default", {"shared_buffers": "6144MB", "effective_cache_size": "12288MB", "work_mem": "61MB",
                          "maintenance_work_mem": "1024MB"}),
-        (24, "200", {"shared_buffers": "6144MB", "effective_cache_size": "12288MB", "work_mem": "6MB",
+        (24, "200", {"shared_buffers": "6144MB", "effective_cache_size": "12288MB", "work_mem": "4MB",
                      "maintenance_work_mem": "1024MB"}),
         (64, "default", {"shared_buffers": "8192MB", "effective_cache_size": "32768MB", "work_mem": "64MB",
                          "maintenance_work_mem": "1024MB"}),

@@ -228,5 +228,13 @@ def deploy_timed(inventory, timeout: float = 3600) -> TimedDeploy:
     return TimedDeploy(proc.returncode, "".join(lines), sw.wall, sw.cpu, steps)
 
 
+def deploy_ok(inventory) -> TimedDeploy:
+    """deploy_timed, stopping the bench with the output's tail if the deploy failed."""
+    result = deploy_timed(inventory)
+    if result.returncode != 0:
+        raise SystemExit(f"deploy of {inventory} failed ({result.returncode}):\n{result.output[-4000:]}")
+    return result
+
+
 def slowest(steps: list[tuple[str, float]], top: int = 8) -> str:
     return "; ".join(f"{name} {secs:.2f}s" for name, secs in sorted(steps, key=lambda s: -s[1])[:top])

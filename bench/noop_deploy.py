@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from _common import (Figure, TimedDeploy, append_results, command_line, deploy_timed, loadavg, ns_last_pid, pid_delta,
-                     slowest, table, teardown)
+from _common import (Figure, TimedDeploy, append_results, command_line, deploy_ok as deploy, deploy_timed, loadavg,
+                     ns_last_pid, pid_delta, slowest, table, teardown)
 import proctrace
 from tests.fix_deploy import ROOT, SLICEOPS
 
@@ -47,13 +47,6 @@ def write_inventory(folder: Path, instance: str, slot: int, n: int, ids: int | N
     path = folder / f"{instance}{'' if ids is None else f'-{ids}'}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def deploy(inventory: Path) -> TimedDeploy:
-    result = deploy_timed(inventory)
-    if result.returncode != 0:
-        raise SystemExit(f"deploy of {inventory} failed ({result.returncode}):\n{result.output[-4000:]}")
-    return result
 
 
 def failure(result: TimedDeploy) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, operation
 
-from sliceops import checks, factcache, plan, psql, spares
+from sliceops import checks, factcache, moves, plan, psql, spares
 from sliceops.errors import InventoryError
 from sliceops.facts.host import HostAddresses
 from sliceops.facts.postgres import Fleet
@@ -42,6 +42,7 @@ def preflight(inv: Inventory):
         raise InventoryError([f"{inv.path}:{line}: docker.subnet: {problem}"])
     state = fleet(inv)
     assert_destroy_allowed(inv, state.slice_rows)
+    moves.refuse(inv, state.slice_rows)  # an edited host: not converged as a second, empty slice
     lost = orphans(inv, state)
     for sid in lost:
         plan.for_slice(sid, "orphan, left intact", changes=False)

@@ -1,6 +1,10 @@
-"""Converge one host from its slice inventory. Read top to bottom: this is the order of the deploy.
+"""Converge every host of the inventory. Read top to bottom: this is the order of the deploy.
 
     make deploy        (or: SLICEOPS_INVENTORY=inventory/slices.yaml pyinfra -y inventory/hosts.py deploy.py)
+
+pyinfra runs this file once per host and then each operation on every host before the next,
+so roles and databases (database host) exist before any container (slice hosts) starts. A
+`target:` file's one host is both: it runs every line, as it always has.
 """
 
 from pyinfra import host, state
@@ -11,18 +15,25 @@ from sliceops.inventory import load
 from sliceops.operations import lifecycle
 from sliceops.tasks import backups, databases, docker_engine, firewall, monitor, postgres_server, slice_volume, slices
 
-report.install(state)  # relay "applied 0002_x to wa_slice_3"-style lines at default verbosity
+report.install(state)  # relay "applied 0002_x to wa_slice_3"-style lines; name the hosts that failed
 
 with for_pyinfra():  # a refusal stops the deploy as one line, as pyinfra's own errors do
     inv = load(host.data.sliceops_inventory)
+    here = host.data.sliceops_host  # this host's name in the inventory
+    database_host = here == inv.database_host.name  # PostgreSQL, the gateway, every slice's database
+    slice_host = here in {h.name for h in inv.slice_hosts}  # the Docker engine and this host's slices
+    mine = inv.for_host(here)  # the model as this host sees it: only the slices that run here
 
-    lifecycle.preflight(name="Check the inventory's requests are safe", inv=inv)  # before any change
-    slice_volume.check(inv)  # before any change: every slice's data fits its disk quota
-    docker_engine.converge(inv)  # Docker engine installed and running (or checked, if provided)
-    slice_volume.converge(inv)  # every slice's /data on one preallocated btrfs image, a disk quota each
-    postgres_server.converge(inv)  # PostgreSQL installed, configured, running, enabled at boot
-    databases.converge(inv)  # roles and secrets, databases, migrations, gateway.slices rows
-    backups.converge(inv)  # backup agent and its nightly schedule (the destroy uses it too)
-    firewall.converge(inv)  # slices reach PostgreSQL and nothing else on the host; egress per inventory
-    slices.converge(inv)  # image, isolated network, one container per slice, destroys
-    monitor.converge(inv)  # the monitor service: telemetry every interval, hourly prune
+    lifecycle.preflight(name="Check the inventory's requests are safe", inv=inv, here=here)  # before any change
+    if slice_host:
+        slice_volume.check(mine)  # before any change: every slice's data fits its disk quota
+        docker_engine.converge(mine)  # Docker engine installed and running (or checked, if provided)
+        slice_volume.converge(mine)  # every slice's /data on one preallocated btrfs image, a disk quota each
+    if database_host:
+        postgres_server.converge(inv)  # PostgreSQL installed, configured, running, enabled at boot
+        databases.converge(inv)  # roles and secrets, databases, migrations, gateway.slices rows
+        backups.converge(inv)  # backup agent and its nightly schedule (the destroy uses it too)
+    if slice_host:
+        firewall.converge(mine)  # slices reach PostgreSQL and nothing else on the host; egress per inventory
+        slices.converge(mine)  # image, isolated network, one container per slice, destroys
+    monitor.converge(mine, here)  # the monitor service: telemetry every interval, hourly prune (every host)

@@ -15,11 +15,16 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     out, hosts, deploy = argv
+    import pyinfra_cli.cli
     from pyinfra.context import ctx_state
     from pyinfra_cli.main import main as pyinfra_main
 
     from sliceops import plan
 
+    # Without -y pyinfra asks whether to go on when a host of a fleet cannot be reached, and
+    # reads the answer from a stdin the plan does not have: the plan goes on with the others,
+    # as the deploy (-y) does, and fails naming the host (sliceops.report.unfinished).
+    pyinfra_cli.cli._set_fail_prompts = lambda state, config: None
     sys.argv = ["pyinfra", "--dry", hosts, deploy]
     try:
         pyinfra_main()

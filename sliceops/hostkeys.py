@@ -24,6 +24,10 @@ class HostKeyError(SliceopsError):
     """The target's SSH host key is unknown or differs from the recorded one, or cannot be read."""
 
 
+class HostUnreachable(HostKeyError):
+    """The target does not answer on its SSH port (nothing was offered, nothing was trusted)."""
+
+
 def ssh_parts(target: str) -> tuple[str, str, int]:
     """(user, hostname, port) of an ssh:// target."""
     parts = urlsplit(target)
@@ -99,7 +103,7 @@ def offered_key(hostname: str, port: int, key_types: list[str], timeout: float =
     try:
         sock = socket.create_connection((hostname, port), timeout=timeout)
     except OSError as exc:
-        raise HostKeyError(f"cannot reach {hostname}:{port} over SSH: {exc.strerror or exc}") from exc
+        raise HostUnreachable(f"cannot reach {hostname}:{port} over SSH: {exc.strerror or exc}") from exc
     transport = paramiko.Transport(sock)
     try:
         options = transport.get_security_options()

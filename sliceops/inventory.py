@@ -12,7 +12,7 @@ import functools
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -228,6 +228,13 @@ class Inventory:
         if not self.multi_host:
             return self.hosts
         return tuple(h for h in self.hosts if not h.database or self.slices_on(h.name))
+
+    def for_host(self, name: str) -> "Inventory":
+        """The model as a slice host sees it: only the slices that run on host `name` (its
+        containers, data directories, volume, monitor), the rest unchanged. A `target:` file's
+        one host runs every slice, so its view is the whole model."""
+        mine = self.slices_on(name)
+        return self if mine == self.slices else replace(self, slices=mine)
 
     def database_address(self, s: Slice) -> str:
         """Where slice `s`'s container reaches PostgreSQL: the bridge's gateway address when it

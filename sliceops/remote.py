@@ -29,16 +29,18 @@ COMMAND_TIMEOUT = 60
 
 
 class Target:
-    """One connection to the inventory's target: `run` a command, `docker()` its engine."""
+    """One connection to one host of the inventory (default: the database host, where the
+    gateway is): `run` a command, `docker()` its engine."""
 
-    def __init__(self, inv: Inventory):
+    def __init__(self, inv: Inventory, target: str | None = None):
         self.inv = inv
+        self.target = target or inv.target
         self._ssh = None
         self._docker = None
 
     @property
     def is_local(self) -> bool:
-        return self.inv.target == "@local"
+        return self.target == "@local"
 
     # ------------------------------------------------------------------ commands
 
@@ -64,7 +66,7 @@ class Target:
             code = channel_out.channel.recv_exit_status()
         if code != 0:
             first = next((line for line in err.splitlines() if line.strip()), f"exit status {code}")
-            raise RemoteStateError(f"{argv[0]} on {self.inv.target}: {first.strip()[:300]}")
+            raise RemoteStateError(f"{argv[0]} on {self.target}: {first.strip()[:300]}")
         return out
 
     # ------------------------------------------------------------------ ssh
@@ -80,8 +82,8 @@ class Target:
 
             # One clear line (HostKeyError, exit 2) for an unknown or changed key, as deploy says it;
             # the client below refuses any key but the recorded one all the same.
-            hostkeys.check(self.inv.target, self.inv.ssh_known_hosts)
-            user, hostname, port = hostkeys.ssh_parts(self.inv.target)
+            hostkeys.check(self.target, self.inv.ssh_known_hosts)
+            user, hostname, port = hostkeys.ssh_parts(self.target)
             client = paramiko.SSHClient()
             known = hostkeys.known_hosts_path(self.inv.ssh_known_hosts)
             if os.path.exists(known):
@@ -91,7 +93,7 @@ class Target:
             try:
                 client.connect(hostname, port=port, username=user, key_filename=key, timeout=15)
             except (OSError, paramiko.SSHException) as exc:
-                raise RemoteStateError(f"cannot reach {self.inv.target}: {exc}") from None
+                raise RemoteStateError(f"cannot reach {self.target}: {exc}") from None
             self._ssh = client
         return self._ssh
 
@@ -123,7 +125,7 @@ class Target:
                 self._docker = docker.APIClient(base_url=LOCAL_SOCKET, version=DOCKER_API_VERSION, timeout=30)
             else:
                 self._docker = docker.APIClient(base_url=LOCAL_SOCKET, version=DOCKER_API_VERSION, timeout=30)
-                adapter = _adapter_over(self._client(), self.inv.target)
+                adapter = _adapter_over(self._client(), self.target)
                 self._docker.mount("http+docker://ssh", adapter)
                 self._docker.base_url = "http+docker://ssh"
         return self._docker

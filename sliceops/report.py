@@ -7,6 +7,8 @@ callback relays those lines once the operation has finished on every host.
 
 from __future__ import annotations
 
+import atexit
+
 import click
 from pyinfra.api.state import BaseStateCallback
 
@@ -32,6 +34,26 @@ class Reporter(BaseStateCallback):
                     click.echo(f"    {host.print_prefix}{line}", err=True)
 
 
+def unfinished(state) -> str | None:
+    """The last line of a fleet deploy some hosts did not finish (pyinfra went on with the
+    others and exits 1), naming them as the inventory does; None when every host finished or
+    the inventory has one host (pyinfra's own error says it all)."""
+    if len(state.inventory) < 2 or not state.failed_hosts:
+        return None
+    names = sorted(h.data.get("sliceops_host") or h.name for h in state.failed_hosts)
+    return (f"sliceops: {len(names)} of {len(state.inventory)} hosts did not finish: {', '.join(names)} "
+            "(unreachable, or an operation failed: see above); the others went on, and the next deploy "
+            "finishes the work")
+
+
+def _say_unfinished(state) -> None:
+    line = unfinished(state)
+    if line:
+        click.echo(line, err=True)
+
+
 def install(state) -> None:
     if not any(isinstance(h, Reporter) for h in state.callback_handlers):
         state.add_callback_handler(Reporter())
+        # pyinfra exits (1 when a host failed) after the last operation; the line comes last.
+        atexit.register(_say_unfinished, state)

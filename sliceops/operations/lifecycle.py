@@ -8,6 +8,7 @@ which are left intact. `destroyed` backs up, verifies, then removes.
 from __future__ import annotations
 
 from pyinfra import host, logger
+from pyinfra import state as pyinfra_state
 from pyinfra.api import StringCommand, operation
 
 from sliceops import checks, factcache, moves, plan, psql, spares
@@ -32,15 +33,56 @@ def orphans(inv: Inventory, state: Fleet) -> list[int]:
     return sorted(found - listed)
 
 
+def abandoned_hosts(inv: Inventory, rows: dict) -> dict[str, list[int]]:
+    """Hosts the gateway shows slices on (gateway.slices.host) that the inventory no longer
+    lists, with those slices: removing them would orphan the slices. A `target:` file has one
+    host, which holds every row whatever its name was; NULL is a row from before 0004."""
+    if not inv.multi_host:
+        return {}
+    listed = {h.name for h in inv.hosts}
+    gone: dict[str, list[int]] = {}
+    for sid, row in sorted(rows.items()):
+        if row.get("host") is not None and row["host"] not in listed:
+            gone.setdefault(row["host"], []).append(sid)
+    return gone
+
+
+def _abandoned(inv: Inventory, name: str, sids: list[int]) -> str:
+    line = inv.lines.get(("hosts",), 1)
+    return (f"{inv.path}:{line}: hosts: {name!r} is no longer listed but the gateway shows slice(s) "
+            f"{', '.join(map(str, sids))} on it (their data is there): list {name!r} again and move them first")
+
+
+def _database_pyinfra_host(inv: Inventory):
+    """The pyinfra host of the inventory's database host, None when it is not connected."""
+    name = inv.database_host.name
+    return next((h for h in pyinfra_state.active_hosts if h.data.get("sliceops_host") == name), None)
+
+
 @operation(is_idempotent=True)
 @refuses
-def preflight(inv: Inventory):
-    """Refuse unsafe requests before any change; report orphans and too few spare slices."""
-    problem = checks.host_subnet_problem(inv.docker.subnet, inv.bridge, host.get_fact(HostAddresses))
-    if problem:
-        line = inv.lines.get(("docker", "subnet"), 1)
-        raise InventoryError([f"{inv.path}:{line}: docker.subnet: {problem}"])
+def preflight(inv: Inventory, here: str | None = None):
+    """Refuse unsafe requests before any change; report orphans and too few spare slices. On
+    a slice host: its subnet; on the database host (`here` None): the gateway's view."""
+    here = here or inv.database_host.name
+    if here in {h.name for h in inv.slice_hosts}:
+        problem = checks.host_subnet_problem(inv.docker.subnet, inv.bridge, host.get_fact(HostAddresses))
+        if problem:
+            line = inv.lines.get(("docker", "subnet"), 1)
+            raise InventoryError([f"{inv.path}:{line}: docker.subnet: {problem}"])
+    if here != inv.database_host.name:
+        # The gateway is on the database host: a slice host refuses what it refuses too, so
+        # no container starts for a slice whose data is on a host the file dropped.
+        database = _database_pyinfra_host(inv)
+        gone = abandoned_hosts(inv, fleet(inv, on=database).slice_rows) if database is not None else {}
+        if gone:
+            raise InventoryError([_abandoned(inv, name, sids) for name, sids in gone.items()])
+        host.noop(f"inventory requests are safe on slice host {here}")
+        return
     state = fleet(inv)
+    gone = abandoned_hosts(inv, state.slice_rows)
+    if gone:
+        raise InventoryError([_abandoned(inv, name, sids) for name, sids in gone.items()])
     assert_destroy_allowed(inv, state.slice_rows)
     moves.refuse(inv, state.slice_rows)  # an edited host: not converged as a second, empty slice
     lost = orphans(inv, state)

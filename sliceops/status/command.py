@@ -36,7 +36,8 @@ def wants_colour(stream) -> bool:
 
 
 def collect(inv: Inventory) -> list[model.SliceStatus]:
-    """Both round trips, then the rows (every slice id found in the inventory or on the host)."""
+    """Both round trips, then the rows (every slice id found in the inventory or on the host).
+    In a fleet: the gateway on the database host, the containers of every slice host."""
     from sliceops.operations.postgres.stamps import slice_stamp  # the stamp the deploy would write
 
     with Target(inv) as target:
@@ -45,9 +46,25 @@ def collect(inv: Inventory) -> list[model.SliceStatus]:
         # containers and reads the backup results.
         with ThreadPoolExecutor(1) as pool:
             db = pool.submit(gather.read_database, target, inv, slice_stamp(inv))
-            containers = gather.read_containers(target, inv)
+            here = inv.database_host
+            per_host = {here.name: gather.read_containers(target, inv)} if here in inv.slice_hosts else {}
+            for h in inv.slice_hosts:
+                if h.name not in per_host:
+                    per_host[h.name] = _host_containers(inv, h)
             backups = gather.read_backups(target, inv)
-            return model.build_rows(inv, db.result(), containers, backups)
+            return model.build_rows(inv, db.result(), gather.merge_containers(inv, per_host), backups)
+
+
+def _host_containers(inv: Inventory, h) -> dict:
+    """One slice host's containers; a host that does not answer is one warning line, and its
+    slices show no container (the gateway's view of them stands)."""
+    try:
+        with Target(inv, h.target) as other:
+            other.connect()
+            return gather.read_containers(other, inv)
+    except RemoteStateError as exc:
+        print(f"sliceops: warning: host {h.name}: {exc}; its slices show no container", file=sys.stderr)
+        return {}
 
 
 def run(inv: Inventory, argv: list[str]) -> int:

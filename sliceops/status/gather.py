@@ -109,8 +109,19 @@ def read_containers(target: Target, inv: Inventory) -> dict[int, dict]:
     try:
         listing = target.containers(f"sliceops.instance={inv.instance}")
     except (OSError, ValueError) as exc:  # ValueError: not JSON
-        raise RemoteStateError(f"the Docker engine of {inv.target} does not answer: {str(exc)[:200]}") from None
+        raise RemoteStateError(f"the Docker engine of {target.target} does not answer: {str(exc)[:200]}") from None
     return parse_containers(listing)
+
+
+def merge_containers(inv: Inventory, per_host: dict[str, dict[int, dict]]) -> dict[int, dict]:
+    """Every slice host's containers as one {slice id: container}: a slice's own host wins
+    where two hosts hold one (a move under way), then the inventory's order of hosts."""
+    out: dict[int, dict] = {}
+    for name in [h.name for h in inv.hosts if h.name in per_host]:
+        for sid, container in per_host[name].items():
+            if sid not in out or (sid in inv.slice_ids and inv.slice(sid).host == name):
+                out[sid] = container
+    return out
 
 
 def parse_backups(text: str) -> dict[int, dict] | None:

@@ -27,11 +27,14 @@ def config(inv: Inventory, host_name: str | None = None) -> dict:
     """The monitor's JSON configuration (keys: monitor/README.md) on host `host_name` (default:
     the database host): it watches the slices that run there and labels its server rows so."""
     here = host_name or inv.database_host.name
+    database = inv.database_host
     return {
         "instance": inv.instance,
         "host": here,
         "database": {
-            "host": "/var/run/postgresql",
+            # The socket on the database host; from a slice host its private address (its own
+            # role, credential and TLS there are issue 14's part B).
+            "host": "/var/run/postgresql" if here == database.name else database.address,
             "port": inv.postgres.port,
             "dbname": inv.gateway.database,
             "user": inv.monitor_role,
@@ -61,7 +64,8 @@ def config(inv: Inventory, host_name: str | None = None) -> dict:
     }
 
 
-def converge(inv: Inventory) -> None:
+def converge(inv: Inventory, here: str | None = None) -> None:
+    """The monitor of host `here` (default: the database host; every host runs one)."""
     base = inv.opt_dir
     venv = f"{base}/monitor-venv"
     name = inv.monitor_service
@@ -108,7 +112,7 @@ def converge(inv: Inventory) -> None:
         files.directory(name=f"Keep {path} readable (secrets/ stays root-only)", path=path, mode="755")
     conf = files.put(
         name=f"Configure the monitor ({config_path})",
-        src=io.StringIO(json.dumps(config(inv), indent=2) + "\n"),
+        src=io.StringIO(json.dumps(config(inv, here), indent=2) + "\n"),
         dest=config_path, user="root", group=USER, mode="640",
     )
     variables = dict(

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from sliceops.migrations import discover
+from sliceops.shell import literal
 
 
 def psql(host, inv, db: str, sql: str) -> str:
@@ -24,12 +25,14 @@ def is_systemd(host) -> bool:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
+@pytest.mark.database_host
 def test_postgresql_is_running(host, inv):
     cmd = host.run(f"pg_ctlcluster {inv.postgres.version} {inv.cluster} status")
     # pg_ctl status: 0 running, 3 not running.
     assert cmd.rc == 0, f"PostgreSQL cluster {inv.postgres.version}/{inv.cluster} is not running"
 
 
+@pytest.mark.database_host
 @pytest.mark.parametrize("where", ["loopback", "slice bridge"])
 def test_postgresql_listens_where_it_should(host, inv, where):
     address = "127.0.0.1" if where == "loopback" else inv.docker.gateway_address
@@ -38,6 +41,7 @@ def test_postgresql_listens_where_it_should(host, inv, where):
     )
 
 
+@pytest.mark.database_host
 def test_postgresql_does_not_listen_on_all_interfaces(host, inv):
     for spec in (f"tcp://0.0.0.0:{inv.postgres.port}", f"tcp://:::{inv.postgres.port}"):
         assert not host.socket(spec).is_listening, f"PostgreSQL listens on all interfaces ({spec})"
@@ -51,14 +55,17 @@ def _assert_owned_and_current(host, inv, db: str, owner: str, kind: str) -> None
     assert applied == expected, f"{db} ledger is {applied!r}, expected {expected!r}"
 
 
+@pytest.mark.database_host
 def test_gateway_database_has_its_owner_and_a_current_ledger(host, inv):
     _assert_owned_and_current(host, inv, inv.gateway.database, inv.gateway.role, "gateway")
 
 
+@pytest.mark.database_host
 def test_slice_database_has_its_owner_and_a_current_ledger(host, inv, slice):
     _assert_owned_and_current(host, inv, slice.database, inv.slice_defaults.role, "slice")
 
 
+@pytest.mark.database_host
 def test_slice_is_registered_in_the_gateway(host, inv, slice):
     row = psql(host, inv, inv.gateway.database, f"SELECT port || ' ' || status FROM gateway.slices WHERE id = {slice.id}")
     assert row, f"gateway.slices has no row for slice {slice.id}"
@@ -68,6 +75,7 @@ def test_slice_is_registered_in_the_gateway(host, inv, slice):
         assert status == "suspended", f"slice {slice.id} is suspended in the inventory but {status} in the gateway"
 
 
+@pytest.mark.database_host
 def test_no_database_is_open_to_public(host, inv):
     open_dbs = psql(
         host, inv, "postgres",
@@ -81,6 +89,7 @@ def test_no_database_is_open_to_public(host, inv):
 # --------------------------------------------------------------------------- secrets
 
 
+@pytest.mark.database_host
 def test_secrets_directory_is_root_only(host, inv):
     d = host.file(inv.secrets_dir)
     assert d.is_directory and d.user == "root" and d.mode == 0o700, (
@@ -88,6 +97,7 @@ def test_secrets_directory_is_root_only(host, inv):
     )
 
 
+@pytest.mark.database_host
 def test_slice_secrets_are_root_only(host, inv, slice):
     for name in (f"{slice.login_role}.password", f"{slice.login_role}.env"):
         f = host.file(f"{inv.secrets_dir}/{name}")
@@ -109,6 +119,7 @@ def test_slice_data_is_limited_to_its_disk_quota(host, inv, slice):
     )
 
 
+@pytest.mark.slice_host
 def test_slice_network_is_firewalled(host, inv):
     from sliceops.operations.firewall import hooks
 
@@ -174,13 +185,18 @@ def test_monitor_user_has_no_docker_socket(host):
     assert "docker" not in groups, f"sliceops-monitor is in the docker group ({groups}): docker inspect shows every DATABASE_URL"
 
 
-def test_server_telemetry_is_fresh(host, inv):
+@pytest.mark.database_host
+def test_server_telemetry_is_fresh(host, inv, fleet_host):
+    """Every host's monitor writes its server row, labelled with its host's name."""
     age = psql(host, inv, inv.gateway.database,
-               "SELECT coalesce(extract(epoch FROM now() - max(timestamp))::int, -1) FROM gateway.server_telemetry")
+               "SELECT coalesce(extract(epoch FROM now() - max(timestamp))::int, -1) FROM gateway.server_telemetry "
+               f"WHERE host = {literal(fleet_host.name)}")
     limit = 2 * inv.monitor.interval
-    assert 0 <= int(age) <= limit, f"newest server telemetry is {age}s old (limit {limit}s; -1: none)"
+    assert 0 <= int(age) <= limit, (
+        f"newest server telemetry of host {fleet_host.name} is {age}s old (limit {limit}s; -1: none)")
 
 
+@pytest.mark.database_host
 def test_slice_telemetry_is_fresh(host, inv, active_slice):
     age = psql(host, inv, inv.gateway.database,
                "SELECT coalesce(extract(epoch FROM now() - max(timestamp))::int, -1) FROM gateway.telemetry "
@@ -192,12 +208,14 @@ def test_slice_telemetry_is_fresh(host, inv, active_slice):
 # --------------------------------------------------------------------------- backups
 
 
+@pytest.mark.database_host
 def test_backup_configuration_is_root_only(host, inv):
     f = host.file(inv.backup_config)
     assert f.exists and f.user == "root" and f.mode == 0o600, (
         f"{inv.backup_config}: owner {f.user}, mode {oct(f.mode)}; want root 0600")
 
 
+@pytest.mark.database_host
 def test_nightly_backups_are_scheduled(host, inv):
     if is_systemd(host):
         timer = host.service(f"{inv.backup_service}.timer")

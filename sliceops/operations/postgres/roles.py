@@ -84,7 +84,7 @@ def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: 
             url = "DATABASE_URL=postgresql://%s:%s@%s:%s/%s\\n"
             shell.append(
                 f"printf {quote(url)} {quote(role)} \"$(cat {quote(f'{sd}/{role}.password')})\" "
-                f"{quote(inv.docker.gateway_address)} {int(inv.postgres.port)} {quote(tenants[role].database)} "
+                f"{quote(inv.database_address(tenants[role]))} {int(inv.postgres.port)} {quote(tenants[role].database)} "
                 f">{quote(f'{sd}/{role}.env')}"
             )
     # One `\set` line per role, made on the target: psql variable pw<i> holds its verifier.

@@ -9,9 +9,10 @@ from sliceops.inventory import MONITOR_ROLE, SLICE_NAME_PREFIX, TEMPLATE_DB, Inv
 from sliceops.operations.postgres.stamps import slice_stamp, template_stamp
 
 
-def fleet(inv: Inventory) -> Fleet:
-    return factcache.get(
-        PgFleet,
+def fleet(inv: Inventory, on=None) -> Fleet:
+    """What PgFleet reads on this host, or on pyinfra host `on` (a slice host planning reads
+    the database host's)."""
+    kwargs = dict(
         version=inv.postgres.version,
         cluster=inv.cluster,
         port=inv.postgres.port,
@@ -23,6 +24,7 @@ def fleet(inv: Inventory) -> Fleet:
         slice_prefix=SLICE_NAME_PREFIX,
         monitor_role=MONITOR_ROLE,
     )
+    return on.get_fact(PgFleet, **kwargs) if on is not None else factcache.get(PgFleet, **kwargs)
 
 
 def heredoc(inv: Inventory, sql: str, database: str = "postgres") -> str:

@@ -74,9 +74,11 @@ def preflight(inv: Inventory, here: str | None = None):
         # The gateway is on the database host: a slice host refuses what it refuses too, so
         # no container starts for a slice whose data is on a host the file dropped.
         database = _database_pyinfra_host(inv)
-        gone = abandoned_hosts(inv, fleet(inv, on=database).slice_rows) if database is not None else {}
+        rows = fleet(inv, on=database).slice_rows if database is not None else {}
+        gone = abandoned_hosts(inv, rows)
         if gone:
             raise InventoryError([_abandoned(inv, name, sids) for name, sids in gone.items()])
+        moves.refuse(inv, rows)
         host.noop(f"inventory requests are safe on slice host {here}")
         return
     state = fleet(inv)

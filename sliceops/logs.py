@@ -70,22 +70,23 @@ def run(inv: Inventory, argv: list[str]) -> int:
         print(f"sliceops: logs: {inv.path}: slices: no slice with id {args.slice_id}", file=sys.stderr)
         return 2
     name = inv.container_name(args.slice_id)
+    where = inv.host(inv.slice(args.slice_id).host).target  # the slice host running it
     import docker.errors
     import requests.exceptions
 
     try:
-        with Target(inv) as target:
+        with Target(inv, where) as target:
             api = target.docker()
             try:
                 stream = api.logs(name, stream=True, follow=args.follow, since=since,
                                   tail="all" if args.tail is None else args.tail)
             except docker.errors.NotFound:
-                print(f"sliceops: logs: slice {args.slice_id} has no container {name} on {inv.target}",
+                print(f"sliceops: logs: slice {args.slice_id} has no container {name} on {where}",
                       file=sys.stderr)
                 return 1
             _copy(stream)
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        print(f"sliceops: logs: the Docker engine of {inv.target} does not answer: {str(exc)[:200]}", file=sys.stderr)
+        print(f"sliceops: logs: the Docker engine of {where} does not answer: {str(exc)[:200]}", file=sys.stderr)
         return 1
     except RemoteStateError as exc:
         print(f"sliceops: logs: {exc}", file=sys.stderr)

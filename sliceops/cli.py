@@ -66,7 +66,12 @@ def _warn(message: str | None) -> None:
 
 
 def cmd_check(inv: Inventory, args) -> int:
-    print(f"{inv.path}: ok: target {inv.target}, instance {inv.instance}, {len(inv.slices)} slices")
+    if inv.multi_host:
+        placed = ", ".join(f"{h.name}{' (database)' if h.database else ''}: {len(inv.slices_on(h.name))}"
+                           for h in inv.hosts)
+        print(f"{inv.path}: ok: {len(inv.hosts)} hosts, instance {inv.instance}, {len(inv.slices)} slices ({placed})")
+    else:
+        print(f"{inv.path}: ok: target {inv.target}, instance {inv.instance}, {len(inv.slices)} slices")
     _warn(spares.check_warning(inv))
     return 0
 

@@ -164,3 +164,11 @@ def test_status_shows_each_slice_s_container_from_its_own_host_first():
     }
     merged = merge_containers(inv, per_host)
     assert {sid: c["state"] for sid, c in merged.items()} == {4: "running", 1: "running", 2: "running", 9: "exited"}
+
+
+def test_check_says_how_many_slices_each_host_runs(capsys):
+    from sliceops import cli
+
+    assert cli.main(["check", "-i", str(DATA / "good" / "fleet.yaml")]) == 0
+    assert capsys.readouterr().out.endswith(
+        "fleet.yaml: ok: 3 hosts, instance main, 4 slices (db1 (database): 1, app1: 2, app2: 1)\n")

@@ -44,18 +44,17 @@ def heredoc(sql: str) -> str:
 
 
 def script(port: int, sql: str, database: str = "postgres", *, variables: dict | None = None,
-           tuples: bool = False, redirect: str = "", prelude_var: str = "") -> str:
+           tuples: bool = False, redirect: str = "", prelude: str = "") -> str:
     """Shell running `sql` in psql. `redirect` is appended to the command (a constant such as
-    `2>"$e"`). `prelude_var` names a shell variable whose text (psql meta-commands made on the
-    target, e.g. `\\set` lines carrying password verifiers) is fed to psql before `sql`,
-    through a pipe: never an argument, never a file."""
+    `2>"$e"`). `prelude` is a command of the caller's (built through this door, e.g. the
+    program that computes password verifiers on the target) whose standard output, psql
+    meta-commands such as `\\set` lines, reaches psql ahead of `sql` through a pipe: never an
+    argument, never a file, and no shell variable or substitution that grows with it."""
     psql = command(port, database, variables=variables, tuples=tuples)
     tail = f" {redirect}" if redirect else ""
-    if not prelude_var:
+    if not prelude:
         return f"{psql}{tail} {heredoc(sql)}"
-    if not re.match(r"^[a-z_]+$", prelude_var):
-        raise ValueError(f"not a shell variable name: {prelude_var!r}")
-    return f"{{ printf '%s\\n' \"${prelude_var}\"; cat {heredoc(sql)}\n}} | {psql}{tail}"
+    return f"{{ {prelude}\ncat {heredoc(sql)}\n}} | {psql}{tail}"
 
 
 def query(port: int, sql: str, database: str = "postgres") -> str:

@@ -11,16 +11,19 @@ from pyinfra.api import operation
 from sliceops.facts.host import DataDirs
 from sliceops.inventory import Inventory
 from sliceops.operations.docker import DATA_GROUP, DATA_MODE
+from sliceops.operations.util import as_script, chunked
 from sliceops.shell import command
 
 
 def share_command(dirs: list[str]) -> str:
     """Each slice's own directory gets exactly DATA_MODE (a fresh quota subvolume starts at
     0755, which adding group bits would never turn into 2750); the directories below it only
-    get the group and g+rxs; files keep the modes their tenant gave them."""
-    return (
-        f"{command('chgrp', DATA_GROUP, *dirs)} && {command('chmod', DATA_MODE, *dirs)} && "
-        f"{command('find', *dirs)} -mindepth 1 -type d -exec {command('chgrp', DATA_GROUP)} {{}} + -exec chmod g+rxs {{}} +"
+    get the group and g+rxs; files keep the modes their tenant gave them. CHUNK directories
+    per command line, so none grows with the fleet."""
+    return "\n".join(
+        f"{command('chgrp', DATA_GROUP, *part)} && {command('chmod', DATA_MODE, *part)} && "
+        f"{command('find', *part)} -mindepth 1 -type d -exec {command('chgrp', DATA_GROUP)} {{}} + -exec chmod g+rxs {{}} +"
+        for part in chunked(dirs)
     )
 
 
@@ -34,4 +37,4 @@ def data_dirs_shared(inv: Inventory):
     if not wrong:
         host.noop(f"slice data directories are traversable by {DATA_GROUP}")
         return
-    yield share_command(wrong)
+    yield from as_script(inv.share_dir, "data-dirs", "set -e\n" + share_command(wrong))

@@ -24,7 +24,7 @@ from sliceops.facts.docker import DockerCgroupDriver, DockerImage, DockerNetwork
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory, Slice
 from sliceops.names import bridge_name
 from sliceops.operations import sentences
-from sliceops.operations.util import as_script, refuses
+from sliceops.operations.util import as_script, chunked, refuses
 from sliceops.paths import ROOT
 from sliceops.shell import command, echo, quote, words
 
@@ -300,19 +300,18 @@ def container_plan(inv: Inventory, have: dict | None, image_id: str, cgroup_driv
     known = {inv.container_name(s.id) for s in inv.slices}
     plan.orphans = sorted(n for n in containers if n not in known)
 
-    if plan.stopped:
-        names = " ".join(plan.stopped)
-        plan.steps.append((f"docker stop {words(plan.stopped)} >/dev/null", f"stopped {names} (suspended)", "stop"))
-    if plan.recreated:
-        plan.steps.append((f"docker rm -f {words(plan.recreated)} >/dev/null", "", "remove"))
+    # Names and paths go in runs of CHUNK per command: no command line grows with the fleet.
+    for part in chunked(plan.stopped):
+        plan.steps.append((f"docker stop {words(part)} >/dev/null", f"stopped {' '.join(part)} (suspended)", "stop"))
+    for part in chunked(plan.recreated):
+        plan.steps.append((f"docker rm -f {words(part)} >/dev/null", "", "remove"))
     fresh = set(plan.created + plan.recreated + plan.started)
-    if fresh:
-        dirs = [inv.slice_data_dir(s.id) for s in inv.slices if inv.container_name(s.id) in fresh]
-        plan.steps.append((command("install", "-d", "-o", SLICE_UID, "-g", DATA_GROUP, "-m", DATA_MODE, *dirs),
+    dirs = [inv.slice_data_dir(s.id) for s in inv.slices if inv.container_name(s.id) in fresh]
+    for part in chunked(dirs):
+        plan.steps.append((command("install", "-d", "-o", SLICE_UID, "-g", DATA_GROUP, "-m", DATA_MODE, *part),
                            "", "data directories"))
-    if plan.started:
-        names = " ".join(plan.started)
-        plan.steps.append((f"docker start {words(plan.started)} >/dev/null", f"started {names}", "start"))
+    for part in chunked(plan.started):
+        plan.steps.append((f"docker start {words(part)} >/dev/null", f"started {' '.join(part)}", "start"))
     plan.steps += runs
     return plan
 

@@ -31,6 +31,16 @@ def refuses(func):
     return wrapper
 
 
+# Most paths or names one command line carries: a fleet's worth of them is split into several
+# commands, so no line grows with the slice count (an argument list is capped by the kernel).
+CHUNK = 100
+
+
+def chunked(items: list, size: int = CHUNK) -> list[list]:
+    """`items` in runs of at most `size`, in order."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 def as_script(directory: str, label: str, text: str):
     """Yield the commands that run `text` as a script file on the target.
 

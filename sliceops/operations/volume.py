@@ -20,12 +20,13 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import operation
 
 from sliceops.errors import QuotaError
 from sliceops.facts.volume import SliceVolume, VolumeState
 from sliceops.inventory import DESTROYING, MIB, Inventory
-from sliceops.operations.util import refuses
+from sliceops.operations.util import as_script, refuses
+from sliceops.shell import command
 
 q = shlex.quote
 
@@ -147,7 +148,7 @@ def volume_plan(inv: Inventory, have: VolumeState) -> list[str]:
     if not have.mounted and have.image_size is not None:
         # An existing image, unmounted (a reboot that skipped the boot script): what it holds
         # is only known once mounted, so the script checks each slice there.
-        return lines + [line for s in wanted for line in _limit_after_mount(inv, s)] + _move_in(inv, moving)
+        return lines + [_LIMIT_SLICE] + [line for s in wanted for line in _limit_after_mount(inv, s)] + _move_in(inv, moving)
     for s in wanted:
         path = f"{mnt}/{s.id}"
         sub = have.subvolumes.get(s.id)
@@ -161,20 +162,26 @@ def volume_plan(inv: Inventory, have: VolumeState) -> list[str]:
     return lines + _move_in(inv, moving) + restarts
 
 
+# Shell function for a slice whose subvolume may or may not exist (an image found unmounted:
+# the fact could not look inside): create it, or refuse a new limit below what it stores,
+# then set the limit. Defined once, called per slice, so the script holds two command
+# substitutions whatever the fleet's size. $1 path, $2 limit, $3 the refusal, $4 the mount.
+_LIMIT_SLICE = """\
+limit_slice() {
+  if [ -d "$1" ]; then
+    used=$(btrfs qgroup show -re --raw --sync "$4" | awk -v id="0/$(btrfs inspect-internal rootid "$1")" '$1 == id {print $2, $4}')
+    set -- "$1" "$2" "$3" "$4" $used
+    if [ "$6" != "$2" ] && [ "${5:-0}" -gt "$2" ]; then echo "$3" "($5 bytes)" >&2; exit 1; fi
+  else btrfs subvolume create "$1" >/dev/null; fi
+  btrfs qgroup limit "$2" "$1"
+}"""
+
+
 def _limit_after_mount(inv: Inventory, s) -> list[str]:
-    """Shell for a slice whose subvolume may or may not exist: create it, or refuse a new
-    limit below what it stores (the fact could not see it), then set the limit."""
-    path, mnt, limit = q(inv.slice_data_dir(s.id)), q(inv.slices_data_dir), s.disk_quota_bytes
-    refusal = q(f"sliceops: slice {s.id} stores more than the disk quota {s.disk} asked for it: "
-                "the quota is left as it was; free space in the slice or ask for more")
-    return [
-        f"if [ -d {path} ]; then",
-        f"  set -- $(btrfs qgroup show -re --raw --sync {mnt} | "
-        f"awk -v id=\"0/$(btrfs inspect-internal rootid {path})\" '$1 == id {{print $2, $4}}')",
-        f"  if [ \"$2\" != {limit} ] && [ \"${{1:-0}}\" -gt {limit} ]; then echo {refusal} \"($1 bytes)\" >&2; exit 1; fi",
-        f"else btrfs subvolume create {path} >/dev/null; fi",
-        f"btrfs qgroup limit {limit} {path}",
-    ]
+    """Shell for a slice whose subvolume may or may not exist (see _LIMIT_SLICE)."""
+    refusal = (f"sliceops: slice {s.id} stores more than the disk quota {s.disk} asked for it: "
+               "the quota is left as it was; free space in the slice or ask for more")
+    return [command("limit_slice", inv.slice_data_dir(s.id), s.disk_quota_bytes, refusal, inv.slices_data_dir)]
 
 
 def _move_in(inv: Inventory, moving: dict[str, int]) -> list[str]:
@@ -226,7 +233,8 @@ def volume(inv: Inventory, init: str):
             f"{len(have.subvolumes)} slice quota(s) as listed"
         )
         return
-    yield StringCommand("\n".join(["set -e", *lines]))
+    # A file, not one `sh -c` argument: 500 slices' lines outgrow what one argument may hold.
+    yield from as_script(inv.share_dir, "volume", "\n".join(["set -e", *lines]))
 
 
 @operation(is_idempotent=True)

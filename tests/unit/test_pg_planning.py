@@ -99,29 +99,61 @@ def test_the_roles_command_never_carries_a_password(inventory):
     inv = inventory({"slices": DEFAULT_SLICES})
     command = pg.roles_command(inv, ["wank_gateway", "wa_slice_1"], with_monitor=True)
     assert "umask 077" in command and "install -d -m 0700 /etc/sliceops/main/secrets" in command
-    # Only a SCRAM verifier made on the target from the root-only file reaches psql, on its
-    # standard input (a variable the shell pipes in), never the password itself.
-    assert "/etc/sliceops/main/secrets/wa_slice_1.password)\n" in command
+    # One program on the target makes every password file and verifier, reading the roles as
+    # JSON on its standard input: the command holds no substitution per role, and only
+    # verifiers, piped into psql ahead of the script, reach PostgreSQL.
+    shell_text = command.replace(shlex.quote(pg.CREDENTIALS_PY), "PROGRAM")
+    assert "PROGRAM" in shell_text and "$(" not in shell_text and "`" not in shell_text
+    request = json.loads(command.split("<<'SLICEOPS_ROLES'\n")[1].split("\nSLICEOPS_ROLES\n")[0])
+    assert request == {"dir": "/etc/sliceops/main/secrets", "roles": [
+        ["wank_gateway", None, None],
+        # The slice gets a credentials file with its URL; the owner role does not.
+        ["wa_slice_1", "postgresql://wa_slice_1:", "@172.30.0.1:5432/wa_slice_1"],
+    ]}
     assert re.findall(r"PASSWORD\s+(\S+)", command) == [":'pw0';", ":'pw1';"]
-    assert "$(cat /etc/sliceops/main/secrets/wa_slice_1.password)" not in command.split("verifiers=''")[1]
     assert "log_statement = 'none'" in command
-    # The slice gets an env file with its URL; the owner role does not.
-    assert ">/etc/sliceops/main/secrets/wa_slice_1.env" in command
     assert "wank_gateway.env" not in command
 
 
-def test_the_verifier_made_on_the_target_is_the_scram_postgresql_checks(tmp_path):
-    """Run the verifier program as the target would and check it with SCRAM's own proof
-    (RFC 5802): StoredKey = H(HMAC(SaltedPassword, "Client Key")), ServerKey likewise."""
-    import base64, hashlib, hmac, subprocess, sys
+def test_the_credentials_program_writes_files_and_hands_psql_only_verifiers(tmp_path):
+    """The target program as the deploy runs it (Debian's python3, a JSON request on stdin):
+    root-only password and credentials files, stable across runs, and on stdout only `\\set`
+    lines of verifiers, one progress line per role on stderr."""
+    import subprocess, sys
 
-    (tmp_path / "pw").write_text("s3cretAlnum\n")
-    out = subprocess.run([sys.executable, "-c", pg._SCRAM_PY, str(tmp_path / "pw")],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    request = json.dumps({"dir": str(tmp_path), "roles": [
+        ["owner", None, None], ["wa_slice_1", "postgresql://wa_slice_1:", "@h:1/db"]]})
+    (tmp_path / "owner.password").write_text("keptPassword1\n")
+    runs = [subprocess.run([sys.executable, "-c", pg.CREDENTIALS_PY], input=request, capture_output=True, text=True,
+                           check=True) for _ in range(2)]
+    pw = (tmp_path / "wa_slice_1.password").read_text()
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", pw)
+    assert (tmp_path / "owner.password").read_text() == "keptPassword1\n"
+    assert (tmp_path / "wa_slice_1.env").read_text() == f"DATABASE_URL=postgresql://wa_slice_1:{pw}@h:1/db\n"
+    assert not (tmp_path / "owner.env").exists()
+    for name in ("wa_slice_1.password", "wa_slice_1.env"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "wa_slice_1.password").read_text() == pw  # the second run kept it
+    for run in runs:
+        lines = run.stdout.splitlines()
+        assert [line.split(" ")[:2] for line in lines] == [["\\set", "pw0"], ["\\set", "pw1"]]
+        assert pw not in run.stdout and "keptPassword1" not in run.stdout + run.stderr
+        assert run.stderr.splitlines() == ["sliceops-progress roles 1 2 owner", "sliceops-progress roles 2 2 wa_slice_1"]
+
+
+def test_the_verifier_made_on_the_target_is_the_scram_postgresql_checks(tmp_path):
+    """Check the target program's verifier with SCRAM's own proof
+    (RFC 5802): StoredKey = H(HMAC(SaltedPassword, "Client Key")), ServerKey likewise."""
+    import base64, hashlib, hmac
+
+    from sliceops.operations.postgres import credentials
+
+    out = credentials.verifier(b"s3cretAlnum")
     m = re.fullmatch(r"SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)", out)
     assert m, out
     n, salt, stored, server = int(m[1]), *(base64.b64decode(x) for x in m.groups()[1:])
     key = hashlib.pbkdf2_hmac("sha256", b"s3cretAlnum", salt, n)
+    assert n == 4096 and len(salt) == 16
     assert stored == hashlib.sha256(hmac.new(key, b"Client Key", "sha256").digest()).digest()
     assert server == hmac.new(key, b"Server Key", "sha256").digest()
     assert "s3cretAlnum" not in out

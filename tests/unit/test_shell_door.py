@@ -9,6 +9,7 @@ show up whole inside one argument, and the `touch` it tries to smuggle in must n
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -156,9 +157,8 @@ def test_a_script_holding_the_heredoc_end_is_refused():
 
 
 def test_the_prelude_reaches_psql_on_stdin_before_the_script(probe):
-    text = "verifiers='\\set pw0 '\"'\"'SCRAM-SHA-256$4096:c2FsdA==$a:b'\"'\"''\n" + psql.script(
-        5432, "ALTER ROLE x PASSWORD :'pw0';", prelude_var="verifiers")
-    calls, stdin, _ = probe(text)
+    prelude = "printf '%s\\n' '\\set pw0 '\\''SCRAM-SHA-256$4096:c2FsdA==$a:b'\\'"
+    calls, stdin, _ = probe(psql.script(5432, "ALTER ROLE x PASSWORD :'pw0';", prelude=prelude))
     assert stdin == "\\set pw0 'SCRAM-SHA-256$4096:c2FsdA==$a:b'\nALTER ROLE x PASSWORD :'pw0';\n"
     assert all("SCRAM" not in arg for argv in calls for arg in argv)
 
@@ -220,8 +220,10 @@ def test_roles_command(probe, hostile_inventory, index):
     calls, stdin, marked = probe("set +e\n" + text.removeprefix("set -e\n"))
     assert not marked
     assert ["install", "-d", "-m", "0700", inv.secrets_dir] in calls
-    assert any(argv[0] == "python3" and argv[-1] == f"{inv.secrets_dir}/{inv.slices[0].login_role}.password"
-               for argv in calls)
+    # The probe stands in for python3: it received the request whole, as JSON on its stdin.
+    assert any(argv[:2] == ["python3", "-c"] and len(argv) == 3 for argv in calls)
+    request = json.loads(stdin.split("\n}\n")[0] + "\n}")
+    assert request["dir"] == inv.secrets_dir and request["roles"][0][0] == inv.slices[0].login_role
     assert f"ALTER ROLE {shell.ident(inv.slices[0].login_role)} WITH LOGIN CONNECTION LIMIT 5 PASSWORD :'pw0';" in stdin
 
 

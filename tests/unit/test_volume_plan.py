@@ -4,6 +4,7 @@ hold what a slice already stores."""
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import replace
 
 import pytest
@@ -12,7 +13,8 @@ import yaml
 from sliceops.errors import InventoryError, QuotaError
 from sliceops.facts.volume import SliceVolume, VolumeState
 from sliceops.inventory import MIB, load
-from sliceops.operations.volume import remove_data, volume_plan
+from sliceops import shell
+from sliceops.operations.volume import _LIMIT_SLICE, remove_data, volume_plan
 
 GIB = 1024 * MIB
 ROOT = "/srv/sliceops/main/slices"
@@ -79,10 +81,44 @@ def test_after_a_reboot_without_the_boot_script_the_image_is_only_mounted_again(
     assert not any("fallocate" in line or "mkfs" in line or "docker stop" in line for line in lines)
     # What the subvolumes hold is seen only once mounted: created if missing, a lower limit
     # checked against what the slice stores there, in the script.
-    at = lines.index(f"if [ -d {ROOT}/1 ]; then")
-    assert lines[at + 3] == f"else btrfs subvolume create {ROOT}/1 >/dev/null; fi"
-    assert "exit 1" in lines[at + 2] and f'[ "$2" != {2 * GIB} ]' in lines[at + 2]
-    assert lines[at + 4] == f"btrfs qgroup limit {2 * GIB} {ROOT}/1"
+    # One shell function does it, called once per slice (no substitution per slice).
+    assert lines.count(_LIMIT_SLICE) == 1
+    refusal = ("sliceops: slice 1 stores more than the disk quota 2g asked for it: the quota is left as it "
+               "was; free space in the slice or ask for more")
+    assert shell.command("limit_slice", f"{ROOT}/1", 2 * GIB, refusal, ROOT) in lines
+
+
+@pytest.mark.parametrize(("exists", "used", "limit", "refused"), [
+    (False, None, None, False),          # no subvolume: created, then limited
+    (True, 50 * MIB, 2 * GIB, False),    # under the new limit: limited
+    (True, 3 * GIB, 2 * GIB, True),      # stores more than a new, lower limit: refused
+    (True, 3 * GIB, 1 * GIB, False),     # the same limit as set already: left, not refused
+])
+def test_the_limit_function_checks_what_the_slice_stores(tmp_path, exists, used, limit, refused):
+    """_LIMIT_SLICE run by sh, btrfs a stub printing `qgroup show` as btrfs would."""
+    mnt = tmp_path / "slices"
+    (mnt / "1").mkdir(parents=True) if exists else mnt.mkdir()
+    log = tmp_path / "btrfs.log"
+    stub = tmp_path / "bin" / "btrfs"
+    stub.parent.mkdir()
+    stub.write_text("#!/bin/sh\n"
+                    f"echo \"$*\" >>{log}\n"
+                    "case \"$1 $2\" in\n"
+                    "  'inspect-internal rootid') echo 257 ;;\n"
+                    f"  'qgroup show') echo '0/257 {used or 0} 0 {limit or 0} none' ;;\n"
+                    "esac\n")
+    stub.chmod(0o755)
+    script = _LIMIT_SLICE + "\n" + shell.command("limit_slice", f"{mnt}/1", 1 * GIB, "sliceops: refused", mnt)
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                         env={"PATH": f"{stub.parent}:/usr/bin:/bin"})
+    calls = log.read_text().splitlines()
+    if refused:
+        assert out.returncode == 1 and out.stderr == f"sliceops: refused ({used} bytes)\n"
+        assert not any(c.startswith("qgroup limit") for c in calls)
+    else:
+        assert out.returncode == 0, out.stderr
+        assert calls[-1] == f"qgroup limit {GIB} {mnt}/1"
+        assert (f"subvolume create {mnt}/1" in calls) == (not exists)
 
 
 def test_a_new_slice_costs_a_subvolume_and_a_limit_and_grows_the_image(tmp_path):

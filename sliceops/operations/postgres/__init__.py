@@ -14,7 +14,8 @@ _HOME = {
     "MIGRATION_LOCK": "migrations", "history_problems": "migrations", "migrate_command": "migrations",
     "migration_plan": "migrations", "migration_script": "migrations",
     "assert_destroy_allowed": "registry", "registration_sql": "registry",
-    "_SCRAM_PY": "roles", "desired_login_roles": "roles", "roles_command": "roles", "roles_to_converge": "roles",
+    "CREDENTIALS_PY": "roles", "credentials_request": "roles",
+    "desired_login_roles": "roles", "roles_command": "roles", "roles_to_converge": "roles",
     "slice_migrations": "stamps", "slice_stamp": "stamps", "stamp": "stamps", "template_stamp": "stamps",
     "fleet": "state", "heredoc": "state",
 }

@@ -107,15 +107,21 @@ def databases(inv: Inventory):
     if not sql:
         host.noop(f"all {len(desired_databases(inv))} databases exist, owned and closed to PUBLIC")
         return
+    sentences.databases(inv, desired_databases(inv), state.databases, sql)
+    if any(s.database not in state.databases for s in inv.kept_slices()) and TEMPLATE_DB not in state.stamped:
+        plan.record("postgres", "template", f"{TEMPLATE_DB} brought to the newest slice migrations")
+    yield from as_script(inv.share_dir, "databases", databases_command(inv, state, sql))
+
+
+def databases_command(inv: Inventory, state: Fleet, sql: list[str]) -> str:
+    """Shell running `sql` (databases_sql's), the template brought up first when a slice
+    database is to be copied from it."""
     shell = ["set -e"]
     have = state.databases
     copies = [s.database for s in inv.kept_slices() if s.database not in have]
-    sentences.databases(inv, desired_databases(inv), have, sql)
     if copies:
         shell.append(template_command(inv, state))
-        if TEMPLATE_DB not in state.stamped:
-            plan.record("postgres", "template", f"{TEMPLATE_DB} brought to the newest slice migrations")
     shell.append(heredoc(inv, "\n".join(sql)))
     newest = slice_migrations(inv)[-1].filename if slice_migrations(inv) else "none"
     shell += [echo(f"created {db} from {TEMPLATE_DB} (migrations up to {newest})") for db in copies]
-    yield from as_script(inv.share_dir, "databases", "\n".join(x for x in shell if x))
+    return "\n".join(x for x in shell if x)

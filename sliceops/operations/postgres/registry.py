@@ -4,12 +4,13 @@ and the statuses the deploy decides; what the gateway application owns is never 
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import operation
 
 from sliceops.errors import LifecycleError
 from sliceops.inventory import DESTROYING, SUSPENDED, Inventory
 from sliceops.operations import sentences
 from sliceops.operations.postgres.state import fleet, heredoc
+from sliceops.operations.util import as_script
 from sliceops.shell import literal
 
 
@@ -78,7 +79,9 @@ def registration(inv: Inventory):
         host.noop(f"gateway.slices matches the inventory ({len(inv.slices)} slices)")
         return
     sentences.registration(inv, state.slice_rows)
-    yield StringCommand(heredoc(inv, "BEGIN;\n" + "\n".join(sql) + "\nCOMMIT;", inv.gateway.database))
+    # A file, not one `sh -c` argument: a fleet's rows outgrow what one argument may hold.
+    yield from as_script(inv.share_dir, "registration",
+                         heredoc(inv, "BEGIN;\n" + "\n".join(sql) + "\nCOMMIT;", inv.gateway.database))
 
 
 def assert_destroy_allowed(inv: Inventory, rows: dict | None) -> None:

@@ -6,16 +6,20 @@ monitor's peer-authenticated role."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from pyinfra import host
 from pyinfra.api import operation
 
 from sliceops import psql
 from sliceops.facts.postgres import Fleet
 from sliceops.inventory import MONITOR_ROLE, Inventory
+from sliceops.operations.postgres import credentials
 from sliceops.operations.postgres.state import fleet
 from sliceops.operations import sentences
 from sliceops.operations.util import as_script
-from sliceops.shell import command, ident, literal, quote, words
+from sliceops.shell import command, ident, literal, quote
 
 
 def desired_login_roles(inv: Inventory) -> list[str]:
@@ -40,20 +44,11 @@ def roles_to_converge(inv: Inventory, state: Fleet) -> list[str]:
     return todo
 
 
-# Computes a SCRAM-SHA-256 verifier (RFC 5802/7677, PostgreSQL's format) from the password
-# file named by argv[1], on the target: PostgreSQL stores a verifier given to ALTER ROLE as it
-# is, so the plaintext never reaches the server (nor a statement log). 4096 iterations and a
-# 16-byte salt are PostgreSQL's own defaults.
-_SCRAM_PY = """\
-import base64, hashlib, hmac, os, sys
-pw = open(sys.argv[1], 'rb').read().strip()
-salt, n = os.urandom(16), 4096
-key = hashlib.pbkdf2_hmac('sha256', pw, salt, n)
-client = hmac.new(key, b'Client Key', 'sha256').digest()
-b64 = lambda b: base64.b64encode(b).decode()
-print('SCRAM-SHA-256$%d:%s$%s:%s' % (n, b64(salt), b64(hashlib.sha256(client).digest()),
-      b64(hmac.new(key, b'Server Key', 'sha256').digest())))
-"""
+# The target-side program that writes the credentials and computes the verifiers: one
+# process for every role (see credentials.py), its source passed as `python3 -c` (no secret).
+CREDENTIALS_PY = Path(credentials.__file__).read_text()
+# Closes the here-document carrying the program's request (JSON: never a raw newline).
+REQUEST_END = "SLICEOPS_ROLES"
 
 
 def connection_limits(inv: Inventory, state: Fleet) -> list[str]:
@@ -64,8 +59,23 @@ def connection_limits(inv: Inventory, state: Fleet) -> list[str]:
             if s.login_role in have and have[s.login_role].get("connlimit") != want]
 
 
-def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: list[str] = ()) -> str:
+def credentials_request(inv: Inventory, roles: list[str]) -> str:
+    """The JSON the target program reads: the secrets directory and, per role, the tenant's
+    DATABASE_URL around its password (None for the owners, who get no credentials file)."""
     tenants = {s.login_role: s for s in inv.kept_slices()}
+    port = int(inv.postgres.port)
+    entries = [
+        [role, f"postgresql://{role}:", f"@{inv.database_address(tenants[role])}:{port}/{tenants[role].database}"]
+        if role in tenants else [role, None, None]
+        for role in roles
+    ]
+    return json.dumps({"dir": inv.secrets_dir, "roles": entries}, indent=0)
+
+
+def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: list[str] = ()) -> str:
+    """Shell converging `roles`: a constant number of commands whatever their count (no
+    command substitution per role: the request and the SQL are quoted here-documents)."""
+    tenants = {s.login_role for s in inv.kept_slices()}
     sd = inv.secrets_dir
     shell = [
         "set -e",
@@ -74,37 +84,26 @@ def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: 
         # only secrets/ is closed.
         f"{command('install', '-d', '-m', '0755', '/etc/sliceops', inv.etc_dir)} && "
         f"{command('install', '-d', '-m', '0700', sd)}",
-        # 32 alphanumerics: about 190 bits, and nothing a URL or SQL literal must escape.
-        f"for f in {words(f'{sd}/{r}.password' for r in roles)}; do "
-        f"[ -s \"$f\" ] || tr -dc A-Za-z0-9 </dev/urandom | head -c 32 >\"$f\"; done",
     ]
-    for role in roles:
-        if role in tenants:
-            # printf is the shell's builtin: the password is never an argument of a process.
-            url = "DATABASE_URL=postgresql://%s:%s@%s:%s/%s\\n"
-            shell.append(
-                f"printf {quote(url)} {quote(role)} \"$(cat {quote(f'{sd}/{role}.password')})\" "
-                f"{quote(inv.database_address(tenants[role]))} {int(inv.postgres.port)} {quote(tenants[role].database)} "
-                f">{quote(f'{sd}/{role}.env')}"
-            )
-    # One `\set` line per role, made on the target: psql variable pw<i> holds its verifier.
-    shell.append("verifiers=''")
-    for i, role in enumerate(roles):
-        shell.append(
-            # (an assignment, not an && list: `set -e` stops the script if python3 fails)
-            f"v=$(python3 -c {quote(_SCRAM_PY)} {quote(f'{sd}/{role}.password')})\n"
-            f"verifiers=\"$verifiers\\\\set pw{i} '$v'\n\""
-        )
-    sql = ["SET log_statement = 'none';"]
+    sql = ["SET log_statement = 'none';", "BEGIN;"]
     if with_monitor:
         sql.append(_ensure_role_sql(MONITOR_ROLE))
     limit = inv.slice_defaults.db_connections
     for i, role in enumerate(roles):
         sql.append(_ensure_role_sql(role))
         per = f" CONNECTION LIMIT {limit}" if role in tenants else ""
+        # pw<i> is set by the program's output, read ahead of this script: if the program
+        # failed, :'pw<i>' stays unexpanded, the statement fails and nothing is committed.
         sql.append(f"ALTER ROLE {ident(role)} WITH LOGIN{per} PASSWORD :'pw{i}';")
     sql += [f"ALTER ROLE {ident(role)} CONNECTION LIMIT {limit};" for role in limits if role not in roles]
-    shell.append(psql.script(inv.postgres.port, "\n".join(sql), prelude_var="verifiers"))
+    sql.append("COMMIT;")
+    prelude = ""
+    if roles:
+        request = credentials_request(inv, roles)
+        if REQUEST_END in request.splitlines():
+            raise ValueError(f"a credentials request may not hold a line {REQUEST_END}")
+        prelude = f"python3 -c {quote(CREDENTIALS_PY)} <<'{REQUEST_END}'\n{request}\n{REQUEST_END}"
+    shell.append(psql.script(inv.postgres.port, "\n".join(sql), prelude=prelude))
     return "\n".join(shell)
 
 

@@ -1,0 +1,147 @@
+"""No generated script depends on a shell's limits (issue 15): built for 1,000 slices, every
+fleet-wide script holds as many command substitutions, loops and here-documents as it does
+for 10, quotes every here-document (a fleet's data passes through the shell unexpanded), and
+has no command line longer than a chunk of names; the roles script, which crashed dash at
+300 slices when it was one here-document of `$(cat ...)`, runs under dash for real.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sliceops.facts.postgres import PgFleet
+from sliceops.facts.volume import VolumeState
+from sliceops.inventory import load
+from sliceops.operations import datadirs, docker
+from sliceops.operations import postgres as pg
+from sliceops.operations.postgres import credentials
+from sliceops.operations.postgres.databases import databases_command
+from sliceops.operations.postgres.registry import registration_sql
+from sliceops.operations.volume import volume_plan
+from sliceops.psql import heredoc
+
+LONGEST_LINE = 16 * 1024  # bytes a command line may take outside here-documents
+
+
+def inventory(tmp_path: Path, n: int):
+    path = tmp_path / f"fleet{n}.yaml"
+    path.write_text(yaml.safe_dump({
+        "target": "@local", "instance": "fleetx", "docker": {"subnet": "10.98.0.0/16"},
+        "slice_defaults": {"disk": "8m", "memory": "32m"},
+        "slices": [{"id": i} for i in range(1, n + 1)],
+    }))
+    return load(path)
+
+
+def scripts(tmp_path: Path, n: int) -> dict[str, str]:
+    """Every script a first converge of `n` slices runs that grows with the fleet."""
+    inv = inventory(tmp_path, n)
+    empty = PgFleet.parse(["SECRETS"])
+    plan = docker.container_plan(inv, {"containers": {}, "env_sha256": {}}, "sha256:" + "0" * 64)
+    volume = volume_plan(inv, VolumeState(avail=1 << 50))
+    # An image found unmounted (a boot that skipped it): each slice is checked in the script.
+    remount = volume_plan(inv, VolumeState(avail=1 << 50, image_size=inv.volume_size))
+    return {
+        "roles": pg.roles_command(inv, pg.desired_login_roles(inv), with_monitor=True),
+        "databases": databases_command(inv, empty, pg.databases_sql(inv, empty)),
+        "migrations": pg.migrate_command(inv, pg.migration_plan(inv, empty)),
+        "registration": heredoc("BEGIN;\n" + "\n".join(registration_sql(inv, {})) + "\nCOMMIT;"),
+        "containers": docker.plan_script(plan),
+        "volume": "\n".join(volume),
+        "volume remounted": "\n".join(remount),
+        "data directories": datadirs.share_command([inv.slice_data_dir(s.id) for s in inv.slices]),
+    }
+
+
+def shell_text(script: str) -> str:
+    """The script without the bodies of its here-documents (data, not shell); an unquoted
+    here-document, whose body the shell would expand, fails the test."""
+    out, end = [], None
+    for line in script.splitlines():
+        if end is not None:
+            end = None if line == end else end
+            continue
+        out.append(line)
+        m = re.search(r"<<-?\s*(\S+)\s*$", line)
+        if m:
+            word = m[1]
+            assert word[0] == word[-1] == "'", f"unquoted here-document {word}: {line[:80]}"
+            end = word.strip("'")
+    return "\n".join(out)
+
+
+CONSTRUCTS = {
+    "command substitution": r"\$\(",
+    "backquote": r"`",
+    "loop": r"\b(?:for|while|until)\b",
+    "here-document": r"<<",
+}
+# Migrations run one psql per database (a failing database rolls back alone): each is a
+# complete top-level command with its own here-document, run one after the other.
+GROWS = {("migrations", "here-document")}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fleet")
+    return scripts(tmp, 10), scripts(tmp, 1000)
+
+
+@pytest.mark.parametrize("name", ["roles", "databases", "migrations", "registration", "containers", "volume",
+                                  "volume remounted", "data directories"])
+def test_no_shell_construct_grows_with_the_fleet(built, name):
+    small, big = (shell_text(s[name]) for s in built)
+    # The roles program's own source is one quoted word: what it holds is Python, not shell.
+    small, big = (t.replace(pg.CREDENTIALS_PY.replace("'", "'\"'\"'"), "PROGRAM") for t in (small, big))
+    # Single-quoted words are inert text (values quoted by the door: "... ask for more").
+    small, big = (re.sub(r"'[^']*'", "''", t) for t in (small, big))
+    for construct, pattern in CONSTRUCTS.items():
+        if (name, construct) in GROWS:
+            assert all(line.startswith("runuser ") for line in big.splitlines() if "<<" in line)
+            continue
+        assert len(re.findall(pattern, big)) == len(re.findall(pattern, small)), f"{construct}s grow with the fleet"
+    longest = max(len(line) for line in big.splitlines())
+    assert longest <= LONGEST_LINE, f"a {longest}-byte command line at 1,000 slices"
+
+
+def test_argument_lists_are_chunked(built):
+    """Names and paths go at most CHUNK to a command: 1,000 data directories are 10 commands."""
+    _, big = built
+    assert big["containers"].count("install -d -o 10001") == 10
+    assert big["data directories"].count("chgrp sliceops-monitor ") == 20  # the chgrp and find's -exec
+
+
+@pytest.mark.skipif(not shutil.which("dash"), reason="dash is Debian's /bin/sh; not on this machine")
+def test_the_roles_script_of_300_slices_runs_under_dash(tmp_path):
+    """The script the deploy runs, under dash, with psql replaced by a probe that keeps what it
+    is fed: every role's password and credentials file written, and psql given one verifier
+    per role ahead of the statements, none of them a password."""
+    inv = inventory(tmp_path, 300)
+    roles = pg.desired_login_roles(inv)
+    text = pg.roles_command(inv, roles, with_monitor=True).replace("/etc/sliceops", str(tmp_path / "etc"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fed = tmp_path / "psql.stdin"
+    (bin_dir / "runuser").write_text(f"#!/bin/sh\ncat >{fed}\n")
+    (bin_dir / "runuser").chmod(0o755)
+    (tmp_path / "roles.sh").write_text(text)
+    out = subprocess.run(["dash", str(tmp_path / "roles.sh")], capture_output=True, text=True, timeout=120,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    secrets = tmp_path / "etc" / "fleetx" / "secrets"
+    assert len(list(secrets.glob("*.password"))) == 302 and len(list(secrets.glob("*.env"))) == 300
+    sql = fed.read_text()
+    sets = re.findall(r"^\\set pw(\d+) '(SCRAM-SHA-256\$4096:[^']+)'$", sql, re.M)
+    assert [int(i) for i, _ in sets] == list(range(302))
+    assert len(re.findall(r"^ALTER ROLE .* PASSWORD :'pw\d+';$", sql, re.M)) == 302
+    password = (secrets / "wa_slice_300.password").read_text()
+    assert password not in sql and password not in out.stderr
+    progress = [line for line in out.stderr.splitlines() if line.startswith("sliceops-progress roles ")]
+    assert progress[-1] == "sliceops-progress roles 302 302 wa_slice_300" and len(progress) == 302
+    assert credentials.verifier(password.encode(), salt=b"x" * 16).startswith("SCRAM-SHA-256$4096:")

@@ -56,6 +56,7 @@ def check(data: dict, section: Callable[[str], dict], report: Report) -> None:
     _listen(section("postgres"), report)
     _memory(data, section("slice_defaults"), report)
     _subnet(section("docker"), report)
+    _subnet_capacity(data, section("docker"), report)
     _connections(data, section, report)
 
 
@@ -266,6 +267,26 @@ def _subnet(docker: dict, report: Report) -> None:
             return
 
 
+def _subnet_capacity(data: dict, docker: dict, report: Report) -> None:
+    """Every kept slice (a suspended one may come back in service) needs an address on the
+    slice network: more slices than Docker's IPAM can place would fail half-way through the
+    containers step."""
+    subnet = _str(docker.get("subnet"))
+    try:
+        capacity = names.subnet_capacity(subnet) if subnet else None
+    except ValueError:
+        return  # reported as not a network address
+    slices = data.get("slices") if isinstance(data.get("slices"), list) else []
+    kept = sum(1 for e in slices if isinstance(e, dict) and e.get("status") != "destroying")
+    if capacity is not None and kept > capacity:
+        bigger = next(p for p in range(ipaddress.ip_network(subnet).prefixlen - 1, 0, -1)
+                      if 2 ** (32 - p) - 3 >= kept)
+        report(("docker", "subnet"),
+               f"{subnet!r} holds {capacity} slice containers (its addresses less the network, broadcast and "
+               f"gateway addresses) but the inventory keeps {kept} slices: choose a larger subnet "
+               f"(a /{bigger} holds {2 ** (32 - bigger) - 3})")
+
+
 def _connections(data: dict, section: Callable[[str], dict], report: Report) -> None:
     pg, sd = section("postgres"), section("slice_defaults")
     per_tenant, budget = sd.get("db_connections"), pg.get("max_connections")
@@ -278,6 +299,18 @@ def _connections(data: dict, section: Callable[[str], dict], report: Report) -> 
         report(("postgres", "max_connections"),
                f"{budget} cannot fit {kept} slices x slice_defaults.db_connections {per_tenant} "
                f"+ {RESERVED_CONNECTIONS} for the gateway, monitor and operators (= {need})")
+
+
+def memory_overcommit(limits: list[int], ram_bytes: int | None) -> str | None:
+    """A warning (not a refusal: slices seldom use their whole limit) when the in-service
+    slices' memory limits add up to more than the host's RAM."""
+    total = sum(limits)
+    if not ram_bytes or total <= ram_bytes:
+        return None
+    gib = 1024 ** 3
+    return (f"the memory limits of the {len(limits)} in-service slices add up to {total / gib:.1f} GiB, more than "
+            f"the host's {ram_bytes / gib:.1f} GiB of RAM: slices that use their limit will be killed by the "
+            "kernel's OOM killer; lower slice_defaults.memory or move slices to another host")
 
 
 def host_subnet_problem(subnet: str, own_bridge: str, addresses: list[tuple[str, str]]) -> str | None:

@@ -5,6 +5,7 @@ names from here, the checks (sliceops/checks.py) refuse collisions with them."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -70,6 +71,13 @@ def reserved(name: str) -> str | None:
     if is_slice_name(name):
         return f"{SLICE_NAME_PREFIX}<id> names a slice's database and tenant role"
     return None
+
+
+def subnet_capacity(subnet: str) -> int:
+    """Containers Docker's IPAM can place on an IPv4 bridge network of `subnet`: every address
+    but the network's own, its broadcast address and the bridge's gateway (the first host
+    address, where PostgreSQL listens). A /24 holds 256 - 3 = 253; a /22, 1021."""
+    return ipaddress.ip_network(subnet).num_addresses - 3
 
 
 def bridge_name(instance: str) -> str:

@@ -13,7 +13,7 @@ from pyinfra.api import StringCommand, operation
 
 from sliceops import checks, factcache, moves, plan, psql, spares
 from sliceops.errors import InventoryError
-from sliceops.facts.host import HostAddresses
+from sliceops.facts.host import HostAddresses, MemTotal
 from sliceops.facts.postgres import Fleet
 from sliceops.facts.docker import SliceContainers
 from sliceops.inventory import DESTROYING, SLICE_NAME_PREFIX, Inventory
@@ -70,6 +70,10 @@ def preflight(inv: Inventory, here: str | None = None):
         if problem:
             line = inv.lines.get(("docker", "subnet"), 1)
             raise InventoryError([f"{inv.path}:{line}: docker.subnet: {problem}"])
+        limits = [s.memory_bytes for s in inv.slices_on(here) if s.in_service]
+        overcommit = checks.memory_overcommit(limits, host.get_fact(MemTotal))
+        if overcommit and pyinfra_state.is_executing != pyinfra_state.should_check_for_changes():  # once
+            logger.warning(f"{host.print_prefix}{overcommit}")
     if here != inv.database_host.name:
         # The gateway is on the database host: a slice host refuses what it refuses too, so
         # no container starts for a slice whose data is on a host the file dropped.

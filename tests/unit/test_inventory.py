@@ -374,3 +374,53 @@ def test_host_addresses_are_read_from_ip_or_the_kernels_local_routes():
 
     assert HostAddresses.parse(["lo 127.0.0.1/8", "eth0@if5 10.0.0.2/24", "? 192.0.2.2/32", "junk"]) == [
         ("lo", "127.0.0.1/8"), ("eth0", "10.0.0.2/24"), ("?", "192.0.2.2/32")]
+
+
+# --------------------------------------------------------------------------- fleet-size limits (issue 15)
+
+
+@pytest.mark.parametrize(("subnet", "holds"), [("172.30.0.0/24", 253), ("172.30.0.0/22", 1021),
+                                               ("10.0.0.0/16", 65533), ("172.30.0.16/28", 13)])
+def test_a_subnet_holds_its_addresses_less_network_broadcast_and_gateway(subnet, holds):
+    from sliceops.names import subnet_capacity
+
+    assert subnet_capacity(subnet) == holds
+
+
+def test_a_slice_count_the_subnet_cannot_hold_is_one_line_naming_both(tmp_path):
+    path = inventory_of(tmp_path, [{"id": i} for i in range(1, 255)])
+    assert _problems(path) == [
+        f"{path}:1: docker.subnet: '172.30.0.0/24' holds 253 slice containers (its addresses less the network, "
+        "broadcast and gateway addresses) but the inventory keeps 254 slices: choose a larger subnet (a /23 holds 509)"
+    ]
+
+
+def test_the_subnet_holds_exactly_its_capacity_and_destroyed_slices_free_their_address(tmp_path):
+    load(inventory_of(tmp_path, [{"id": i} for i in range(1, 254)]))
+    load(inventory_of(tmp_path, [{"id": i} for i in range(1, 254)] + [{"id": 254, "status": "destroying"}]))
+    # A suspended slice keeps its place: it may come back in service.
+    assert len(_problems(inventory_of(tmp_path, [{"id": i} for i in range(1, 254)] + [{"id": 254, "status": "suspended"}]))) == 1
+
+
+def test_500_slices_fit_a_22_and_the_refusal_names_the_subnet_key_line(tmp_path):
+    load(inventory_of(tmp_path, [{"id": i} for i in range(1, 501)], docker={"subnet": "172.30.4.0/22"}))
+    path = inventory_of(tmp_path, [{"id": i} for i in range(1, 15)], docker={"subnet": "172.30.0.16/28"})
+    (problem,) = _problems(path)
+    assert problem.startswith(f"{path}:3: docker.subnet: '172.30.0.16/28' holds 13 slice containers")
+    assert problem.endswith("keeps 14 slices: choose a larger subnet (a /27 holds 29)")
+
+
+def test_ports_past_65535_from_base_and_step_are_refused_per_slice(tmp_path):
+    path = inventory_of(tmp_path, [{"id": 1}, {"id": 2}], slice_defaults={"port_base": 65535, "port_step": 2})
+    assert _problems(path) == [f"{path}:7: slices[1].id: port 65537 of slice 2 is out of range 1024-65535"]
+
+
+def test_memory_limits_over_the_hosts_ram_are_a_warning_naming_both():
+    from sliceops.checks import memory_overcommit
+
+    gib = 1024 ** 3
+    assert memory_overcommit([256 * 1024 ** 2] * 96, 24 * gib) is None  # exactly 24 GiB: fits
+    warning = memory_overcommit([256 * 1024 ** 2] * 500, 24 * gib)
+    assert warning.startswith("the memory limits of the 500 in-service slices add up to 125.0 GiB, more than "
+                              "the host's 24.0 GiB of RAM")
+    assert memory_overcommit([gib], None) is None

@@ -2,7 +2,8 @@
 
 pyinfra shows command output only with -vvv; sliceops' own commands echo one line per
 fact worth knowing (a migration applied, a backup written, an orphan left alone), and this
-callback relays those lines once the operation has finished on every host.
+callback relays those lines once the operation has finished on every host. Progress lines
+of the long steps are shown as they arrive (sliceops/progress.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import atexit
 import click
 from pyinfra.api.state import BaseStateCallback
 
-from sliceops import factcache
+from sliceops import factcache, progress
 
 # Lines our commands print for the operator; anything else stays at -vvv.
 _PREFIXES = ("applied ", "skipped ", "created ", "sliceops:", "backup ", "destroyed ", "orphan ")
@@ -21,6 +22,8 @@ _PREFIXES = ("applied ", "skipped ", "created ", "sliceops:", "backup ", "destro
 class Reporter(BaseStateCallback):
     @staticmethod
     def operation_end(state, op_hash):
+        if progress._relay is not None:
+            progress._relay.close_line()
         for host in state.inventory:
             try:
                 meta = state.get_op_data_for_host(host, op_hash).operation_meta
@@ -53,6 +56,7 @@ def _say_unfinished(state) -> None:
 
 
 def install(state) -> None:
+    progress.install()  # "databases: 120/500 (wa_slice_120)" while the long steps run
     if not any(isinstance(h, Reporter) for h in state.callback_handlers):
         state.add_callback_handler(Reporter())
         # pyinfra exits (1 when a host failed) after the last operation; the line comes last.

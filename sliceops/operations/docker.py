@@ -18,7 +18,7 @@ from pathlib import Path
 from pyinfra import host, logger, state
 from pyinfra.api import StringCommand, operation
 
-from sliceops import factcache, plan
+from sliceops import factcache, plan, progress
 from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.facts.docker import DockerCgroupDriver, DockerImage, DockerNetwork, ImageLabels, SliceContainers
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory, Slice
@@ -320,9 +320,15 @@ def plan_script(plan: ContainerPlan) -> str:
     """One shell script for the whole plan: a failing step does not stop the others; the
     script echoes a `sliceops:` line per step done and exits non-zero naming what failed."""
     lines = ["failed=''"]
+    runs = sum(1 for _, _, what in plan.steps if what.startswith("run "))
+    ran = 0
     for step, done, what in plan.steps:
         ok = echo(f"sliceops: {done}") if done else "true"
-        lines.append(f"if {step}; then {ok}; else failed=\"$failed, \"{quote(what)}; fi")
+        line = f"if {step}; then {ok}; else failed=\"$failed, \"{quote(what)}; fi"
+        if what.startswith("run "):
+            ran += 1
+            line += f"; {progress.shell('containers', ran, runs, what.removeprefix('run '))}"
+        lines.append(line)
     lines.append(
         'if [ -n "$failed" ]; then echo "sliceops: slice container steps failed: ${failed#, }" >&2; exit 1; fi'
     )

@@ -286,7 +286,7 @@ def test_script_collects_failures_and_says_what_it_did(tmp_path):
     proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
                           env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
     assert proc.returncode == 1
-    assert proc.stdout.splitlines() == ["sliceops: created wa-slice-1"]
+    assert proc.stdout.splitlines() == ["sliceops: created wa-slice-1", "sliceops-progress containers 1 1 wa-slice-1"]
     assert proc.stderr.strip() == "sliceops: slice container steps failed: stop"
 
 

@@ -22,9 +22,8 @@ from sliceops.operations import datadirs, docker
 from sliceops.operations import postgres as pg
 from sliceops.operations.postgres import credentials
 from sliceops.operations.postgres.databases import databases_command
-from sliceops.operations.postgres.registry import registration_sql
+from sliceops.operations.postgres.registry import registration_command, registration_sql
 from sliceops.operations.volume import volume_plan
-from sliceops.psql import heredoc
 
 LONGEST_LINE = 16 * 1024  # bytes a command line may take outside here-documents
 
@@ -51,7 +50,7 @@ def scripts(tmp_path: Path, n: int) -> dict[str, str]:
         "roles": pg.roles_command(inv, pg.desired_login_roles(inv), with_monitor=True),
         "databases": databases_command(inv, empty, pg.databases_sql(inv, empty)),
         "migrations": pg.migrate_command(inv, pg.migration_plan(inv, empty)),
-        "registration": heredoc("BEGIN;\n" + "\n".join(registration_sql(inv, {})) + "\nCOMMIT;"),
+        "registration": registration_command(inv, registration_sql(inv, {})),
         "containers": docker.plan_script(plan),
         "volume": "\n".join(volume),
         "volume remounted": "\n".join(remount),
@@ -145,3 +144,15 @@ def test_the_roles_script_of_300_slices_runs_under_dash(tmp_path):
     progress = [line for line in out.stderr.splitlines() if line.startswith("sliceops-progress roles ")]
     assert progress[-1] == "sliceops-progress roles 302 302 wa_slice_300" and len(progress) == 302
     assert credentials.verifier(password.encode(), salt=b"x" * 16).startswith("SCRAM-SHA-256$4096:")
+
+
+@pytest.mark.parametrize(("name", "step"), [("databases", "databases"), ("migrations", "migrations"),
+                                            ("registration", "registration"), ("containers", "containers")])
+def test_each_long_step_reports_every_slice_in_order(built, name, step):
+    """One progress line per slice, in order, counting up to the step's total (the relay
+    decides how many to show)."""
+    _, big = built
+    seen = re.findall(rf"sliceops-progress {step} (\d+) (\d+) (\S+?)'?$", big[name], re.M)
+    total = 1001 if step == "migrations" else 1000  # migrations: the gateway database too
+    assert [int(done) for done, _, _ in seen] == list(range(1, total + 1))
+    assert {int(t) for _, t, _ in seen} == {total}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from sliceops import plan
+from sliceops import plan, progress
 from sliceops.errors import MigrationError
 from sliceops.facts.postgres import Fleet
 from sliceops.inventory import MONITOR_ROLE, TEMPLATE_DB, Inventory
@@ -121,7 +121,16 @@ def databases_command(inv: Inventory, state: Fleet, sql: list[str]) -> str:
     copies = [s.database for s in inv.kept_slices() if s.database not in have]
     if copies:
         shell.append(template_command(inv, state))
-    shell.append(heredoc(inv, "\n".join(sql)))
+    # A progress line after each copy: at fleet size this is the step's long part.
+    creating = {f"CREATE DATABASE {ident(db)}": db for db in copies}
+    script, done = [], 0
+    for statement in sql:
+        script.append(statement)
+        db = creating.get(statement.split(" OWNER ", 1)[0])
+        if db is not None:
+            done += 1
+            script.append(progress.psql("databases", done, len(copies), db))
+    shell.append(heredoc(inv, "\n".join(script)))
     newest = slice_migrations(inv)[-1].filename if slice_migrations(inv) else "none"
     shell += [echo(f"created {db} from {TEMPLATE_DB} (migrations up to {newest})") for db in copies]
     return "\n".join(x for x in shell if x)

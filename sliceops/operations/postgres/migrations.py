@@ -7,6 +7,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
+from sliceops import progress
 from sliceops.errors import MigrationError
 from sliceops.facts.postgres import Fleet
 from sliceops.inventory import Inventory
@@ -132,9 +133,10 @@ def migrate_command(inv: Inventory, plan) -> str:
     """One shell script: a psql per database needing work; a failure in one database leaves the
     others converged, and the script exits non-zero naming every database that failed."""
     parts = ["failed=''"]
-    for database, owner, todo, grants, stamp_value in plan:
+    for i, (database, owner, todo, grants, stamp_value) in enumerate(plan, 1):
         script = migration_script(inv, database, owner, todo, grants, stamp_value)
         parts.append(f"{heredoc(inv, script, database)}\n[ $? -eq 0 ] || failed=\"$failed \"{quote(database)}")
+        parts.append(progress.shell("migrations", i, len(plan), database))
     parts.append(
         'if [ -n "$failed" ]; then echo "sliceops: migrations failed (rolled back) in:$failed" >&2; exit 1; fi'
     )

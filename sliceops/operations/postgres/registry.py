@@ -3,15 +3,21 @@ and the statuses the deploy decides; what the gateway application owns is never 
 
 from __future__ import annotations
 
+import re
+
 from pyinfra import host
 from pyinfra.api import operation
 
+from sliceops import progress
 from sliceops.errors import LifecycleError
 from sliceops.inventory import DESTROYING, SUSPENDED, Inventory
 from sliceops.operations import sentences
 from sliceops.operations.postgres.state import fleet, heredoc
 from sliceops.operations.util import as_script
 from sliceops.shell import literal
+
+
+_NEW_ROW = re.compile(r"^INSERT INTO gateway\.slices \(id, port, status\) VALUES \(([0-9]+),")
 
 
 def registration_sql(inv: Inventory, rows: dict | None) -> list[str]:
@@ -80,8 +86,20 @@ def registration(inv: Inventory):
         return
     sentences.registration(inv, state.slice_rows)
     # A file, not one `sh -c` argument: a fleet's rows outgrow what one argument may hold.
-    yield from as_script(inv.share_dir, "registration",
-                         heredoc(inv, "BEGIN;\n" + "\n".join(sql) + "\nCOMMIT;", inv.gateway.database))
+    yield from as_script(inv.share_dir, "registration", registration_command(inv, sql))
+
+
+def registration_command(inv: Inventory, sql: list[str]) -> str:
+    """`sql` in one transaction, with a progress line after each new row."""
+    inserts = sum(1 for q in sql if q.startswith("INSERT INTO gateway.slices"))
+    script, done = ["BEGIN;"], 0
+    for statement in sql:
+        script.append(statement)
+        m = _NEW_ROW.match(statement)
+        if m:
+            done += 1
+            script.append(progress.psql("registration", done, inserts, f"slice-{m[1]}"))
+    return heredoc(inv, "\n".join(script + ["COMMIT;"]), inv.gateway.database)
 
 
 def assert_destroy_allowed(inv: Inventory, rows: dict | None) -> None:

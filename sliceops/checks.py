@@ -277,14 +277,22 @@ def _subnet_capacity(data: dict, docker: dict, report: Report) -> None:
     except ValueError:
         return  # reported as not a network address
     slices = data.get("slices") if isinstance(data.get("slices"), list) else []
-    kept = sum(1 for e in slices if isinstance(e, dict) and e.get("status") != "destroying")
-    if capacity is not None and kept > capacity:
+    per_host: dict = {}  # each host has its own slice network of this subnet
+    for e in slices:
+        if isinstance(e, dict) and e.get("status") != "destroying":
+            host = e.get("host") if isinstance(e.get("host"), str) else None
+            per_host[host] = per_host.get(host, 0) + 1
+    if capacity is None or not per_host:
+        return
+    host, kept = max(per_host.items(), key=lambda item: item[1])
+    if kept > capacity:
         bigger = next(p for p in range(ipaddress.ip_network(subnet).prefixlen - 1, 0, -1)
-                      if 2 ** (32 - p) - 3 >= kept)
+                      if names.subnet_capacity(f"0.0.0.0/{p}") >= kept)
+        where = f"host {host!r} keeps" if host is not None else "the inventory keeps"
         report(("docker", "subnet"),
                f"{subnet!r} holds {capacity} slice containers (its addresses less the network, broadcast and "
-               f"gateway addresses) but the inventory keeps {kept} slices: choose a larger subnet "
-               f"(a /{bigger} holds {2 ** (32 - bigger) - 3})")
+               f"gateway addresses) but {where} {kept} slices: choose a larger subnet "
+               f"(a /{bigger} holds {names.subnet_capacity(f'0.0.0.0/{bigger}')})")
 
 
 def _connections(data: dict, section: Callable[[str], dict], report: Report) -> None:

@@ -424,3 +424,18 @@ def test_memory_limits_over_the_hosts_ram_are_a_warning_naming_both():
     assert warning.startswith("the memory limits of the 500 in-service slices add up to 125.0 GiB, more than "
                               "the host's 24.0 GiB of RAM")
     assert memory_overcommit([gib], None) is None
+
+
+def test_in_a_fleet_each_host_has_its_own_slice_network(tmp_path):
+    """The subnet is each host's: 400 slices over two hosts fit a /24 each; 254 on one do not."""
+    hosts = {"db1": {"target": "ssh://root@10.0.0.10", "address": "10.0.0.10", "database": True},
+             "app1": {"target": "ssh://root@10.0.0.11", "address": "10.0.0.11"}}
+
+    def fleet(split):
+        data = {"instance": "main", "hosts": hosts,
+                "slices": [{"id": i, "host": "app1" if i <= split else "db1"} for i in range(1, 401)]}
+        return write(tmp_path, yaml.safe_dump(data, sort_keys=False))
+
+    load(fleet(200))
+    (problem,) = _problems(fleet(254))
+    assert "holds 253 slice containers" in problem and "but host 'app1' keeps 254 slices" in problem

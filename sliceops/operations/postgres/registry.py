@@ -17,7 +17,7 @@ from sliceops.operations.util import as_script
 from sliceops.shell import literal
 
 
-_NEW_ROW = re.compile(r"^INSERT INTO gateway\.slices \(id, port, status\) VALUES \(([0-9]+),")
+_NEW_ROW = re.compile(r"^INSERT INTO gateway\.slices \([^)]*\) VALUES \(([0-9]+),")
 
 
 def registration_sql(inv: Inventory, rows: dict | None) -> list[str]:

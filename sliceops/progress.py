@@ -4,10 +4,9 @@ shown while a step runs rather than after it.
 The scripts on the target print one line per slice done, `sliceops-progress <step> <done>
 <total> <current>`; the controller reads command output line by line as it arrives
 (pyinfra's connectors do), and `Relay` turns those lines into pyinfra-styled lines on
-stderr: on a terminal one line that updates in place; into a pipe or a log, a line when
-another tenth of the step is done or 10 s have passed, and the last one, so a step of 500
-slices writes about a dozen lines, not 500. The lines themselves are never kept as the
-command's output.
+stderr: a line when another tenth of the step is done or 10 s have passed (2 s on a
+terminal, above pyinfra's spinner), and the last one, so a step of 500 slices writes a dozen
+or so lines into a log, not 500. The lines themselves are never kept as the command's output.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from sliceops.shell import echo, literal
 
 PREFIX = "sliceops-progress "
 INTERVAL = 10.0  # seconds between lines into a pipe, whatever the step's pace
+TTY_INTERVAL = 2.0  # on a terminal
 LABELS = {
     "roles": "roles and credentials",
     "databases": "databases",
@@ -52,15 +52,19 @@ def parse(line: str) -> tuple[str, int, int, str] | None:
 
 
 class Relay:
-    """Shows progress lines for one process; `clock` and `stream` are the test's to set."""
+    """Shows progress lines for one process; `clock` and `stream` are the test's to set.
 
-    def __init__(self, stream=None, tty: bool | None = None, clock=time.monotonic, interval: float = INTERVAL):
+    A line is shown when the step starts, when another tenth of it is done, when `interval`
+    seconds passed since the last one (10 s into a pipe; 2 s on a terminal) and when it ends.
+    On a terminal pyinfra's own spinner owns the updating line at the bottom, so progress
+    lines clear it and print above it, as pyinfra's other output does."""
+
+    def __init__(self, stream=None, tty: bool | None = None, clock=time.monotonic, interval: float | None = None):
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.clock = clock
-        self.interval = interval
+        self.interval = interval if interval is not None else (TTY_INTERVAL if self.tty else INTERVAL)
         self.shown: dict[tuple[str, str], tuple[int, float]] = {}  # (host, step) -> (tenth, time) last shown
-        self.open_line = False
 
     def show(self, prefix: str, line: str) -> bool:
         """Show `line` if it is a progress line (True), else leave it alone (False)."""
@@ -69,28 +73,15 @@ class Relay:
             return False
         step, done, total, current = parsed
         prefix = _ANSI.sub("", prefix)
-        label = LABELS.get(step, step)
-        message = f"{prefix}{label}: {done}/{total} ({current})"
-        if self.tty:
-            end = "\n" if done >= total else ""
-            self.stream.write(f"\r\x1b[K    {message}{end}")
-            self.open_line = done < total
-            self.stream.flush()
-            return True
         now = self.clock()
         tenth = done * 10 // max(total, 1)
         last = self.shown.get((prefix, step))
         if last is None or done >= total or tenth > last[0] or now - last[1] >= self.interval:
             self.shown[(prefix, step)] = (tenth, now)
-            self.stream.write(f"    {message}\n")
+            clear = "\r\x1b[K" if self.tty else ""
+            self.stream.write(f"{clear}    {prefix}{LABELS.get(step, step)}: {done}/{total} ({current})\n")
             self.stream.flush()
         return True
-
-    def close_line(self) -> None:
-        """End an updating line before other output (a step that failed half-way)."""
-        if self.open_line:
-            self.stream.write("\n")
-            self.open_line = False
 
 
 _relay: Relay | None = None

@@ -22,8 +22,6 @@ _PREFIXES = ("applied ", "skipped ", "created ", "sliceops:", "backup ", "destro
 class Reporter(BaseStateCallback):
     @staticmethod
     def operation_end(state, op_hash):
-        if progress._relay is not None:
-            progress._relay.close_line()
         for host in state.inventory:
             try:
                 meta = state.get_op_data_for_host(host, op_hash).operation_meta

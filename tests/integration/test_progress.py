@@ -27,8 +27,8 @@ _PROGRESS = re.compile(r"^    \[@local\] (.+): (\d+)/(\d+) \((\S+)\)$")
 def test_a_piped_deploy_shows_each_long_steps_progress_as_it_runs(make_inventory):
     path = make_inventory(
         INSTANCE, [{"id": i} for i in range(1, N + 1)],
-        postgres={"port": 5641}, docker={"subnet": "172.30.151.0/24"},
-        slice_defaults={"port_base": 43101, "disk": False, "memory": "64m"},
+        postgres={"port": 5641}, docker={"subnet": "172.30.157.0/24"},
+        slice_defaults={"port_base": 43701, "disk": False, "memory": "64m"},
     )
     env = dict(os.environ, SLICEOPS_INVENTORY=str(path), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(SLICEOPS + ["deploy", "--inventory", str(path)], cwd=ROOT, env=env,

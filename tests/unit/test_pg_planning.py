@@ -169,7 +169,7 @@ def test_databases_sql(inventory, sections, case):
 
 @pytest.mark.parametrize(("version", "clause"), [(15, " STRATEGY WAL_LOG"), (17, " STRATEGY WAL_LOG"), (14, "")])
 def test_a_new_slice_database_is_copied_through_the_wal_where_postgresql_offers_it(inventory, version, clause):
-    # bench/template_strategy.py: WAL_LOG ~4x cheaper than FILE_COPY's two checkpoints for
+    # bench/template_strategy.py: WAL_LOG cheaper than FILE_COPY's two checkpoints for
     # this template; before 15 the clause does not exist (FILE_COPY is the only way).
     inv = inventory({"postgres": {"version": version}, "slices": [{"id": 1}]})
     sql = pg.databases_sql(inv, _fleet({}))

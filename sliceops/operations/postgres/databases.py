@@ -28,8 +28,9 @@ def copy_strategy(version: int) -> str:
     """How a slice database is copied from the template (PostgreSQL 15 lets us choose).
     WAL_LOG copies the template's blocks through the WAL; FILE_COPY copies its files but
     checkpoints the whole cluster before and after. For a template of this size (~9 MB,
-    nearly all of it catalogs) WAL_LOG is about 4x cheaper (bench/template_strategy.py,
-    bench/RESULTS.md); it is 15's default, said here so the choice is visible. Before 15
+    nearly all of it catalogs) WAL_LOG is the cheaper (bench/template_strategy.py: median
+    1.1 s against 1.7 s at load 25-50; bench/RESULTS.md); it is 15's default, said here so
+    the choice is visible. Before 15
     FILE_COPY is the only way, and the clause does not exist."""
     return " STRATEGY WAL_LOG" if version >= 15 else ""
 

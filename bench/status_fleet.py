@@ -132,6 +132,7 @@ def main() -> int:
     inproc = Figure(f"read + render in-process, {n} slices", "ms")
     pg = Figure("  of which the psql round trip", "ms")
     dk = Figure("  of which the Docker container list", "ms")
+    sizes = Figure("pg_database_size of every slice database, alone (psql session, less a `SELECT 1` one)", "ms")
     imports = Figure("interpreter start + imports (`sliceops status -h`)", "s")
     try:
         t = time.perf_counter()
@@ -170,10 +171,15 @@ def main() -> int:
                 render.render(model.sort_rows(rows, "mem"), model.summary(rows), inv.target, inv.instance,
                               inv.monitor.interval, colour=False)
                 e = time.perf_counter()
+            w0 = time.perf_counter()
+            psql("SELECT 1", "wank_saas")
+            w1 = time.perf_counter()
+            psql("SELECT sum(pg_database_size(oid)) FROM pg_database WHERE datname ~ '^wa_slice_[0-9]+$'", "wank_saas")
+            sizes.add(((time.perf_counter() - w1) - (w1 - w0)) * 1000)
             pg.add((p - w) * 1000)
             dk.add((d - p) * 1000)
             inproc.add((e - w) * 1000)
-        figures = [cli, cli_json, imports, inproc, pg, dk]
+        figures = [cli, cli_json, imports, inproc, pg, dk, sizes]
         body = table(figures) + (
             f"\n\n{n} slice databases copied from a template with sql/slice/, {n} gateway rows (half assigned), "
             f"{args.telemetry_hours} h of telemetry per slice at 60 s ({n * args.telemetry_hours * 60:,} rows), "

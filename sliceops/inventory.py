@@ -275,6 +275,17 @@ class Inventory:
         return f"{self.etc_dir}/secrets"
 
     @property
+    def tls_dir(self) -> str:
+        """The database host's CA and server certificate (the CA key never leaves it)."""
+        return f"{self.etc_dir}/tls"
+
+    @property
+    def pg_ca_file(self) -> str:
+        """A slice host's copy of the database's CA certificate (public), mounted read-only
+        into each slice container at names.CONTAINER_PG_CA."""
+        return f"{self.etc_dir}/postgresql-ca.crt"
+
+    @property
     def share_dir(self) -> str:
         """Where the deploy ships its SQL and helper scripts on the target."""
         return f"/usr/local/share/sliceops/{self.instance}"

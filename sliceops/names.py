@@ -13,6 +13,9 @@ SLICE_NAME_PREFIX = "wa_slice_"  # slice N's database and its tenant's login rol
 TEMPLATE_DB = "sliceops_slice_template"  # new slice databases are copies of it
 MONITOR_ROLE = "sliceops_monitor"  # the monitor's PostgreSQL role (peer authentication)
 MONITOR_USER = "sliceops-monitor"  # the monitor's system user and group
+# Where a slice container finds the CA that signed PostgreSQL's certificate (read-only
+# bind mount; PGSSLROOTCERT and NODE_EXTRA_CA_CERTS name it).
+CONTAINER_PG_CA = "/etc/sliceops/postgresql-ca.crt"
 
 # A PostgreSQL identifier the deploy writes unquoted in pg_hba.conf and URLs.
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

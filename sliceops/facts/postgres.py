@@ -139,7 +139,8 @@ class Fleet:
     "public_connect", "connect"}}; ledgers {database: {version: checksum}}; slices (the
     gateway's rows) {id: {"port", "status", "user_id", "host"}}, None while gateway.slices does not
     exist; monitor_ok: the monitor's grants are in place; secrets: the file names in the
-    secrets directory; stamped: databases whose stamp is current (their ledger was not read).
+    secrets directory; stamped: databases whose stamp is current (their ledger was not read);
+    env_urls: each credentials file's DATABASE_URL with the password shown as ***.
     """
 
     running: bool = True
@@ -150,11 +151,22 @@ class Fleet:
     monitor_ok: bool = False
     secrets: list[str] = field(default_factory=list)
     stamped: list[str] = field(default_factory=list)
+    env_urls: dict[str, str] = field(default_factory=dict)
 
     @property
     def slice_rows(self) -> dict[int, dict]:
         """The gateway's rows, {} while its table does not exist."""
         return self.slices or {}
+
+
+def env_urls_command(secrets_dir: str) -> str:
+    """Shell printing `ENVURL <file> <url>` for each credentials file, its DATABASE_URL with
+    the password shown as *** (the password never leaves the target): the roles step rewrites
+    a file whose host, port or TLS options are not the inventory's."""
+    return (
+        f"for u in {quote(secrets_dir)}/*.env; do [ -f \"$u\" ] && printf 'ENVURL %s %s\\n' \"${{u##*/}}\" "
+        f"\"$(sed -n 's#^DATABASE_URL=\\([a-z]*://[^:@/]*\\):[^@]*@#\\1:***@#p' \"$u\" | head -n1)\"; done"
+    )
 
 
 class PgFleet(FactBase):
@@ -177,6 +189,7 @@ class PgFleet(FactBase):
         return (
             f"if ! {_cluster_running(version, cluster)}; then echo DOWN; exit 0; fi; "
             f"echo SECRETS $(ls {quote(secrets_dir)} 2>/dev/null); "
+            f"{env_urls_command(secrets_dir)}; "
             f"d=$(mktemp -d) && chown postgres \"$d\" && f=\"$d/all.sql\" && e=\"$d/err\" && "
             f"{{ {first}\n}} || {_FAILED}\n"
             f"if [ -s \"$f\" ]; then "
@@ -203,6 +216,10 @@ class PgFleet(FactBase):
         for line in lines:
             if line.startswith("SECRETS"):
                 fleet.secrets = line.split()[1:]
+                continue
+            if line.startswith("ENVURL "):
+                _, name, *url = line.rstrip("\n").split(" ", 2)
+                fleet.env_urls[name] = url[0] if url else ""
                 continue
             if line.startswith("PSQL_FAILED"):
                 raise RemoteStateError(f"reading the PostgreSQL state failed: {line[12:].strip() or 'psql exited non-zero'}")

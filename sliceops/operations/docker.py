@@ -22,7 +22,8 @@ from sliceops import factcache, plan, progress
 from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.facts.docker import DockerCgroupDriver, DockerImage, DockerNetwork, ImageLabels, SliceContainers
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory, Slice
-from sliceops.names import bridge_name
+from sliceops.facts.tls import FileSha256
+from sliceops.names import CONTAINER_PG_CA, bridge_name
 from sliceops.operations import sentences
 from sliceops.operations.util import as_script, chunked, refuses
 from sliceops.paths import ROOT
@@ -164,21 +165,27 @@ def cgroup_parent(inv: Inventory, s: Slice, driver: str) -> str:
     return inv.slice_cgroup_unit(s.id) if driver == "systemd" else f"/{inv.slice_cgroup(s.id)}"
 
 
-def desired_spec(inv: Inventory, s: Slice, image_id: str, env_sha: str | None, cgroup_driver: str = "cgroupfs") -> dict:
-    """Everything the slice's container is run with, as plain data: its hash is the spec label."""
+def desired_spec(inv: Inventory, s: Slice, image_id: str, env_sha: str | None, cgroup_driver: str = "cgroupfs",
+                 ca_sha: str | None = None) -> dict:
+    """Everything the slice's container is run with, as plain data: its hash is the spec label.
+    `ca_sha` is the checksum of the host's copy of PostgreSQL's CA: a new CA recreates."""
     spec = {
         "version": SPEC_VERSION,
         "name": inv.container_name(s.id),
         "image": image_id,
-        "env": {"SLICE_ID": str(s.id), "PORT": str(s.port)},
+        # The CA that signed PostgreSQL's certificate, for sslmode=verify-full: libpq reads
+        # PGSSLROOTCERT, Node adds NODE_EXTRA_CA_CERTS to its trust store.
+        "env": {"SLICE_ID": str(s.id), "PORT": str(s.port), "PGSSLROOTCERT": CONTAINER_PG_CA,
+                "NODE_EXTRA_CA_CERTS": CONTAINER_PG_CA},
         "env_file": env_file(inv, s),
         "env_file_sha256": env_sha,
+        "ca_file_sha256": ca_sha,
         "publish": f"127.0.0.1:{s.port}:{s.port}",
         "network": inv.network,
         "user": f"{SLICE_UID}:{SLICE_UID}",
         "read_only": True,
         "tmpfs": ["/tmp"],
-        "volumes": [f"{inv.slice_data_dir(s.id)}:/data"],
+        "volumes": [f"{inv.slice_data_dir(s.id)}:/data", f"{inv.pg_ca_file}:{CONTAINER_PG_CA}:ro"],
         "security_opt": ["no-new-privileges"],
         "cap_drop": ["ALL"],
         "memory": s.memory,
@@ -210,6 +217,8 @@ def spec_label(spec: dict) -> str:
     """The spec as a container label: canonical JSON, the credentials file's checksum cut to
     12 characters (enough to see it changed; the full one stays in the spec's hash)."""
     shown = dict(spec, env_file_sha256=(spec.get("env_file_sha256") or "")[:12] or None)
+    if "ca_file_sha256" in spec:
+        shown["ca_file_sha256"] = (spec["ca_file_sha256"] or "")[:12] or None
     return json.dumps(shown, sort_keys=True, separators=(",", ":"))
 
 
@@ -270,7 +279,8 @@ class ContainerPlan:
         return [step for step, _, _ in self.steps]
 
 
-def container_plan(inv: Inventory, have: dict | None, image_id: str, cgroup_driver: str = "cgroupfs") -> ContainerPlan:
+def container_plan(inv: Inventory, have: dict | None, image_id: str, cgroup_driver: str = "cgroupfs",
+                   ca_sha: str | None = None) -> ContainerPlan:
     """Compare every slice of the inventory with its container (the `SliceContainers` fact;
     None, no engine yet, counts as no containers) and list the steps that converge them:
     stop the suspended, remove what must be recreated, make the data directories, start the
@@ -288,7 +298,7 @@ def container_plan(inv: Inventory, have: dict | None, image_id: str, cgroup_driv
             continue
         if s.status != ACTIVE:
             continue
-        spec = desired_spec(inv, s, image_id, have["env_sha256"].get(f"{s.login_role}.env"), cgroup_driver)
+        spec = desired_spec(inv, s, image_id, have["env_sha256"].get(f"{s.login_role}.env"), cgroup_driver, ca_sha)
         if cur is None:
             plan.created.append(name)
             runs.append((run_command(inv, s, spec), f"created {name}", f"run {name}"))
@@ -335,7 +345,8 @@ def plan_script(plan: ContainerPlan) -> str:
     return "\n".join(lines)
 
 
-def _ready_for_execution(inv: Inventory, have: dict | None, image_id: str | None, plan: ContainerPlan) -> None:
+def _ready_for_execution(inv: Inventory, have: dict | None, image_id: str | None, plan: ContainerPlan,
+                         ca_sha: str | None = "") -> None:
     """What the change check may assume (a later step builds the image, starts the engine,
     writes the credentials) must hold by the time commands run."""
     if have is None:
@@ -350,6 +361,9 @@ def _ready_for_execution(inv: Inventory, have: dict | None, image_id: str | None
     ]
     if missing:
         raise RemoteStateError(f"slice credentials missing (the roles step writes them): {', '.join(missing)}")
+    if ca_sha is None and (plan.created or plan.recreated):
+        # docker run would make a directory where the bind mount's file should be.
+        raise RemoteStateError(f"PostgreSQL's CA certificate is missing at {inv.pg_ca_file} (the CA copy step writes it)")
 
 
 @operation(is_idempotent=True)
@@ -364,7 +378,8 @@ def containers(inv: Inventory):
     if not state.is_executing and plan.planned("slice image"):
         image_id = None  # a dry run: the image the deploy would build is not there yet
     driver = factcache.get(DockerCgroupDriver)
-    todo = container_plan(inv, have, image_id or f"(unbuilt {image})", driver)
+    ca_sha = factcache.get(FileSha256, path=inv.pg_ca_file)
+    todo = container_plan(inv, have, image_id or f"(unbuilt {image})", driver, ca_sha)
     if todo.orphans and _once():
         logger.warning(
             f"{host.print_prefix}orphan slice containers (their slices are not in {inv.path}), "
@@ -373,7 +388,7 @@ def containers(inv: Inventory):
     seen = have or {"containers": {}, "env_sha256": {}}
     wanted = {  # what `sliceops plan` compares a recreated container's recorded spec with
         inv.container_name(s.id): json.loads(spec_label(desired_spec(
-            inv, s, image_id or f"(unbuilt {image})", seen["env_sha256"].get(f"{s.login_role}.env"), driver)))
+            inv, s, image_id or f"(unbuilt {image})", seen["env_sha256"].get(f"{s.login_role}.env"), driver, ca_sha)))
         for s in inv.slices if inv.container_name(s.id) in todo.recreated
     }
     sentences.containers(inv, seen, todo, wanted)
@@ -383,6 +398,6 @@ def containers(inv: Inventory):
         host.noop(f"{running} slice containers run their current spec; {suspended} suspended stopped")
         return
     if state.is_executing:
-        _ready_for_execution(inv, have, image_id, todo)
+        _ready_for_execution(inv, have, image_id, todo, ca_sha)
     yield from as_script(inv.share_dir, "containers", plan_script(todo))
 

@@ -7,7 +7,7 @@ from pyinfra.operations import files, server
 
 from sliceops.facts.host import MemTotal
 from sliceops.inventory import Inventory
-from sliceops.operations import cluster, system
+from sliceops.operations import cluster, system, tls
 from sliceops.operations.util import changed
 from sliceops.names import MONITOR_ROLE
 from sliceops.tuning import listen_addresses, pg_tuning
@@ -17,9 +17,13 @@ from sliceops.paths import TEMPLATES
 def converge(inv: Inventory) -> None:
     pg = inv.postgres
     # python3 computes the roles' SCRAM verifiers on the target (see operations/postgres/roles.py).
-    system.packages(name=f"Install PostgreSQL {pg.version} (and python3)", names=[f"postgresql-{pg.version}", "python3"])
+    system.packages(name=f"Install PostgreSQL {pg.version} (and python3, openssl)", names=[f"postgresql-{pg.version}", "python3", "openssl"])
     cluster.cluster_exists(
         name=f"Create cluster {pg.version}/{inv.cluster}", version=pg.version, cluster=inv.cluster, port=pg.port
+    )
+    # Before the configuration names them: PostgreSQL refuses to start without its key.
+    certificate = tls.server_certificate(
+        name="Issue PostgreSQL's TLS certificate (CA made on this host once; names every listen address)", inv=inv
     )
     nonlocal_bind = files.put(
         name="Let PostgreSQL bind the slice bridge's address before Docker creates it",
@@ -62,5 +66,5 @@ def converge(inv: Inventory) -> None:
         name=f"Reload cluster {pg.version}/{inv.cluster} (restart only if a setting needs it)",
         version=pg.version,
         cluster=inv.cluster,
-        _if=changed(conf, hba, ident),
+        _if=changed(conf, hba, ident, certificate),
     )

@@ -9,7 +9,7 @@ from pyinfra.operations import server
 
 from sliceops.bundle import tarball
 from sliceops.inventory import Inventory
-from sliceops.operations import datadirs, docker, lifecycle, system
+from sliceops.operations import datadirs, docker, lifecycle, system, tls
 
 
 def converge(inv: Inventory) -> None:
@@ -23,6 +23,7 @@ def converge(inv: Inventory) -> None:
     # The monitor's group owns the data directories (it measures them); the user comes later.
     server.group(name=f"Create group {inv.monitor_user}", group=inv.monitor_user, system=True)
     datadirs.data_dirs_shared(name="Let the monitor's group read the slice data directories", inv=inv)
+    tls.ca_copy(name=f"Copy PostgreSQL's CA certificate to {inv.pg_ca_file} (mounted read-only in each slice)", inv=inv)
     n = sum(1 for s in inv.slices if s.in_service)
     docker.containers(name=f"Converge slice containers ({n} in service)", inv=inv)
     lifecycle.destroyed(

@@ -127,18 +127,21 @@ def test_spec_carries_the_hardening_and_no_secret(tmp_path):
 RUN_1 = (
     "docker run -d --name wa-slice-1 --label sliceops.instance=main --label sliceops.slice=1 "
     "--label sliceops.spec={hash} --label {fields} --env SLICE_ID=1 --env PORT=5001 "
+    "--env PGSSLROOTCERT=/etc/sliceops/postgresql-ca.crt --env NODE_EXTRA_CA_CERTS=/etc/sliceops/postgresql-ca.crt "
     "--env-file /etc/sliceops/main/secrets/wa_slice_1.env --publish 127.0.0.1:5001:5001 "
     "--network sliceops-main --user 10001:10001 --read-only --tmpfs /tmp "
-    "--volume /srv/sliceops/main/slices/1:/data --security-opt no-new-privileges --cap-drop ALL "
+    "--volume /srv/sliceops/main/slices/1:/data "
+    "--volume /etc/sliceops/main/postgresql-ca.crt:/etc/sliceops/postgresql-ca.crt:ro --security-opt no-new-privileges --cap-drop ALL "
     "--memory 256m --cpus 0.5 --pids-limit 256 "
     "--cgroup-parent /sliceops.slice/sliceops-main.slice/sliceops-main-s1.slice --log-driver json-file --log-opt max-size=10m "
     "--log-opt max-file=3 --health-interval 300s --restart unless-stopped " + IMAGE + " >/dev/null"
 )
 # Changed deliberately twice: /data moved onto the quota volume (spec key data_on), and every
 # container runs under its slice's own cgroup (cgroup_parent), where the monitor reads it.
-RUN_1_HASH = "ab7b3afb83d10e06a592e0489db24fdaf4c17e617d346247464a06935780e5aa"
+# A third time: PostgreSQL's CA mounted read-only and named by PGSSLROOTCERT (verify-full).
+RUN_1_HASH = "f28ed9e174cab411e8b5e8e40666d67eaddc824684b45d047c6e45a7458a16ae"
 # With slice_defaults.disk: false: the same spec without data_on.
-RUN_1_HASH_NO_QUOTA = "1c31ecba1b9c7bcaa11fadaddbcd3c94ad7b38440cdeeda278af27f43880601d"
+RUN_1_HASH_NO_QUOTA = "4b96b038c2d7c5dccb6f32cc6850a8b3f5ccde65cfae4504afd77819d6205399"
 
 
 def _run(inv, sid, env_sha):
@@ -331,7 +334,7 @@ def _script_text(command) -> str | None:
 @pytest.fixture
 def run_op(monkeypatch):
     def run(operation, facts: dict, executing: bool = False, **kwargs):
-        fake = FakeHost({"DockerCgroupDriver": "cgroupfs", **facts})
+        fake = FakeHost({"DockerCgroupDriver": "cgroupfs", "FileSha256": None, **facts})
         monkeypatch.setattr(op, "host", fake)
         monkeypatch.setattr(factcache, "host", fake)
         monkeypatch.setattr(factcache, "_cache", {})
@@ -490,3 +493,26 @@ def test_containers_op_tells_the_plan_what_a_recreate_changes(tmp_path, run_op):
         "slice 3: new: container on 127.0.0.1:5005",
     ]
     plan.reset()
+
+
+def test_containers_op_refuses_to_run_without_the_ca_certificate(tmp_path, run_op):
+    """docker run would make a directory where the CA's bind mount wants a file."""
+    inv = inventory(tmp_path, [{"id": 1}])
+    facts = {"DockerImage": IMAGE, "SliceContainers": fact(inv, {}), "FileSha256": None}
+    commands, _ = run_op(op.containers, facts, executing=True, inv=inv)
+    assert refusal_line(commands[0]) == (
+        "sliceops: PostgreSQL's CA certificate is missing at /etc/sliceops/main/postgresql-ca.crt "
+        "(the CA copy step writes it)"
+    )
+    commands, _ = run_op(op.containers, {**facts, "FileSha256": "c" * 64}, executing=True, inv=inv)
+    assert "docker run" in commands[0]
+
+
+def test_a_new_ca_certificate_recreates_the_containers(tmp_path):
+    inv = inventory(tmp_path, [{"id": 1}])
+    old = desired_spec(inv, inv.slice(1), IMAGE, SHA[1], ca_sha="a" * 64)
+    have = {"containers": {"wa-slice-1": {"id": "c1", "state": "running", "health": None, "spec": spec_hash(old),
+                                          "slice": 1, "image": IMAGE, "started_at": ""}},
+            "env_sha256": {"wa_slice_1.env": SHA[1]}}
+    assert container_plan(inv, have, IMAGE, ca_sha="a" * 64).recreated == []
+    assert container_plan(inv, have, IMAGE, ca_sha="b" * 64).recreated == ["wa-slice-1"]

@@ -49,7 +49,7 @@ PROGRAMS = [
     "runuser", "docker", "rm", "mkdir", "chmod", "chgrp", "chown", "tar", "install", "find", "stat", "pg_ctlcluster",
     "pg_lsclusters", "systemctl", "python3", "flock", "pg_dump", "pg_restore", "mktemp", "mv", "ln", "ls",
     "apt-get", "update-rc.d", "sha256sum", "fallocate", "mkfs.btrfs", "mount", "btrfs", "chattr", "cp", "diff",
-    "rmdir", "losetup", "iptables", "iptables-restore", "ssh-keygen",
+    "rmdir", "losetup", "iptables", "iptables-restore", "ssh-keygen", "openssl",
 ]
 
 
@@ -342,3 +342,26 @@ def test_firewall_script(probe, hostile_inventory, index):
     assert not marked
     assert ["iptables", "-w", "-N", inv.firewall_input_chain] in calls
     assert ["iptables", "-w", "-N", inv.firewall_forward_chain] in calls
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_tls_certificate_command_and_facts(probe, index):
+    from sliceops.facts.tls import FileSha256, PgTls
+    from sliceops.operations import tls
+
+    value = _values(probe.mark)[index]
+    tls_dir = f"/x/{value}"
+    text = "\n".join([
+        "set +e",
+        tls.certificate_command(tls_dir, value, [f"IP:{value}", "IP:127.0.0.1"], new_ca=True).removeprefix("set -e\n"),
+        PgTls().command(tls_dir=tls_dir),
+        FileSha256().command(path=value),
+    ])
+    calls, _, marked = probe(text)
+    assert not marked
+    assert ["install", "-d", "-m", "0755", tls_dir] in calls
+    ca = next(argv for argv in calls if argv[:3] == ["openssl", "req", "-x509"])
+    assert f"/CN=sliceops {value} PostgreSQL CA" in ca and f"{tls_dir}/ca.key" in ca
+    assert ["chown", "root:postgres", f"{tls_dir}/server.key.new"] in calls
+    assert ["mv", "-f", f"{tls_dir}/server.crt.new", f"{tls_dir}/server.crt"] in calls
+    assert ["sha256sum", value] in calls

@@ -14,7 +14,7 @@ from pyinfra.api import operation
 
 from sliceops import psql
 from sliceops.facts.postgres import Fleet
-from sliceops.inventory import MONITOR_ROLE, Inventory
+from sliceops.inventory import MONITOR_ROLE, Inventory, Slice
 from sliceops.operations.postgres import credentials
 from sliceops.operations.postgres.state import fleet
 from sliceops.operations import sentences
@@ -27,9 +27,22 @@ def desired_login_roles(inv: Inventory) -> list[str]:
     return [inv.gateway.role, inv.slice_defaults.role] + [s.login_role for s in inv.kept_slices()]
 
 
+# libpq reads the CA from PGSSLROOTCERT (set in the container); Node's drivers honour
+# sslmode=verify-full with NODE_EXTRA_CA_CERTS (also set) as their trust store.
+URL_OPTIONS = "sslmode=verify-full"
+
+
+def tenant_url(inv: Inventory, s: Slice, password: str) -> str:
+    """Slice `s`'s DATABASE_URL; the deploy writes it with the real password on the target
+    and compares it with `password="***"` (what the PgFleet fact reads back)."""
+    return (f"postgresql://{s.login_role}:{password}@{inv.database_address(s)}:{int(inv.postgres.port)}"
+            f"/{s.database}?{URL_OPTIONS}")
+
+
 def roles_to_converge(inv: Inventory, state: Fleet) -> list[str]:
     secrets = set(state.secrets)
     tenants = {s.login_role for s in inv.kept_slices()}
+    urls = {s.login_role: tenant_url(inv, s, "***") for s in inv.kept_slices()}
     todo = []
     for role in desired_login_roles(inv):
         have = state.roles.get(role)
@@ -39,6 +52,8 @@ def roles_to_converge(inv: Inventory, state: Fleet) -> list[str]:
             or not have["password"]
             or f"{role}.password" not in secrets
             or (role in tenants and f"{role}.env" not in secrets)
+            # (a file the fact read back: its URL with the password masked)
+            or (role in tenants and state.env_urls.get(f"{role}.env", urls[role]) != urls[role])
         ):
             todo.append(role)
     return todo
@@ -65,8 +80,7 @@ def credentials_request(inv: Inventory, roles: list[str]) -> str:
     tenants = {s.login_role: s for s in inv.kept_slices()}
     port = int(inv.postgres.port)
     entries = [
-        [role, f"postgresql://{role}:", f"@{inv.database_address(tenants[role])}:{port}/{tenants[role].database}"]
-        if role in tenants else [role, None, None]
+        [role, *tenant_url(inv, tenants[role], "\0").split("\0")] if role in tenants else [role, None, None]
         for role in roles
     ]
     return json.dumps({"dir": inv.secrets_dir, "roles": entries}, indent=0)

@@ -30,6 +30,10 @@ class DatabaseConfig:
     user: str = "sliceops_monitor"
     password_file: str | None = None
     application_name: str = "sliceops-monitor"
+    # A slice host's monitor reaches the database host over TCP: verify-full against the
+    # instance's CA (None: libpq's defaults, as over the local socket).
+    sslmode: str | None = None
+    sslrootcert: str | None = None
     connect_timeout: int = 5
     statement_timeout: float = 10.0
     prune_timeout: float = 300.0
@@ -61,6 +65,7 @@ class MonitorConfig:
     interval: float = 60.0
     retention_days: float = 7.0
     prune_interval: float = 3600.0
+    prune: bool = True  # False on a slice host: the database host's monitor prunes
     health_timeout: float = 2.0
     health_workers: int = 64
     cgroup_root: str = "/sys/fs/cgroup"
@@ -133,14 +138,15 @@ class _Checker:
 
 
 _TOP_KEYS = {
-    "instance", "host", "database", "interval", "retention_days", "prune_interval", "health_timeout",
+    "instance", "host", "database", "interval", "retention_days", "prune_interval", "prune", "health_timeout",
     "health_workers", "cgroup_root", "disk_path", "disk_interval",
     "buffer_cycles", "metrics_port", "backup_state", "slices",
 }
 _DB_KEYS = {
     "host", "port", "dbname", "user", "password_file", "application_name", "connect_timeout",
-    "statement_timeout", "prune_timeout", "retry_deadline",
+    "statement_timeout", "prune_timeout", "retry_deadline", "sslmode", "sslrootcert",
 }
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _SLICE_KEYS = {"id", "port", "container", "cgroup", "data_dir", "status", "disk_quota_bytes"}
 
 
@@ -238,6 +244,7 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
         interval=float(interval),
         retention_days=float(c.number(data, "retention_days", "", d.retention_days, minimum=0, exclusive_min=True)),
         prune_interval=float(c.number(data, "prune_interval", "", d.prune_interval, minimum=0, exclusive_min=True)),
+        prune=_boolean(c, data, "prune", d.prune),
         health_timeout=float(health_timeout),
         health_workers=c.number(data, "health_workers", "", d.health_workers, integer=True, minimum=1, maximum=1024),
         cgroup_root=c.string(data, "cgroup_root", "", d.cgroup_root, absolute=True),
@@ -254,6 +261,14 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
     return config
 
 
+def _boolean(c: _Checker, data: dict, key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        c.problem(key, f"must be true or false, got {json.dumps(value)}")
+        return default
+    return value
+
+
 def _parse_database(c: _Checker, raw: Any, instance: str) -> DatabaseConfig:
     w = "database."
     if not isinstance(raw, dict):
@@ -264,12 +279,18 @@ def _parse_database(c: _Checker, raw: Any, instance: str) -> DatabaseConfig:
     password_file = raw.get("password_file")
     if password_file is not None:
         password_file = c.string(raw, "password_file", w, None, absolute=True)
+    sslmode = c.string(raw, "sslmode", w, None, choices=_SSLMODES)
+    sslrootcert = raw.get("sslrootcert")
+    if sslrootcert is not None:
+        sslrootcert = c.string(raw, "sslrootcert", w, None, absolute=True)
     return DatabaseConfig(
         host=c.string(raw, "host", w, d.host),
         port=c.number(raw, "port", w, d.port, integer=True, minimum=1, maximum=65535),
         dbname=c.string(raw, "dbname", w, d.dbname),
         user=c.string(raw, "user", w, d.user),
         password_file=password_file,
+        sslmode=sslmode,
+        sslrootcert=sslrootcert,
         application_name=c.string(raw, "application_name", w, f"sliceops-monitor-{instance}"),
         # libpq takes whole seconds and treats anything below 2 as 2.
         connect_timeout=c.number(raw, "connect_timeout", w, d.connect_timeout, integer=True, minimum=2),

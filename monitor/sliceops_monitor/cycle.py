@@ -60,7 +60,9 @@ class Monitor:
                                              retry_deadline=min(config.database.retry_deadline, config.interval / 2))
         self.outbox = Outbox(config.buffer_cycles)
         self.number = 0
-        self.next_prune = clock()  # prune on the first cycle, then every prune_interval
+        # Prune on the first cycle, then every prune_interval; never where `prune` is off (a
+        # slice host's monitor: the database host's monitor prunes every host's rows).
+        self.next_prune = clock() if config.prune else float("inf")
         self.last_batch: CycleBatch | None = None
         self.last_written = 0
         self._db_down_since: float | None = None
@@ -185,5 +187,6 @@ class Monitor:
         if self.metrics is not None:
             self.metrics.forget({s.id for s in config.in_service})
         if config.prune_interval != old.prune_interval:
-            self.next_prune = min(self.next_prune, self.clock() + config.prune_interval)
+            self.next_prune = (min(self.next_prune, self.clock() + config.prune_interval)
+                               if config.prune else float("inf"))
         self.config = config

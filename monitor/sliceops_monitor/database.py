@@ -97,6 +97,9 @@ class Database:
             "application_name": self.cfg.application_name,
             "options": f"-c statement_timeout={int(self.cfg.statement_timeout * 1000)}",
         }
+        for key in ("sslmode", "sslrootcert"):
+            if getattr(self.cfg, key) is not None:
+                kwargs[key] = getattr(self.cfg, key)
         password = self._password()
         if password is not None:
             kwargs["password"] = password
@@ -128,7 +131,7 @@ class Database:
             raise DatabaseUnavailable(str(exc)) from exc
 
     def write(self, batch: CycleBatch) -> WriteResult:
-        """Write one cycle in one transaction: slices update, telemetry COPY, server row."""
+        """Write one cycle in one transaction: slices update, telemetry rows, server row."""
         return self._retrying(self._write_once, batch)
 
     def _write_once(self, batch: CycleBatch) -> WriteResult:

@@ -166,3 +166,31 @@ def test_the_host_label_is_read_and_checked_like_an_inventory_host_name(tmp_path
     with pytest.raises(ConfigError) as caught:
         config.load(write(tmp_path, {"host": "App 1; drop", "slices": [SLICE]}))
     assert any(p.startswith("line 2: host: 'App 1; drop' does not match") for p in caught.value.problems)
+
+
+def test_a_slice_hosts_monitor_verifies_the_database_hosts_certificate(tmp_path):
+    from sliceops_monitor.config import load
+    from sliceops_monitor.database import Database
+
+    path = tmp_path / "monitor.json"
+    path.write_text(json.dumps({"instance": "main", "database": {
+        "host": "10.0.0.10", "sslmode": "verify-full", "sslrootcert": "/etc/sliceops/main/postgresql-ca.crt"}}))
+    kwargs = Database(load(str(path)).database).connection_kwargs()
+    assert (kwargs["sslmode"], kwargs["sslrootcert"]) == ("verify-full", "/etc/sliceops/main/postgresql-ca.crt")
+    path.write_text(json.dumps({"instance": "main", "database": {"sslmode": "sometimes"}}))
+    with pytest.raises(ConfigError, match="database.sslmode"):
+        load(str(path))
+
+
+def test_a_monitor_that_does_not_prune_never_schedules_one(tmp_path):
+    from sliceops_monitor.config import load
+    from sliceops_monitor.cycle import Monitor
+
+    path = tmp_path / "monitor.json"
+    path.write_text(json.dumps({"instance": "main", "prune": False}))
+    cfg = load(str(path))
+    assert cfg.prune is False
+    assert Monitor(cfg, collector=object(), database=object(), clock=lambda: 5.0).next_prune == float("inf")
+    path.write_text(json.dumps({"instance": "main", "prune": "no"}))
+    with pytest.raises(ConfigError, match="prune"):
+        load(str(path))

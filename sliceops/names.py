@@ -112,3 +112,14 @@ def target_key(target: str) -> tuple[str, str, int] | str:
     except ValueError:  # out of range: the schema lets 5 digits through, the check reports it
         port = target
     return (parts.username or "root", (parts.hostname or "").lower(), port)
+
+
+def host_monitor_role(host: str) -> str:
+    """The PostgreSQL role of the monitor on slice host `host` (not the database host, whose
+    monitor is MONITOR_ROLE): sliceops_monitor_<host>, the host name's '.' and '-' made '_'
+    and, when that changed it or the name is too long, a hash that keeps "a-b" and "a.b"
+    apart; at most 63 bytes (PostgreSQL's limit)."""
+    clean = re.sub(r"[^a-z0-9_]", "_", host.lower())
+    if clean == host and len(MONITOR_ROLE) + 1 + len(clean) <= 63:
+        return f"{MONITOR_ROLE}_{clean}"
+    return f"{MONITOR_ROLE}_{clean[:38]}_{hashlib.sha256(host.encode()).hexdigest()[:6]}"

@@ -192,6 +192,9 @@ def database(pg_server, network, inv):
             url = f"postgresql://{role}:{password}@{inv.docker.gateway_address}:{forwarder.port}/{db.name}"
             env.write_text(f"DATABASE_URL={url}\n")
             env.chmod(0o600)
+            # The container mounts the host's copy of PostgreSQL's CA (a file, or docker
+            # would make a directory there); this test's server speaks no TLS.
+            Path(inv.pg_ca_file).write_text("")
             yield {"forwarder": forwarder, "password": password, "env": env}
         finally:
             forwarder.stop()

@@ -179,15 +179,16 @@ def test_pg_hba_trusts_nobody_and_opens_nothing_to_the_world(size, default_inv, 
 
 def test_pg_hba_lets_slice_roles_open_only_their_own_database_from_the_subnet(default_inv):
     rules = hba_rules(render("pg_hba.conf.j2", default_inv))
-    from_subnet = [r for r in rules if r[0] == "host" and r[3] == "172.30.0.0/24"]
-    assert from_subnet == [["host", "sameuser", "all", "172.30.0.0/24", "scram-sha-256"]]
+    from_subnet = [r for r in rules if r[0].startswith("host") and r[3] == "172.30.0.0/24"]
+    # hostssl: a plain connection from the subnet finds no rule and is refused.
+    assert from_subnet == [["hostssl", "sameuser", "all", "172.30.0.0/24", "scram-sha-256"]]
 
 
 def test_pg_hba_follows_the_inventory_names(tmp_path):
     inv = _inventory(tmp_path, 2, gateway={"database": "gw", "role": "gwrole"}, docker={"subnet": "10.9.0.0/24"})
     rules = hba_rules(render("pg_hba.conf.j2", inv))
     assert ["host", "gw", "gwrole", "127.0.0.1/32", "scram-sha-256"] in rules
-    assert ["host", "sameuser", "all", "10.9.0.0/24", "scram-sha-256"] in rules
+    assert ["hostssl", "sameuser", "all", "10.9.0.0/24", "scram-sha-256"] in rules
     assert ["local", "gw", MONITOR_ROLE, "peer", "map=sliceops"] in rules
 
 

@@ -44,8 +44,8 @@ class MonitorVerifier(FactBase):
 _MONITORS_SQL = """\
 SELECT 'ROLE ' || rolname || ' ' || coalesce(rolpassword, '-') FROM pg_authid
  WHERE rolname LIKE 'sliceops\\_monitor\\_%' AND rolcanlogin;
-SELECT 'HOST ' || role || ' ' || host FROM gateway.monitor_hosts
- WHERE to_regclass('gateway.monitor_hosts') IS NOT NULL;
+SELECT 'HOST ' || role || ' ' || host FROM sliceops_fleet.monitor_hosts
+ WHERE to_regclass('sliceops_fleet.monitor_hosts') IS NOT NULL;
 """
 
 
@@ -54,7 +54,7 @@ class HostMonitors(FactBase):
     monitor roles, read on the database host (empty before sql/gateway/0005)."""
 
     def command(self, port: int, gateway_db: str) -> str:
-        # gateway.monitor_hosts may not exist yet: the second query then fails alone (no
+        # sliceops_fleet.monitor_hosts may not exist yet: the second query then fails alone (no
         # ON_ERROR_STOP for this read).
         return (f"{psql.command(port, gateway_db, tuples=True)} -v ON_ERROR_STOP=0 "
                 f"{psql.heredoc(_MONITORS_SQL)} 2>/dev/null; true")

@@ -1,12 +1,14 @@
 """PostgreSQL over TLS on a real converged instance: the deploy makes a CA and a server
 certificate on the host, slices connect with sslmode=verify-full through the CA mounted in
 their container, and pg_hba.conf refuses a plain connection and a tenant's connection to
-another slice's database. A second deploy changes none of it."""
+another slice's database. A second deploy changes none of it. Row-level security
+(sql/gateway/0005) lets a host's monitor write only its own host's slices."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -113,3 +115,59 @@ def test_a_second_deploy_changes_no_certificate_url_or_container(deployed):
     assert "TLS certificate" not in changed and "CA certificate" not in changed and "Create roles" not in changed, changed
     assert (TLS_DIR / "server.crt").read_bytes() == crt
     assert sh("docker", "inspect", "--format", "{{.State.StartedAt}}", NAME(1)).stdout == started
+
+
+# --------------------------------------------------------------------------- per-host monitors
+
+
+def psql(sql: str, database: str = "wank_saas") -> subprocess.CompletedProcess:
+    return sh("runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-p", str(PG_PORT),
+              "-d", database, "-c", sql)
+
+
+def test_the_monitor_writes_telemetry_under_row_level_security(deployed):
+    """The database host's monitor (no host of its own in sliceops_fleet.monitor_hosts) still writes
+    every slice's rows, now by INSERT (COPY FROM is refused under RLS)."""
+    assert psql("SELECT relrowsecurity FROM pg_class WHERE oid = 'gateway.telemetry'::regclass").stdout.strip() == "t"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = psql("SELECT count(DISTINCT slice_id) FROM gateway.telemetry WHERE \"timestamp\" > now() - interval '20 s'")
+        if rows.stdout.strip() == "2":
+            return
+        time.sleep(1)
+    pytest.fail(f"no fresh telemetry for both slices: {rows.stdout} {rows.stderr}")
+
+
+def test_a_host_monitor_may_write_only_its_own_hosts_slices(deployed):
+    """A monitor role mapped to host app9, which runs slice 1 only: its rows for slice 1 go
+    in, a row for slice 2 (another host's) is refused by the database itself."""
+    setup = psql(
+        "DROP ROLE IF EXISTS sliceops_monitor_app9; CREATE ROLE sliceops_monitor_app9;"
+        "GRANT USAGE ON SCHEMA gateway TO sliceops_monitor_app9;"
+        "GRANT SELECT ON gateway.slices TO sliceops_monitor_app9;"
+        "GRANT INSERT ON gateway.telemetry, gateway.server_telemetry TO sliceops_monitor_app9;"
+        "GRANT USAGE ON ALL SEQUENCES IN SCHEMA gateway TO sliceops_monitor_app9;"
+        "INSERT INTO sliceops_fleet.monitor_hosts VALUES ('sliceops_monitor_app9', 'app9');"
+        "UPDATE gateway.slices SET host = 'app9' WHERE id = 1;"
+    )
+    assert setup.returncode == 0, setup.stderr
+    try:
+        own = psql("SET ROLE sliceops_monitor_app9; "
+                   "INSERT INTO gateway.telemetry (slice_id, \"timestamp\", wa_state) VALUES (1, now(), 'OPENING');"
+                   "INSERT INTO gateway.server_telemetry (host, \"timestamp\") VALUES ('app9', now());"
+                   "SELECT count(*) FROM gateway.slices;")
+        assert own.returncode == 0 and own.stdout.strip() == "1", own.stderr  # sees its own host's slice only
+        other = psql("SET ROLE sliceops_monitor_app9; "
+                     "INSERT INTO gateway.telemetry (slice_id, \"timestamp\", wa_state) VALUES (2, now(), 'OPENING')")
+        assert other.returncode != 0
+        assert 'violates row-level security policy "own_host" for table "telemetry"' in other.stderr, other.stderr
+        label = psql("SET ROLE sliceops_monitor_app9; "
+                     "INSERT INTO gateway.server_telemetry (host, \"timestamp\") VALUES ('app1', now())")
+        assert 'row-level security policy "own_host" for table "server_telemetry"' in label.stderr, label.stderr
+    finally:
+        psql("DELETE FROM sliceops_fleet.monitor_hosts WHERE role = 'sliceops_monitor_app9';"
+             "UPDATE gateway.slices SET host = (SELECT host FROM gateway.slices WHERE id = 2) WHERE id = 1;"
+             "DELETE FROM gateway.telemetry WHERE wa_state = 'OPENING'; DELETE FROM gateway.server_telemetry WHERE host = 'app9';"
+             "REVOKE ALL ON ALL TABLES IN SCHEMA gateway FROM sliceops_monitor_app9;"
+             "REVOKE ALL ON ALL SEQUENCES IN SCHEMA gateway FROM sliceops_monitor_app9;"
+             "REVOKE ALL ON SCHEMA gateway FROM sliceops_monitor_app9; DROP ROLE sliceops_monitor_app9;")

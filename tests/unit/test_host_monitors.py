@@ -1,5 +1,5 @@
 """Slice hosts' monitors: each its own role (named from its host), its own credential whose
-verifier is computed on its host, and its row in gateway.monitor_hosts that RLS reads."""
+verifier is computed on its host, and its row in sliceops_fleet.monitor_hosts that RLS reads."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_a_new_host_monitor_is_created_granted_mapped_and_given_its_verifier():
     assert 'CREATE ROLE "sliceops_monitor_app1" NOLOGIN;' in sql
     assert 'GRANT INSERT ON gateway.telemetry, gateway.server_telemetry TO "sliceops_monitor_app1";' in sql
     assert "DELETE" not in sql.split("GRANT INSERT")[0]  # no prune rights
-    assert ("INSERT INTO gateway.monitor_hosts (role, host) VALUES ('sliceops_monitor_app1', 'app1') "
+    assert ("INSERT INTO sliceops_fleet.monitor_hosts (role, host) VALUES ('sliceops_monitor_app1', 'app1') "
             "ON CONFLICT (role) DO UPDATE SET host = EXCLUDED.host;") in sql
     assert sql.endswith("""ALTER ROLE "sliceops_monitor_app1" WITH LOGIN PASSWORD :'pw0';""")
 
@@ -41,7 +41,7 @@ def test_a_new_host_monitor_is_created_granted_mapped_and_given_its_verifier():
 def test_a_converged_host_monitor_needs_nothing_and_a_removed_one_loses_its_row_and_login():
     assert host_monitors_sql({"sliceops_monitor_app1": "app1"}, {"sliceops_monitor_app1": "app1"}, []) == ("", [])
     sql, _ = host_monitors_sql({}, {"sliceops_monitor_app1": "app1"}, [])
-    assert sql == ("DELETE FROM gateway.monitor_hosts WHERE role = 'sliceops_monitor_app1';\n"
+    assert sql == ("DELETE FROM sliceops_fleet.monitor_hosts WHERE role = 'sliceops_monitor_app1';\n"
                    'ALTER ROLE "sliceops_monitor_app1" NOLOGIN;')
 
 

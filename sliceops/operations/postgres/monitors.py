@@ -1,6 +1,6 @@
 """Slice hosts' monitors in the gateway database: one login role per slice host that is not
 the database host (whose monitor is `sliceops_monitor`, peer authentication), its grants,
-and its row in gateway.monitor_hosts, which row-level security (sql/gateway/0005) reads to
+and its row in sliceops_fleet.monitor_hosts, which row-level security (sql/gateway/0005) reads to
 let it see and write only the slices on its host.
 
 Its password is made on its slice host and never leaves it: the database host receives only
@@ -35,7 +35,7 @@ def host_monitor_grants(role: str) -> str:
 
 def host_monitors_sql(desired: dict[str, str], mapped: dict[str, str], stale_verifier: list[str]) -> tuple[str, list[str]]:
     """(SQL for the gateway database, the roles whose verifier it sets from psql variables
-    pw0, pw1 ... in that order). `mapped`: gateway.monitor_hosts as it is; `stale_verifier`:
+    pw0, pw1 ... in that order). `mapped`: sliceops_fleet.monitor_hosts as it is; `stale_verifier`:
     desired roles whose stored verifier is not the one their slice host computed. A role
     whose host left the inventory loses its row (so RLS would give it nothing) and LOGIN."""
     sql: list[str] = []
@@ -46,13 +46,13 @@ def host_monitors_sql(desired: dict[str, str], mapped: dict[str, str], stale_ver
             f"SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(role)}) AS missing \\gset",
             f"\\if :missing\nCREATE ROLE {ident(role)} NOLOGIN;\n\\endif",
             host_monitor_grants(role),
-            f"INSERT INTO gateway.monitor_hosts (role, host) VALUES ({literal(role)}, {literal(host_name)}) "
+            f"INSERT INTO sliceops_fleet.monitor_hosts (role, host) VALUES ({literal(role)}, {literal(host_name)}) "
             f"ON CONFLICT (role) DO UPDATE SET host = EXCLUDED.host;",
         ]
     verifiers = sorted(r for r in stale_verifier if r in desired)
     for i, role in enumerate(verifiers):
         sql.append(f"ALTER ROLE {ident(role)} WITH LOGIN PASSWORD :'pw{i}';")
     for role in sorted(set(mapped) - set(desired)):
-        sql += [f"DELETE FROM gateway.monitor_hosts WHERE role = {literal(role)};",
+        sql += [f"DELETE FROM sliceops_fleet.monitor_hosts WHERE role = {literal(role)};",
                 f"ALTER ROLE {ident(role)} NOLOGIN;"]
     return "\n".join(sql), verifiers

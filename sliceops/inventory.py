@@ -286,6 +286,12 @@ class Inventory:
         return f"{self.etc_dir}/postgresql-ca.crt"
 
     @property
+    def monitor_password_file(self) -> str:
+        """A slice host's monitor password (made there, its user's alone; not on the
+        database host, whose monitor uses peer authentication)."""
+        return f"{self.etc_dir}/monitor.password"
+
+    @property
     def share_dir(self) -> str:
         """Where the deploy ships its SQL and helper scripts on the target."""
         return f"/usr/local/share/sliceops/{self.instance}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from sliceops.checks import RESERVED_CONNECTIONS
 from sliceops.inventory import Inventory
+from sliceops.names import host_monitor_role
 
 MIB = 1024 * 1024
 
@@ -41,4 +44,29 @@ def pg_tuning(inv: Inventory, ram_bytes: int) -> dict[str, int]:
 
 
 def listen_addresses(inv: Inventory) -> list[str]:
-    return ["127.0.0.1", inv.docker.gateway_address, *inv.postgres.listen_addresses]
+    """Loopback, the slice bridge's gateway, the database host's private address in a fleet
+    (the slice hosts connect there), and the inventory's own."""
+    db = inv.database_host.address if inv.multi_host else None
+    extra = [a for a in (db, *inv.postgres.listen_addresses) if a]
+    return list(dict.fromkeys(["127.0.0.1", inv.docker.gateway_address, *extra]))
+
+
+def remote_slice_hosts(inv: Inventory) -> list[dict]:
+    """pg_hba.conf's view of the slice hosts that are not the database host: each one's
+    address as a single-host CIDR, the tenant roles of the slices it runs, and its monitor's
+    role. Empty for a one-host inventory."""
+    if not inv.multi_host:
+        return []
+    db = inv.database_host.name
+    rules = []
+    for h in inv.slice_hosts:
+        if h.name == db or not h.address:
+            continue
+        address = ipaddress.ip_address(h.address)
+        rules.append({
+            "name": h.name,
+            "cidr": f"{address}/{address.max_prefixlen}",
+            "roles": [s.login_role for s in inv.slices_on(h.name) if s in inv.kept_slices()],
+            "monitor_role": host_monitor_role(h.name),
+        })
+    return rules

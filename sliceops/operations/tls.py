@@ -19,6 +19,7 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 from sliceops import factcache, plan
 from sliceops.facts.tls import FileSha256, PgTls, TlsState
 from sliceops.inventory import Inventory
+from sliceops.operations.peers import peer_fact, this_host
 from sliceops.shell import command, quote
 from sliceops.tuning import listen_addresses
 
@@ -98,15 +99,13 @@ def server_certificate(inv: Inventory):
 
 
 def database_ca(inv: Inventory) -> str | None:
-    """The CA certificate (PEM) as the database host holds it; None until it is made.
-    Read from the pyinfra host whose `sliceops_host` is the inventory's database host (this
-    host in a one-host inventory): the certificate is public, so it may pass the controller."""
-    db_name = getattr(getattr(inv, "database_host", None), "name", None)
-    if db_name is not None and host.data.get("sliceops_host", db_name) != db_name:
-        for other in state.inventory:
-            if other.data.get("sliceops_host") == db_name:
-                return other.get_fact(PgTls, tls_dir=inv.tls_dir).ca_pem
-    return factcache.get(PgTls, tls_dir=inv.tls_dir).ca_pem
+    """The CA certificate (PEM) as the database host holds it; None until it is made. Read
+    from the database host (this host in a one-host inventory): it is public, so it may pass
+    through the controller."""
+    db = inv.database_host.name
+    if db == this_host(inv):
+        return factcache.get(PgTls, tls_dir=inv.tls_dir).ca_pem
+    return peer_fact(db, PgTls, tls_dir=inv.tls_dir).ca_pem
 
 
 @operation(is_idempotent=True)

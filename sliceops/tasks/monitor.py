@@ -15,7 +15,10 @@ from sliceops import factcache
 from sliceops.bundle import digest, tarball
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory
+from sliceops.names import host_monitor_role
 from sliceops.operations import service, system
+from sliceops.operations.peers import this_host
+from sliceops.operations.postgres import monitors as host_monitors
 from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
 from sliceops.shell import command
@@ -23,23 +26,34 @@ from sliceops.shell import command
 USER = MONITOR_USER
 
 
+def database_config(inv: Inventory, here: str) -> dict:
+    """The database host's monitor: the local socket, peer authentication. Another slice
+    host's: the database host's address over TLS (verify-full against the instance's CA),
+    its own role and password file; it does not prune (the database host's monitor does)."""
+    local = {
+        "host": "/var/run/postgresql",
+        "port": inv.postgres.port,
+        "dbname": inv.gateway.database,
+        "user": inv.monitor_role,
+        "application_name": inv.monitor_service,
+    }
+    db = inv.database_host
+    if here == db.name or not db.address:
+        return local
+    return {**local, "host": db.address, "user": host_monitor_role(here), "password_file": inv.monitor_password_file,
+            "sslmode": "verify-full", "sslrootcert": inv.pg_ca_file}
+
+
 def config(inv: Inventory, host_name: str | None = None) -> dict:
     """The monitor's JSON configuration (keys: monitor/README.md) on host `host_name` (default:
     the database host): it watches the slices that run there and labels its server rows so."""
     here = host_name or inv.database_host.name
-    database = inv.database_host
+    database = database_config(inv, here)
     return {
         "instance": inv.instance,
         "host": here,
-        "database": {
-            # The socket on the database host; from a slice host its private address (its own
-            # role, credential and TLS there are issue 14's part B).
-            "host": "/var/run/postgresql" if here == database.name else database.address,
-            "port": inv.postgres.port,
-            "dbname": inv.gateway.database,
-            "user": inv.monitor_role,
-            "application_name": inv.monitor_service,
-        },
+        "database": database,
+        **({"prune": False} if database["user"] != inv.monitor_role else {}),
         "interval": inv.monitor.interval,
         "retention_days": inv.monitor.retention_days,
         "prune_interval": inv.monitor.prune_interval,
@@ -110,6 +124,10 @@ def converge(inv: Inventory, here: str | None = None) -> None:
     )
     for path in ("/etc/sliceops", inv.etc_dir):
         files.directory(name=f"Keep {path} readable (secrets/ stays root-only)", path=path, mode="755")
+    # A slice host's monitor: its password made here; its role, grants and verifier on the
+    # database host (before the service starts, so its first cycle can log in).
+    host_monitors.credential(name=f"Make this slice host's monitor password ({inv.monitor_password_file})", inv=inv)
+    host_monitors.roles(name="Give each slice host's monitor its role (its host's slices only)", inv=inv)
     conf = files.put(
         name=f"Configure the monitor ({config_path})",
         src=io.StringIO(json.dumps(config(inv, here), indent=2) + "\n"),

@@ -10,7 +10,7 @@ from sliceops.inventory import Inventory
 from sliceops.operations import cluster, system, tls
 from sliceops.operations.util import changed
 from sliceops.names import MONITOR_ROLE
-from sliceops.tuning import listen_addresses, pg_tuning
+from sliceops.tuning import listen_addresses, pg_tuning, remote_slice_hosts
 from sliceops.paths import TEMPLATES
 
 
@@ -53,6 +53,7 @@ def converge(inv: Inventory) -> None:
         name=f"Write client authentication rules ({etc}/pg_hba.conf)",
         src=str(TEMPLATES / "postgresql/pg_hba.conf.j2"),
         dest=f"{etc}/pg_hba.conf",
+        remote=remote_slice_hosts(inv),
         **common,
     )
     ident = files.template(

@@ -4,6 +4,7 @@ verifier is computed on its host, and its row in sliceops_fleet.monitor_hosts th
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace as NS
 
 from sliceops.facts.monitor_credential import HostMonitors, MonitorVerifier
@@ -63,3 +64,67 @@ def test_the_database_sides_reading():
         "ROLE sliceops_monitor_app1 SCRAM-SHA-256$4096:abc$def:ghi", "HOST sliceops_monitor_app1 app1"]) == {
         "verifiers": {"sliceops_monitor_app1": "SCRAM-SHA-256$4096:abc$def:ghi"},
         "hosts": {"sliceops_monitor_app1": "app1"}}
+
+
+class FakeHost:
+    def __init__(self, name: str, facts: dict):
+        self.data = {"sliceops_host": name}
+        self.facts = facts
+        self.noops: list[str] = []
+
+    def get_fact(self, cls, **kwargs):
+        return self.facts[cls.__name__]
+
+    def noop(self, text: str) -> None:
+        self.noops.append(text)
+
+
+def _run(monkeypatch, op, here: str, facts: dict, peers: dict, executing: bool = True):
+    from pyinfra.api import FileUploadCommand
+
+    from sliceops.inventory import load
+    from sliceops.operations import peers as peers_mod
+    from sliceops.operations.postgres import monitors
+
+    fake = FakeHost(here, facts)
+    for module in (monitors, peers_mod):
+        monkeypatch.setattr(module, "host", fake)
+    monkeypatch.setattr(monitors, "state", NS(is_executing=executing))
+    monkeypatch.setattr(monitors, "peer_fact", lambda name, cls, **kw: peers.get(name))
+    inv = load(Path(__file__).parent / "data" / "good" / "fleet.yaml")
+    out = []
+    for c in getattr(monitors, op)._inner(inv=inv):
+        out.append(c.src.getvalue().decode() if isinstance(c, FileUploadCommand) else str(c))
+    return out, fake.noops
+
+
+V1 = "SCRAM-SHA-256$4096:c2FsdA==$Y2xpZW50:c2VydmVy"
+
+
+def test_the_database_host_gives_each_slice_hosts_monitor_its_role_and_verifier(monkeypatch):
+    have = {"verifiers": {}, "hosts": {}}
+    commands, _ = _run(monkeypatch, "roles", "db1", {"HostMonitors": have}, {"app1": V1, "app2": None})
+    script = next(c for c in commands if "psql" in c)
+    # The verifier reaches psql on its standard input, as a variable: run the prelude's shell.
+    prelude = script.split("\n{ printf")[0]
+    shown = subprocess.run(["sh", "-c", prelude + '\nprintf "%s" "$verifiers"'], capture_output=True, text=True).stdout
+    assert shown == f"\\set pw0 '{V1}'\n"
+    assert 'CREATE ROLE "sliceops_monitor_app1" NOLOGIN;' in script
+    assert 'CREATE ROLE "sliceops_monitor_app2" NOLOGIN;' in script  # mapped; LOGIN once app2 answers
+    assert """ALTER ROLE "sliceops_monitor_app1" WITH LOGIN PASSWORD :'pw0';""" in script
+    assert "sliceops_monitor_app2\" WITH LOGIN" not in script
+
+
+def test_a_converged_fleet_changes_nothing_and_slice_hosts_skip_the_database_step(monkeypatch):
+    have = {"verifiers": {"sliceops_monitor_app1": V1, "sliceops_monitor_app2": V1},
+            "hosts": {"sliceops_monitor_app1": "app1", "sliceops_monitor_app2": "app2"}}
+    commands, noops = _run(monkeypatch, "roles", "db1", {"HostMonitors": have}, {"app1": V1, "app2": V1})
+    assert commands == [] and noops == ["2 slice hosts' monitor roles are in place"]
+    assert _run(monkeypatch, "roles", "app1", {}, {}) == ([], [])
+
+
+def test_a_slice_host_makes_its_monitor_password_once(monkeypatch):
+    commands, _ = _run(monkeypatch, "credential", "app1", {"MonitorVerifier": None}, {})
+    assert "monitor.password" in commands[0] and "chmod 0400" in commands[0]
+    assert _run(monkeypatch, "credential", "app1", {"MonitorVerifier": V1}, {})[0] == []
+    assert _run(monkeypatch, "credential", "db1", {}, {})[1] == ["the database host's monitor logs in by peer authentication"]

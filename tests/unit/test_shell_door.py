@@ -365,3 +365,23 @@ def test_tls_certificate_command_and_facts(probe, index):
     assert ["chown", "root:postgres", f"{tls_dir}/server.key.new"] in calls
     assert ["mv", "-f", f"{tls_dir}/server.crt.new", f"{tls_dir}/server.crt"] in calls
     assert ["sha256sum", value] in calls
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_host_monitor_credential_and_facts(probe, index):
+    from sliceops.facts.monitor_credential import HostMonitors, MonitorVerifier
+    from sliceops.operations.postgres.monitors import credential_command
+
+    value = _values(probe.mark)[index]
+    text = "\n".join([
+        "set +e",
+        credential_command(f"/x/{value}", f"/x/{value}/monitor.password", value).removeprefix("set -e\n"),
+        MonitorVerifier().command(path=value),
+        HostMonitors().command(port=5432, gateway_db="wank_saas"),
+    ])
+    calls, stdin, marked = probe(text)
+    assert not marked
+    assert ["install", "-d", "-m", "0755", "/etc/sliceops", f"/x/{value}"] in calls
+    assert ["chown", f"{value}:{value}", f"/x/{value}/monitor.password"] in calls
+    assert ["chmod", "0400", f"/x/{value}/monitor.password"] in calls
+    assert "sliceops_fleet.monitor_hosts" in stdin

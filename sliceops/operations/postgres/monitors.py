@@ -9,8 +9,19 @@ PostgreSQL on psql's standard input."""
 
 from __future__ import annotations
 
+import re
+
+from pyinfra import host, state
+from pyinfra.api import StringCommand, operation
+
+from sliceops import plan, psql
+from sliceops.facts.monitor_credential import HostMonitors, MonitorVerifier
 from sliceops.names import host_monitor_role
-from sliceops.shell import ident, literal
+from sliceops.operations.peers import peer_fact, this_host
+from sliceops.operations.util import as_script
+from sliceops.shell import command, ident, literal, quote
+
+_VERIFIER = re.compile(r"^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$")
 
 
 def desired_host_monitors(inv) -> dict[str, str]:
@@ -56,3 +67,76 @@ def host_monitors_sql(desired: dict[str, str], mapped: dict[str, str], stale_ver
         sql += [f"DELETE FROM sliceops_fleet.monitor_hosts WHERE role = {literal(role)};",
                 f"ALTER ROLE {ident(role)} NOLOGIN;"]
     return "\n".join(sql), verifiers
+
+
+def verifier_prelude(verifiers: list[str]) -> str:
+    """psql `\\set pw<i> '<verifier>'` lines (a verifier holds base64, '$' and ':' only)."""
+    for v in verifiers:
+        if not _VERIFIER.match(v):
+            raise ValueError("not a SCRAM-SHA-256 verifier")
+    return "".join(f"\\set pw{i} '{v}'\n" for i, v in enumerate(verifiers))
+
+
+@operation(is_idempotent=True)
+def credential(inv):
+    """On a slice host that is not the database host: the monitor's password, made here,
+    readable by the monitor's user alone (its SCRAM verifier is all the database host gets)."""
+    if not inv.multi_host or this_host(inv) == inv.database_host.name:
+        host.noop("the database host's monitor logs in by peer authentication")
+        return
+    if host.get_fact(MonitorVerifier, path=inv.monitor_password_file) is not None:
+        host.noop(f"{inv.monitor_password_file} exists")
+        return
+    yield StringCommand(credential_command(inv.etc_dir, inv.monitor_password_file, inv.monitor_user))
+
+
+def credential_command(etc_dir: str, path: str, user: str) -> str:
+    """Shell making the monitor's password at `path` (32 alphanumerics, kept if present),
+    `user`'s alone."""
+    return "\n".join([
+        "set -e",
+        "umask 077",
+        command("install", "-d", "-m", "0755", "/etc/sliceops", etc_dir),
+        f"[ -s {quote(path)} ] || tr -dc A-Za-z0-9 </dev/urandom | head -c 32 >{quote(path)}",
+        command("chown", f"{user}:{user}", path),
+        command("chmod", "0400", path),
+    ])
+
+
+@operation(is_idempotent=True)
+def roles(inv):
+    """On the database host: each slice host's monitor role, its grants, its row in
+    sliceops_fleet.monitor_hosts, and the verifier its host computed (roles of hosts that left the
+    inventory lose their row and LOGIN)."""
+    if not inv.multi_host:
+        host.noop("one host: its monitor logs in by peer authentication, no host monitor roles")
+        return
+    if this_host(inv) != inv.database_host.name:
+        return
+    desired = desired_host_monitors(inv)
+    have = host.get_fact(HostMonitors, port=inv.postgres.port, gateway_db=inv.gateway.database)
+    if not desired and not have["hosts"]:
+        host.noop("no slice host besides the database host: no host monitor roles")
+        return
+    computed: dict[str, str] = {}
+    for role, name in desired.items():
+        try:
+            v = peer_fact(name, MonitorVerifier, path=inv.monitor_password_file)
+        except Exception:  # an unreachable slice host: its role stays as it is
+            v = None
+        if v is not None:
+            computed[role] = v
+    stale = [r for r, v in computed.items() if have["verifiers"].get(r) != v]
+    if not state.is_executing:
+        # Before execution a new host's password file may not exist yet: it will.
+        stale += [r for r in desired if r not in computed and r not in have["verifiers"]]
+    sql, order = host_monitors_sql(desired, have["hosts"], [r for r in stale if r in computed or not state.is_executing])
+    if not sql:
+        host.noop(f"{len(desired)} slice hosts' monitor roles are in place")
+        return
+    plan.record("postgres", "host monitor roles", ", ".join(sorted(desired)) or "removed")
+    prelude = verifier_prelude([computed.get(r, "SCRAM-SHA-256$4096:AA==$AA==:AA==") for r in order])
+    script = (f"verifiers={quote(prelude)}\n"
+              + psql.script(inv.postgres.port, "SET log_statement = 'none';\n" + sql, inv.gateway.database,
+                            prelude_var="verifiers"))
+    yield from as_script(inv.share_dir, "host-monitors", script)

@@ -24,6 +24,7 @@ phase() { local now; now=$(date +%s.%N); echo "phase $1 $(echo "$now - $T" | bc)
 
 # --- the cluster, configured as the deploy's templates say, started
 pg_createcluster "$PG_VERSION" "$INSTANCE" --port "$PG_PORT" --start-conf auto >/dev/null
+sh "$R/tls.sh" >/dev/null && install -m 644 "$ETC/tls/ca.crt" "$ETC/postgresql-ca.crt"  # the CA each slice mounts
 install -m 640 -o postgres -g postgres "$R/50-sliceops.conf" "$PGETC/conf.d/50-sliceops.conf"
 install -m 640 -o postgres -g postgres "$R/pg_hba.conf" "$PGETC/pg_hba.conf"
 install -m 640 -o postgres -g postgres "$R/pg_ident.conf" "$PGETC/pg_ident.conf"

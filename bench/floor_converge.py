@@ -35,7 +35,8 @@ from sliceops.names import MONITOR_ROLE  # noqa: E402
 from sliceops.paths import TEMPLATES  # noqa: E402
 from sliceops.tasks.monitor import USER as MONITOR_USER  # noqa: E402
 from sliceops.tasks.monitor import config as monitor_config  # noqa: E402
-from sliceops.tuning import listen_addresses, pg_tuning  # noqa: E402
+from sliceops.operations.tls import certificate_command, certificate_sans  # noqa: E402
+from sliceops.tuning import listen_addresses, pg_tuning, remote_slice_hosts  # noqa: E402
 
 GOAL_RATIO = 1.5
 
@@ -64,8 +65,10 @@ def render(inventory: Path, out: Path) -> None:
     common = dict(inv=inv, monitor_role=MONITOR_ROLE)
     (out / "50-sliceops.conf").write_text(env.get_template("postgresql/sliceops.conf.j2").render(
         tuning=pg_tuning(inv, ram), listen=listen_addresses(inv), ram_bytes=ram, **common))
-    (out / "pg_hba.conf").write_text(env.get_template("postgresql/pg_hba.conf.j2").render(**common))
+    (out / "pg_hba.conf").write_text(env.get_template("postgresql/pg_hba.conf.j2").render(remote=remote_slice_hosts(inv), **common))
     (out / "pg_ident.conf").write_text(env.get_template("postgresql/pg_ident.conf.j2").render(**common))
+    # PostgreSQL's certificate, made as the deploy makes it (the configuration names it).
+    (out / "tls.sh").write_text(certificate_command(inv.tls_dir, inv.instance, certificate_sans(inv), new_ca=True) + "\n")
     (out / "monitor.json").write_text(json.dumps(monitor_config(inv), indent=2) + "\n")
     name = inv.monitor_service
     (out / "monitor.init").write_text(env.get_template("monitor/sliceops-monitor.init.j2").render(

@@ -14,7 +14,7 @@ import yaml
 from sliceops.inventory import DEFAULT_INVENTORY, load
 from sliceops.names import MONITOR_ROLE
 from sliceops.paths import TEMPLATES
-from sliceops.tuning import connection_budget, listen_addresses, pg_tuning
+from sliceops.tuning import connection_budget, listen_addresses, pg_tuning, remote_slice_hosts
 
 GIB = 1024**3
 ENV = jinja2.Environment(
@@ -29,6 +29,7 @@ def render(name: str, inv, ram_bytes: int = 8 * GIB) -> str:
         tuning=pg_tuning(inv, ram_bytes),
         listen=listen_addresses(inv),
         ram_bytes=ram_bytes,
+        remote=remote_slice_hosts(inv),
     )
 
 

@@ -23,12 +23,15 @@ def tenant_grants(owner: str, tenant: str) -> str:
     ])
 
 
-def monitor_grants() -> str:
-    m = ident(MONITOR_ROLE)
+def monitor_grants(role: str = MONITOR_ROLE, prune: bool = True) -> str:
+    """The database host's monitor (`prune`: it reads and deletes old telemetry too), or a
+    slice host's (`prune` False: it only adds rows; RLS narrows what it sees)."""
+    m = ident(role)
+    telemetry = "SELECT, INSERT, DELETE" if prune else "INSERT"
     return "\n".join([
         f"GRANT USAGE ON SCHEMA gateway TO {m};",
         f"GRANT SELECT ON gateway.slices TO {m};",
         f"GRANT UPDATE (last_health_at, wa_connected, wa_phone, storage_bytes) ON gateway.slices TO {m};",
-        f"GRANT SELECT, INSERT, DELETE ON gateway.telemetry, gateway.server_telemetry TO {m};",
+        f"GRANT {telemetry} ON gateway.telemetry, gateway.server_telemetry TO {m};",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA gateway TO {m};",
     ])

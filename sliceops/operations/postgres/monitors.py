@@ -17,6 +17,7 @@ from pyinfra.api import StringCommand, operation
 from sliceops import plan, psql
 from sliceops.facts.monitor_credential import HostMonitors, MonitorVerifier
 from sliceops.names import host_monitor_role
+from sliceops.operations.postgres.grants import monitor_grants
 from sliceops.operations.peers import peer_fact, this_host
 from sliceops.operations.util import as_script
 from sliceops.shell import command, ident, literal, quote
@@ -28,20 +29,6 @@ def desired_host_monitors(inv) -> dict[str, str]:
     """{role: host} for every slice host but the database host ({} on one host)."""
     db = inv.database_host.name
     return {host_monitor_role(h.name): h.name for h in inv.slice_hosts if h.name != db}
-
-
-def host_monitor_grants(role: str) -> str:
-    """What a slice host's monitor needs: read its host's slices (RLS narrows it), record
-    their health, add telemetry and its server row. No DELETE: the prune is the database
-    host monitor's."""
-    m = ident(role)
-    return "\n".join([
-        f"GRANT USAGE ON SCHEMA gateway TO {m};",
-        f"GRANT SELECT ON gateway.slices TO {m};",
-        f"GRANT UPDATE (last_health_at, wa_connected, wa_phone, storage_bytes) ON gateway.slices TO {m};",
-        f"GRANT INSERT ON gateway.telemetry, gateway.server_telemetry TO {m};",
-        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA gateway TO {m};",
-    ])
 
 
 def host_monitors_sql(desired: dict[str, str], mapped: dict[str, str], stale_verifier: list[str]) -> tuple[str, list[str]]:
@@ -56,7 +43,8 @@ def host_monitors_sql(desired: dict[str, str], mapped: dict[str, str], stale_ver
         sql += [
             f"SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(role)}) AS missing \\gset",
             f"\\if :missing\nCREATE ROLE {ident(role)} NOLOGIN;\n\\endif",
-            host_monitor_grants(role),
+            # No DELETE: the prune is the database host monitor's.
+            monitor_grants(role, prune=False),
             f"INSERT INTO sliceops_fleet.monitor_hosts (role, host) VALUES ({literal(role)}, {literal(host_name)}) "
             f"ON CONFLICT (role) DO UPDATE SET host = EXCLUDED.host;",
         ]

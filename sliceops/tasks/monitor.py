@@ -17,7 +17,6 @@ from sliceops.facts.host import InitSystem
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory
 from sliceops.names import host_monitor_role
 from sliceops.operations import service, system
-from sliceops.operations.peers import this_host
 from sliceops.operations.postgres import monitors as host_monitors
 from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES

@@ -78,7 +78,6 @@ def credentials_request(inv: Inventory, roles: list[str]) -> str:
     """The JSON the target program reads: the secrets directory and, per role, the tenant's
     DATABASE_URL around its password (None for the owners, who get no credentials file)."""
     tenants = {s.login_role: s for s in inv.kept_slices()}
-    port = int(inv.postgres.port)
     entries = [
         [role, *tenant_url(inv, tenants[role], "\0").split("\0")] if role in tenants else [role, None, None]
         for role in roles

@@ -106,8 +106,8 @@ def test_the_database_host_gives_each_slice_hosts_monitor_its_role_and_verifier(
     commands, _ = _run(monkeypatch, "roles", "db1", {"HostMonitors": have}, {"app1": V1, "app2": None})
     script = next(c for c in commands if "psql" in c)
     # The verifier reaches psql on its standard input, as a variable: run the prelude's shell.
-    prelude = script.split("\n{ printf")[0]
-    shown = subprocess.run(["sh", "-c", prelude + '\nprintf "%s" "$verifiers"'], capture_output=True, text=True).stdout
+    prelude = script.split("\ncat <<")[0].removeprefix("{ ")
+    shown = subprocess.run(["sh", "-c", prelude], capture_output=True, text=True).stdout
     assert shown == f"\\set pw0 '{V1}'\n"
     assert 'CREATE ROLE "sliceops_monitor_app1" NOLOGIN;' in script
     assert 'CREATE ROLE "sliceops_monitor_app2" NOLOGIN;' in script  # mapped; LOGIN once app2 answers

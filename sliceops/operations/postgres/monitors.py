@@ -124,7 +124,7 @@ def roles(inv):
         return
     plan.record("postgres", "host monitor roles", ", ".join(sorted(desired)) or "removed")
     prelude = verifier_prelude([computed.get(r, "SCRAM-SHA-256$4096:AA==$AA==:AA==") for r in order])
-    script = (f"verifiers={quote(prelude)}\n"
-              + psql.script(inv.postgres.port, "SET log_statement = 'none';\n" + sql, inv.gateway.database,
-                            prelude_var="verifiers"))
+    # printf is the shell's builtin: the verifiers are no process's argument.
+    script = psql.script(inv.postgres.port, "SET log_statement = 'none';\n" + sql, inv.gateway.database,
+                         prelude=f"printf '%s' {quote(prelude)}")
     yield from as_script(inv.share_dir, "host-monitors", script)

@@ -108,7 +108,7 @@ def test_the_roles_command_never_carries_a_password(inventory):
     assert request == {"dir": "/etc/sliceops/main/secrets", "roles": [
         ["wank_gateway", None, None],
         # The slice gets a credentials file with its URL; the owner role does not.
-        ["wa_slice_1", "postgresql://wa_slice_1:", "@172.30.0.1:5432/wa_slice_1"],
+        ["wa_slice_1", "postgresql://wa_slice_1:", "@172.30.0.1:5432/wa_slice_1?sslmode=verify-full"],
     ]}
     assert re.findall(r"PASSWORD\s+(\S+)", command) == [":'pw0';", ":'pw1';"]
     assert "log_statement = 'none'" in command

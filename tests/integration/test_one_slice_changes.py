@@ -23,7 +23,7 @@ INTERVAL = 2  # the monitor's beat (s): short, so "within two beats" is quick to
 SECTIONS = dict(
     postgres={"port": PG_PORT},
     docker={"subnet": "172.30.217.0/24"},
-    slice_defaults={"port_base": 49001, "disk": "64m"},
+    slice_defaults={"port_base": 29001, "disk": "64m"},  # below the ephemeral ports (32768-60999)
     monitor={"interval": INTERVAL},
 )
 NAME = lambda sid: f"{INSTANCE}-wa-slice-{sid}"  # noqa: E731

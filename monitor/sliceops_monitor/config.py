@@ -14,8 +14,9 @@ from .errors import ConfigError
 DEFAULT_PATH = "/etc/sliceops/main/monitor.json"
 INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Docker container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+
-# The inventory's host names (sliceops.names.HOST_NAME).
-HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+# The inventory's host names (sliceops.names.HOST_NAME), or a target's lowercased hostname
+# (a `target:` file's one host), which may hold an underscore.
+HOST_RE = re.compile(r"^[a-z0-9_]([a-z0-9_.-]{0,251}[a-z0-9_])?$")
 CONTAINER_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 # A cgroup path relative to a hierarchy root: "/"-separated names, none of them "." or "..".
 CGROUP_RE = re.compile(r"^(?!.*(^|/)\.{1,2}(/|$))[A-Za-z0-9_.@:-]+(/[A-Za-z0-9_.@:-]+)*$")

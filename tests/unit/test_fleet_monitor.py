@@ -73,3 +73,11 @@ def test_the_server_row_is_written_with_the_host_label():
     columns = query.split("(", 1)[1].split(")", 1)[0].replace('"', "").split(",")
     named = dict(zip([c.strip() for c in columns], params))
     assert named["host"] == "app1" and named["timestamp"] == at and named["disk_total_bytes"] == 20
+
+
+def test_a_target_hostname_with_an_underscore_is_a_label_the_monitor_accepts(tmp_path):
+    path = tmp_path / "slices.yaml"
+    path.write_text('target: "ssh://root@Build_Host.example.net"\nslices:\n  - id: 1\n')
+    doc = monitor.config(load(path))
+    assert doc["host"] == "build_host.example.net"
+    assert monitor_config.parse(doc).host == "build_host.example.net"

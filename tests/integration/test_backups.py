@@ -11,11 +11,14 @@ import shlex
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fix_deploy import ROOT, run_deploy, teardown_instance
 
@@ -24,7 +27,9 @@ pytestmark = pytest.mark.integration
 INSTANCE = "itbk"
 PG_PORT = 5446
 BASE = 6501
-SECTIONS = dict(postgres={"port": PG_PORT}, docker={"subnet": "172.30.46.0/24"}, slice_defaults={"port_base": BASE})
+METRICS_PORT = 9646
+SECTIONS = dict(postgres={"port": PG_PORT}, docker={"subnet": "172.30.46.0/24"}, slice_defaults={"port_base": BASE},
+                monitor={"interval": 5, "metrics_port": METRICS_PORT})
 BACKUPS = Path(f"/var/backups/sliceops/{INSTANCE}")
 STATE = Path(f"/var/lib/sliceops/{INSTANCE}/backups.json")
 
@@ -58,8 +63,6 @@ def data_file(sid: int) -> Path:
 
 
 def health(sid: int) -> dict:
-    import time
-
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -174,6 +177,57 @@ def test_the_cron_entry_runs_a_command_that_takes_verified_backups(inv):
     assert state["last_drill"]["ok"], state["last_drill"]
 
 
+def latest_good(sid: int, inv: Path) -> Path:
+    listed = json.loads(sliceops(inv, "backups", str(sid), "--json").stdout)
+    return Path([b for b in listed if b["verified"] and b["kind"] != "pre-restore"][-1]["path"])
+
+
+def test_drill_on_demand_compares_row_counts_and_fails_on_a_mismatch(inv):
+    passed = sliceops(inv, "drill", "2")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    folder = latest_good(2, inv)
+    assert f"drill: slice 2: backup {folder} (taken " in passed.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in passed.stdout.splitlines() if line.startswith("  public.")}
+    assert rows["public.verification"] == ["1", "1", "ok"], passed.stdout  # the row written before the backup
+    assert "drill: slice 2: PASS: row counts of" in passed.stdout
+    # The manifest says one row more than the dump holds: the drill must notice.
+    manifest = folder / "manifest.json"
+    original = manifest.read_text()
+    doc = json.loads(original)
+    doc["tables"]["public.verification"] += 1
+    manifest.write_text(json.dumps(doc))
+    try:
+        failed = sliceops(inv, "drill", "2")
+    finally:
+        manifest.write_text(original)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert re.search(r"public\.verification\s+1\s+2\s+MISMATCH", failed.stdout), failed.stdout
+    assert "drill: slice 2: FAIL: public.verification: 1 rows restored, manifest 2" in failed.stdout
+    assert json.loads(STATE.read_text())["last_drill"]["ok"] is False
+
+
+def test_the_monitor_serves_each_slices_last_good_backup_time(inv):
+    state = json.loads(STATE.read_text())
+    want = {sid: state["slices"][str(sid)]["last_good"]["at"] for sid in (1, 2, 3)}
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+            if "sliceops_slice_backup_last_success_timestamp_seconds" in text:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the monitor served no backup metric within 60 s"
+        time.sleep(1)
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    got = {int(s.labels["slice"]): s.value for s in samples
+           if s.name == "sliceops_slice_backup_last_success_timestamp_seconds"}
+    # Read by the monitor's own user (the file is 0640 root:sliceops-monitor), suspended slice 3 too.
+    assert got == {sid: datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() for sid, at in want.items()}
+    assert re.search(r"^sliceops_gateway_backup_last_success_timestamp_seconds [1-9]", text, re.M)
+
+
 def test_the_gateway_database_restores_and_gets_its_grants_back(inv):
     assert sliceops(inv, "backup", "--gateway").returncode == 0
     before = su("wank_saas", "SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM gateway.slices")
@@ -184,3 +238,4 @@ def test_the_gateway_database_restores_and_gets_its_grants_back(inv):
     assert su("wank_saas", "SELECT count(*) FROM gateway.slices WHERE wa_phone = 'tampered'") == "0"
     # The monitor's grants are the deploy's, re-applied after the restore.
     assert su("wank_saas", "SELECT has_table_privilege('sliceops_monitor', 'gateway.telemetry', 'INSERT')") == "t"
+

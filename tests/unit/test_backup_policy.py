@@ -158,3 +158,36 @@ def test_a_drill_compares_every_table_both_ways_and_names_each_mismatch():
     assert [line.split() for line in lines[1:]] == [
         ["public.chats", "3", "3", "ok"], ["public.extra", "0", "-", "MISMATCH"],
         ["public.gone", "-", "1", "MISMATCH"], ["public.messages", "9", "10", "MISMATCH"]]
+
+
+def _config(tmp_path: Path):
+    from sliceops_backup import agent
+
+    return agent.Config({
+        "instance": "u1", "cluster": {"version": 15, "name": "u1", "port": 1}, "dir": str(tmp_path / "bk"),
+        "keep_daily": 1, "keep_weekly": 0, "drill": "off", "parallel": 2,
+        "state_file": str(tmp_path / "state.json"), "state_group": "root", "slice_owner": "wa_slice",
+        "gateway": {"database": "gw", "owner": "gw", "lock": str(tmp_path / "gw.lock")},
+        "slices": [{"id": i, "database": f"wa_slice_{i}", "data_dir": None, "container": f"c{i}",
+                    "status": "active", "lock": str(tmp_path / f"{i}.lock")} for i in (1, 2)],
+    })
+
+
+@pytest.mark.parametrize("second_verified", [True, False])
+def test_a_run_prunes_only_when_every_backup_verified(tmp_path, monkeypatch, second_verified):
+    from sliceops_backup import agent
+
+    cfg = _config(tmp_path)
+    pruned = []
+    monkeypatch.setattr(agent, "backup", lambda cfg, t, kind: store.Backup(
+        tmp_path / f"b{t.slice_id}", {"started": store.iso(T0), "kind": kind, "files": [], "tables": {},
+                                      "verified": t.slice_id == 1 or second_verified, "error": "x"}))
+    monkeypatch.setattr(agent, "prune", lambda cfg, t: pruned.append(t.slice_id) or [])
+    lines = []
+    ok = agent.run(cfg, cfg.backed_up(), "manual", out=lines.append)
+    assert ok is second_verified
+    assert pruned == ([1, 2] if second_verified else [])
+    assert ("not pruning: at least one backup failed" in lines) is not second_verified
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["last_run"]["failed"] == ([] if second_verified else ["2"])
+    assert state["slices"]["1"]["last_good"]["at"] == store.iso(T0)  # the good one counts either way

@@ -24,7 +24,8 @@ SECTIONS = dict(
     postgres={"port": PG_PORT},
     docker={"subnet": "172.30.217.0/24"},
     slice_defaults={"port_base": 29001, "disk": "64m"},  # below the ephemeral ports (32768-60999)
-    monitor={"interval": INTERVAL},
+    # The monitor refuses a /health timeout that is not shorter than its beat (default 2 s).
+    monitor={"interval": INTERVAL, "health_timeout": 1},
 )
 NAME = lambda sid: f"{INSTANCE}-wa-slice-{sid}"  # noqa: E731
 

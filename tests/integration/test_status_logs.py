@@ -207,8 +207,11 @@ def test_no_secret_in_any_output(runs):
 
 def test_logs_follow_streams_until_interrupted(fleet):
     # --tail 0: nothing old; the monitor asks /health every 5 s, so a new line arrives while we follow.
+    # Ctrl-C's disposition as at a terminal: a run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then installs no handler.
     proc = subprocess.Popen([*SLICEOPS, "logs", "1", "-f", "--tail", "0", "--inventory", str(fleet)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert "GET /health" in proc.stdout.readline()
         proc.send_signal(signal.SIGINT)

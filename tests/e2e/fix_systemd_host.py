@@ -43,6 +43,8 @@ DEFAULT_SSH_PORT = 2222
 
 # What a container needs to run systemd as PID 1 on this engine (cgroup v1,
 # --privileged refused), plus the two things it borrows from this machine.
+SHARED_ETC = "/etc/sliceops/e2e"  # the e2e instance's folder, the same files on both sides
+
 DOCKER_RUN_FLAGS = [
     "--cap-add", "SYS_ADMIN",
     # The deploy firewalls the slice network with iptables; with --network host these are
@@ -56,6 +58,9 @@ DOCKER_RUN_FLAGS = [
     # The borrowed engine resolves bind mounts on this machine: the e2e instance's slice
     # data directories must be the same files on both sides.
     "-v", "/srv/sliceops/e2e:/srv/sliceops/e2e",
+    # ... and so must the files a slice container mounts from the instance's /etc folder (the
+    # PostgreSQL CA named by PGSSLROOTCERT): a path missing on this machine is made a directory.
+    "-v", f"{SHARED_ETC}:{SHARED_ETC}",
     "--hostname", HOSTNAME,
     "--label", "org.sliceops.role=e2e-host",
 ]
@@ -159,6 +164,9 @@ def systemd_host() -> Iterator[SystemdHost]:
     try:
         public_key = _write_key_pair(host.key_path)
         _docker("rm", "--force", CONTAINER, check=False)  # a stale host from an interrupted run
+        shutil.rmtree(SHARED_ETC, ignore_errors=True)  # and its files (only the e2e instance's)
+        os.makedirs(SHARED_ETC)
+        os.chmod(SHARED_ETC, 0o755)  # as the deploy leaves it: PostgreSQL reads its key below it
         started = time.monotonic()
         _docker("create", "--name", CONTAINER, *DOCKER_RUN_FLAGS, IMAGE)
         # Before the first boot, so sshd starts with the right port and key.

@@ -4,9 +4,10 @@ Docker engine forwards the slices' DNS queries to."""
 from __future__ import annotations
 
 import ipaddress
-import shlex
 
 from pyinfra.api import FactBase
+
+from sliceops.shell import quote
 
 
 class FirewallRules(FactBase):
@@ -14,7 +15,7 @@ class FirewallRules(FactBase):
     from INPUT and DOCKER-USER, in order; [] when none exist (or iptables is not installed)."""
 
     def command(self, input_chain: str, forward_chain: str) -> str:
-        i, f = shlex.quote(input_chain), shlex.quote(forward_chain)
+        i, f = quote(input_chain), quote(forward_chain)
         return (
             "command -v iptables >/dev/null || exit 0; "
             f"iptables -w -S {i} 2>/dev/null; iptables -w -S {f} 2>/dev/null; "

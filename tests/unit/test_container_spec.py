@@ -15,6 +15,7 @@ from sliceops.facts.docker import DockerNetwork, SliceContainers
 from sliceops.inventory import load
 from sliceops.operations import docker as op
 from sliceops.operations.docker import container_plan, desired_spec, spec_hash
+from tests.unit.fake_host import FakeHost
 
 IMAGE = "sha256:" + "1" * 64
 OTHER_IMAGE = "sha256:" + "2" * 64
@@ -301,23 +302,6 @@ def refusal_line(command: str) -> str:
     proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stdout == ""
     return proc.stderr.strip()
-
-
-class FakeHost:
-    """Just enough of pyinfra's host for an operation's planning: facts by class, noop lines."""
-
-    print_prefix = "[test] "
-    name = "test"
-
-    def __init__(self, facts: dict):
-        self.facts = facts
-        self.noops: list[str] = []
-
-    def get_fact(self, cls, **kwargs):
-        return self.facts[cls.__name__]
-
-    def noop(self, text: str) -> None:
-        self.noops.append(text)
 
 
 def _script_text(command) -> str | None:

@@ -10,6 +10,7 @@ from types import SimpleNamespace as NS
 from sliceops.facts.monitor_credential import HostMonitors, MonitorVerifier
 from sliceops.names import host_monitor_role
 from sliceops.operations.postgres.monitors import desired_host_monitors, host_monitors_sql
+from tests.unit.fake_host import FakeHost
 
 
 def fleet(*names: str, db: str = "db1"):
@@ -66,19 +67,6 @@ def test_the_database_sides_reading():
         "hosts": {"sliceops_monitor_app1": "app1"}}
 
 
-class FakeHost:
-    def __init__(self, name: str, facts: dict):
-        self.data = {"sliceops_host": name}
-        self.facts = facts
-        self.noops: list[str] = []
-
-    def get_fact(self, cls, **kwargs):
-        return self.facts[cls.__name__]
-
-    def noop(self, text: str) -> None:
-        self.noops.append(text)
-
-
 def _run(monkeypatch, op, here: str, facts: dict, peers: dict, executing: bool = True):
     from pyinfra.api import FileUploadCommand
 
@@ -86,7 +74,7 @@ def _run(monkeypatch, op, here: str, facts: dict, peers: dict, executing: bool =
     from sliceops.operations import peers as peers_mod
     from sliceops.operations.postgres import monitors
 
-    fake = FakeHost(here, facts)
+    fake = FakeHost(facts, name=here, data={"sliceops_host": here})
     for module in (monitors, peers_mod):
         monkeypatch.setattr(module, "host", fake)
     monkeypatch.setattr(monitors, "state", NS(is_executing=executing))

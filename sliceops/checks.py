@@ -58,6 +58,7 @@ def check(data: dict, section: Callable[[str], dict], report: Report) -> None:
     _subnet(section("docker"), report)
     _subnet_capacity(data, section("docker"), report)
     _connections(data, section, report)
+    _monitor_beat(data, section("monitor"), report)
 
 
 def _str(value) -> str | None:
@@ -307,6 +308,26 @@ def _connections(data: dict, section: Callable[[str], dict], report: Report) -> 
         report(("postgres", "max_connections"),
                f"{budget} cannot fit {kept} slices x slice_defaults.db_connections {per_tenant} "
                f"+ {RESERVED_CONNECTIONS} for the gateway, monitor and operators (= {need})")
+
+
+def _monitor_beat(data: dict, monitor: dict, report: Report) -> None:
+    """The monitor refuses at start a /health timeout not shorter than its interval (a cycle
+    could not finish within its beat): refuse it here, before the deploy has changed anything,
+    naming the key the file gave (health_timeout when both or neither are written)."""
+    interval, timeout = monitor.get("interval"), monitor.get("health_timeout")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (interval, timeout)):
+        return  # bad types were reported by the schema
+    if timeout < interval:
+        return
+    given = data.get("monitor") if isinstance(data.get("monitor"), dict) else {}
+    if "interval" in given and "health_timeout" not in given:
+        report(("monitor", "interval"), f"{interval!r} is not longer than monitor.health_timeout {timeout!r}: "
+                                        "each cycle checks every slice's /health within its interval; "
+                                        "choose a longer interval or a shorter health_timeout")
+    else:
+        report(("monitor", "health_timeout"), f"{timeout!r} is not shorter than monitor.interval {interval!r}: "
+                                              "each cycle checks every slice's /health within its interval; "
+                                              "choose a shorter health_timeout or a longer interval")
 
 
 def memory_overcommit(limits: list[int], ram_bytes: int | None) -> str | None:

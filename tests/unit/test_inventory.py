@@ -439,3 +439,28 @@ def test_in_a_fleet_each_host_has_its_own_slice_network(tmp_path):
     load(fleet(200))
     (problem,) = _problems(fleet(254))
     assert "holds 253 slice containers" in problem and "but host 'app1' keeps 254 slices" in problem
+
+
+# --------------------------------------------------------------------------- the monitor's beat (issue 15)
+
+
+def test_a_health_timeout_not_shorter_than_the_interval_is_refused_naming_both(tmp_path):
+    path = inventory_of(tmp_path, [{"id": 1}], monitor={"interval": 5, "health_timeout": 5})
+    assert _problems(path) == [
+        f"{path}:4: monitor.health_timeout: 5 is not shorter than monitor.interval 5: each cycle checks every "
+        "slice's /health within its interval; choose a shorter health_timeout or a longer interval"
+    ]
+
+
+def test_an_interval_at_or_below_the_default_health_timeout_names_the_interval_the_file_gave(tmp_path):
+    path = inventory_of(tmp_path, [{"id": 1}], monitor={"interval": 2})
+    assert _problems(path) == [
+        f"{path}:3: monitor.interval: 2 is not longer than monitor.health_timeout 2: each cycle checks every "
+        "slice's /health within its interval; choose a longer interval or a shorter health_timeout"
+    ]
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [(2, 1.9), (60, 2), (3, 2.5)])
+def test_a_health_timeout_shorter_than_the_interval_is_accepted(tmp_path, interval, timeout):
+    inv = load(inventory_of(tmp_path, [{"id": 1}], monitor={"interval": interval, "health_timeout": timeout}))
+    assert (inv.monitor.interval, inv.monitor.health_timeout) == (interval, timeout)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import subprocess
 import sys
 
 from sliceops.errors import SliceopsError
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
 from sliceops.hostkeys import known_hosts_path, ssh_parts
+from sliceops import shell
 
 COMMANDS = ("backup", "backups", "restore", "drill")
 
@@ -75,7 +75,7 @@ def agent_argv(inv: Inventory, *args: str) -> list[str]:
            "-o", f"UserKnownHostsFile={known_hosts_path(inv.ssh_known_hosts)}", "-o", "LogLevel=ERROR"]
     if inv.ssh_key:
         ssh += ["-i", os.path.expanduser(inv.ssh_key)]
-    remote = shlex.join(argv if user == "root" else ["sudo", "-n", *argv])
+    remote = shell.command(*(argv if user == "root" else ["sudo", "-n", *argv]))
     return ssh + [f"{user}@{hostname}", remote]
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shlex
 import socket
 import subprocess
 from urllib.parse import urlencode
@@ -20,6 +19,7 @@ from urllib.parse import urlencode
 from sliceops import hostkeys
 from sliceops.errors import RemoteStateError
 from sliceops.inventory import Inventory
+from sliceops.shell import command
 
 # The lowest Engine API every supported host speaks (Debian 12's docker.io 20.10); fixed so
 # that creating a client costs no `/version` round trip.
@@ -57,7 +57,7 @@ class Target:
             code, out, err = proc.returncode, proc.stdout, proc.stderr
         else:
             channel_in, channel_out, channel_err = self._client().exec_command(
-                shlex.join(argv), timeout=COMMAND_TIMEOUT
+                command(*argv), timeout=COMMAND_TIMEOUT
             )
             channel_in.write(stdin)
             channel_in.channel.shutdown_write()

@@ -4,12 +4,12 @@ left on the host's filesystem, and whether the volume is mounted at boot. One ca
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
 from sliceops.errors import RemoteStateError
+from sliceops.shell import quote, words
 
 
 @dataclass
@@ -61,8 +61,8 @@ class SliceVolume(FactBase):
     """VolumeState of an instance's slice volume (see sliceops/operations/volume.py)."""
 
     def command(self, image: str, mountpoint: str, staging: str, service: str, init: str) -> str:
-        args = " ".join(shlex.quote(a) for a in (image, mountpoint, staging, service, init))
-        return f"sh -c {shlex.quote(_SCRIPT)} sliceops-volume {args}"
+        args = words((image, mountpoint, staging, service, init))
+        return f"sh -c {quote(_SCRIPT)} sliceops-volume {args}"
 
     def process(self, output):
         return self.parse(output)

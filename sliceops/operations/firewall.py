@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from sliceops.facts.firewall import FirewallRules
 from sliceops.inventory import Inventory
+from sliceops.shell import quote
 
 # Never reachable from a slice, whatever docker.egress says: RFC 1918, shared address space
 # (RFC 6598), link-local (cloud metadata services live there), benchmarking, "this network",
@@ -85,7 +85,7 @@ def apply_script(inv: Inventory, nameservers: list[str]) -> str:
     """The root-only script that puts the rules in place: idempotent, safe to run at boot
     before the engine (it creates DOCKER-USER, which the engine then keeps)."""
     rules = chain_rules(inv, nameservers)
-    q = shlex.quote
+    q = quote
     chains = list(rules)
     restore = ["*filter", *(f":{c} - [0:0]" for c in chains), *(r for c in chains for r in rules[c]), "COMMIT"]
     lines = [

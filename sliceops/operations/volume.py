@@ -17,7 +17,6 @@ A slice whose data is larger than its quota is refused, never truncated.
 
 from __future__ import annotations
 
-import shlex
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -26,9 +25,9 @@ from sliceops.errors import QuotaError
 from sliceops.facts.volume import SliceVolume, VolumeState
 from sliceops.inventory import DESTROYING, MIB, Inventory
 from sliceops.operations.util import as_script, refuses
-from sliceops.shell import command
+from sliceops.shell import command, quote
 
-q = shlex.quote
+q = quote
 
 
 def human(n: int) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import shlex
 
 from pyinfra.operations import files
 
@@ -16,6 +15,7 @@ from sliceops.inventory import Inventory
 from sliceops.operations import service, system
 from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
+from sliceops.shell import command
 
 STATE_GROUP = "sliceops-monitor"  # the monitor reads the results; the backups stay root's
 
@@ -62,7 +62,7 @@ def copy_config(inv: Inventory) -> dict | None:
 
 def scheduled_command(inv: Inventory) -> str:
     """The exact command the timer or cron entry runs."""
-    return shlex.join(inv.backup_command("run", "--scheduled"))
+    return command(*inv.backup_command("run", "--scheduled"))
 
 
 def converge(inv: Inventory) -> None:

@@ -3,13 +3,13 @@ it before the engine starts, the volume itself with one limited subvolume per sl
 
 from __future__ import annotations
 
-import shlex
 
 from pyinfra.operations import files
 
 from sliceops.inventory import Inventory
 from sliceops.operations import service, system, volume
 from sliceops.paths import TEMPLATES
+from sliceops.shell import quote
 
 
 def check(inv: Inventory) -> None:
@@ -26,7 +26,7 @@ def converge(inv: Inventory) -> None:
     name = inv.volume_service
     variables = dict(
         instance=inv.instance, service=name,
-        image=shlex.quote(inv.volume_image), mountpoint=shlex.quote(inv.slices_data_dir),
+        image=quote(inv.volume_image), mountpoint=quote(inv.slices_data_dir),
     )
     files.template(
         name=f"Install the boot script /etc/init.d/{name} (mounts the slice volume)",

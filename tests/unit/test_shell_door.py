@@ -126,6 +126,22 @@ def test_sql_identifiers_and_literals_are_psycopgs(index):
     assert shell.literal(7) == "7"
 
 
+def test_no_other_module_quotes_for_the_shell_or_sql():
+    """The door is the only quoting there is: a module that called shlex or psycopg's
+    sql.Literal itself would be a second door the hostile-string tests below never see.
+    (The target-side agents, backup/ and monitor/, are separate stdlib programs with no
+    sliceops to import; they are not part of this package.)"""
+    doors = {ROOT / "sliceops" / "shell.py"}
+    others = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in sorted((ROOT / "sliceops").rglob("*.py")) if path not in doors
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bshlex\b|\bsql\.(Literal|Identifier)\b", line)
+    ]
+    deploy = (ROOT / "deploy.py").read_text()
+    assert "shlex" not in deploy and others == []
+
+
 def test_nul_is_refused_not_cut():
     for build in (shell.quote, shell.ident, shell.literal):
         with pytest.raises(ValueError):

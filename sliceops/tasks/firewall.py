@@ -9,13 +9,11 @@ import io
 from pyinfra import host
 from pyinfra.operations import files
 
-from sliceops import factcache
 from sliceops.facts.firewall import Nameservers
-from sliceops.facts.host import InitSystem
 from sliceops.inventory import Inventory
 from sliceops.operations import firewall, service, system
 from sliceops.operations.util import changed
-from sliceops.paths import TEMPLATES
+from sliceops.tasks.boot import boot_entry
 
 
 def converge(inv: Inventory) -> None:
@@ -35,17 +33,6 @@ def converge(inv: Inventory) -> None:
     unit = inv.firewall_unit
     variables = dict(instance=inv.instance, unit=unit, script_path=script_path, egress=inv.docker.egress,
                      input_chain=inv.firewall_input_chain)
-    if factcache.get(InitSystem) == "systemd":
-        unit_file = files.template(
-            name=f"Install the systemd unit {unit}.service (the firewall at boot, before the Docker engine)",
-            src=str(TEMPLATES / "firewall/sliceops-firewall.service.j2"),
-            dest=f"/etc/systemd/system/{unit}.service", mode="644", **variables,
-        )
-    else:
-        unit_file = files.template(
-            name=f"Install the init script /etc/init.d/{unit} (the firewall at boot, before the Docker engine)",
-            src=str(TEMPLATES / "firewall/sliceops-firewall.init.j2"),
-            dest=f"/etc/init.d/{unit}", mode="755", **variables,
-        )
+    unit_file = boot_entry("firewall", unit, variables, why="the firewall at boot, before the Docker engine")
     # Restarting it only re-applies the rules (idempotent); under systemd it also reloads the unit.
     service.running(name=f"Enable {unit} at boot", service_name=unit, restart_if=changed(unit=unit_file))

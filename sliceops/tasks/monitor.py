@@ -11,15 +11,13 @@ from pyinfra import host
 from pyinfra.facts.server import Users
 from pyinfra.operations import files, server
 
-from sliceops import factcache
 from sliceops.bundle import digest, tarball
-from sliceops.facts.host import InitSystem
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory
 from sliceops.names import host_monitor_role
 from sliceops.operations import service, system
 from sliceops.operations.postgres import monitors as host_monitors
 from sliceops.operations.util import changed
-from sliceops.paths import TEMPLATES
+from sliceops.tasks.boot import boot_entry
 from sliceops.shell import command
 
 USER = MONITOR_USER
@@ -136,18 +134,7 @@ def converge(inv: Inventory, here: str | None = None) -> None:
         instance=inv.instance, venv=venv, config_path=config_path, run_user=USER,
         log_dir=f"/var/log/sliceops/{name}", interval=inv.monitor.interval,
     )
-    if factcache.get(InitSystem) == "systemd":
-        unit = files.template(
-            name=f"Install the systemd unit {name}.service",
-            src=str(TEMPLATES / "monitor/sliceops-monitor.service.j2"),
-            dest=f"/etc/systemd/system/{name}.service", mode="644", **variables,
-        )
-    else:
-        unit = files.template(
-            name=f"Install the init script /etc/init.d/{name}",
-            src=str(TEMPLATES / "monitor/sliceops-monitor.init.j2"),
-            dest=f"/etc/init.d/{name}", mode="755", **variables,
-        )
+    unit = boot_entry("monitor", name, variables)
     # A new configuration (a slice added, a limit changed) is taken by SIGHUP: the monitor
     # keeps its pid, its beat and its buffer, so telemetry has no gap. Only new code or a
     # new unit (what it reads once, at start) restarts it.

@@ -29,6 +29,7 @@ with for_pyinfra():  # a refusal stops the deploy as one line, as pyinfra's own 
         slice_volume.check(mine)  # before any change: every slice's data fits its disk quota
         docker_engine.converge(mine)  # Docker engine installed and running (or checked, if provided)
         slice_volume.converge(mine)  # every slice's /data on one preallocated btrfs image, a disk quota each
+        slices.credentials(mine)  # off the database host: tenants' passwords made here, only verifiers leave
     if database_host:
         postgres_server.converge(inv)  # PostgreSQL installed, configured, running, enabled at boot
         databases.converge(inv)  # roles and secrets, databases, migrations, gateway.slices rows

@@ -240,10 +240,20 @@ class Inventory:
         """Where slice `s`'s container reaches PostgreSQL: the bridge's gateway address when it
         runs on the database host, else the database host's private address (cross-host TLS and
         pg_hba for that case are issue 14's part B)."""
+        return self.remote_database_address(s.host) or self.docker.gateway_address
+
+    def credentials_host(self, s: Slice) -> str:
+        """Where slice `s`'s password and credentials file are made and kept: the host whose
+        container reads them (the database host receives only the password's verifier), or
+        the database host for a slice that runs there (and for a `target:` file)."""
+        db = self.database_host.name
+        return s.host if self.multi_host and s.host != db else db
+
+    def remote_database_address(self, here: str) -> str | None:
+        """The database host's address as slice host `here` reaches it, when that is another
+        machine (its slices' containers connect there; its firewall lets exactly that out)."""
         db = self.database_host
-        if s.host == db.name or db.address is None:
-            return self.docker.gateway_address
-        return db.address
+        return db.address if self.multi_host and here != db.name and db.address else None
 
     # Names derived from the instance, so two environments can share one host.
     @property

@@ -12,17 +12,19 @@ from sliceops.shell import quote
 # PostgreSQL's verifier format (RFC 5802/7677) with a salt derived from the password itself,
 # so the same password always gives the same verifier and a deploy can compare it with the
 # stored one without the password leaving its host. The salt stays unique per password; an
-# attacker holding the verifier learns nothing the verifier did not already offer.
-VERIFIER_PY = """\
+# attacker holding the verifier learns nothing the verifier did not already offer. Shared
+# with the slice hosts' tenant credentials (facts/tenant_credentials.py).
+DERIVED_VERIFIER_PY = """\
 import base64, hashlib, hmac, sys
-pw = open(sys.argv[1], 'rb').read().strip()
-salt, n = hmac.new(pw, b'sliceops monitor salt', 'sha256').digest()[:16], 4096
-key = hashlib.pbkdf2_hmac('sha256', pw, salt, n)
-client = hmac.new(key, b'Client Key', 'sha256').digest()
-b64 = lambda b: base64.b64encode(b).decode()
-print('VERIFIER SCRAM-SHA-256$%d:%s$%s:%s' % (n, b64(salt), b64(hashlib.sha256(client).digest()),
-      b64(hmac.new(key, b'Server Key', 'sha256').digest())))
+def derived(pw):
+    salt, n = hmac.new(pw, b'sliceops monitor salt', 'sha256').digest()[:16], 4096
+    key = hashlib.pbkdf2_hmac('sha256', pw, salt, n)
+    client = hmac.new(key, b'Client Key', 'sha256').digest()
+    b64 = lambda b: base64.b64encode(b).decode()
+    return 'SCRAM-SHA-256$%d:%s$%s:%s' % (n, b64(salt), b64(hashlib.sha256(client).digest()),
+        b64(hmac.new(key, b'Server Key', 'sha256').digest()))
 """
+VERIFIER_PY = DERIVED_VERIFIER_PY + "print('VERIFIER ' + derived(open(sys.argv[1], 'rb').read().strip()))\n"
 
 
 class MonitorVerifier(FactBase):

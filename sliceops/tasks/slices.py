@@ -9,7 +9,7 @@ from pyinfra.operations import server
 
 from sliceops.bundle import tarball
 from sliceops.inventory import Inventory
-from sliceops.operations import datadirs, docker, lifecycle, system, tls
+from sliceops.operations import datadirs, docker, lifecycle, system, tenants, tls
 
 
 def converge(inv: Inventory) -> None:
@@ -31,3 +31,10 @@ def converge(inv: Inventory) -> None:
         inv=inv,
         stamp=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
     )
+
+
+def credentials(inv: Inventory) -> None:
+    """A slice host that is not the database host makes its slices' passwords and credentials
+    files itself, before the database host's roles step reads their verifiers."""
+    n = len(inv.kept_slices())
+    tenants.credentials(name=f"Make the credentials of {n} slices where they run (the database host gets verifiers)", inv=inv)

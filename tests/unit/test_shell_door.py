@@ -244,6 +244,42 @@ def test_roles_command(probe, hostile_inventory, index):
 
 
 @pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_slice_host_tenant_credentials_and_facts(probe, hostile_inventory, index):
+    from sliceops.facts.tenant_credentials import StoredVerifiers, TenantCredentials
+    from sliceops.operations import tenants
+
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, instance=True)
+    role = inv.slices[0].login_role
+    text = "\n".join([
+        "set +e",
+        tenants.credentials_command(inv, [role]).removeprefix("set -e\n"),
+        TenantCredentials().command(secrets_dir=inv.secrets_dir, prefix=value),
+        StoredVerifiers().command(port=5432, prefix=value),
+    ])
+    calls, stdin, marked = probe(text)
+    assert not marked
+    assert ["install", "-d", "-m", "0700", inv.secrets_dir] in calls
+    request = json.loads(stdin.split("\n}\n")[0] + "\n}")
+    assert request["dir"] == inv.secrets_dir and request["roles"][0][0] == role
+    # The fact's program got the password files' glob as one argument, the prefix whole in it.
+    fact = [argv for argv in calls if argv[:2] == ["python3", "-c"] and len(argv) == 4]
+    assert fact and fact[0][3] == f"{inv.secrets_dir}/{value}*.password"
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_roles_command_with_remote_verifiers(probe, hostile_inventory, index):
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, instance=True)
+    verifier = "SCRAM-SHA-256$4096:c2FsdA==$Y2xpZW50:c2VydmVy"
+    text = pg.roles_command(inv, [], with_monitor=False, remote=[(inv.slices[0].login_role, verifier)])
+    calls, stdin, marked = probe(text)
+    assert not marked
+    assert not any(argv[0] == "python3" for argv in calls)  # no password is made here
+    assert f"\\set rpw0 '{verifier}'" in stdin
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
 def test_container_steps(probe, hostile_inventory, index):
     value = _values(probe.mark)[index]
     inv = hostile_inventory(value, data_dir=True, instance=True)

@@ -57,12 +57,12 @@ def host_monitors_sql(desired: dict[str, str], mapped: dict[str, str], stale_ver
     return "\n".join(sql), verifiers
 
 
-def verifier_prelude(verifiers: list[str]) -> str:
-    """psql `\\set pw<i> '<verifier>'` lines (a verifier holds base64, '$' and ':' only)."""
+def verifier_prelude(verifiers: list[str], var: str = "pw") -> str:
+    """psql `\\set <var><i> '<verifier>'` lines (a verifier holds base64, '$' and ':' only)."""
     for v in verifiers:
         if not _VERIFIER.match(v):
             raise ValueError("not a SCRAM-SHA-256 verifier")
-    return "".join(f"\\set pw{i} '{v}'\n" for i, v in enumerate(verifiers))
+    return "".join(f"\\set {var}{i} '{v}'\n" for i, v in enumerate(verifiers))
 
 
 @operation(is_idempotent=True)

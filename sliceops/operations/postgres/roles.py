@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, state as pyinfra_state
 from pyinfra.api import operation
 
 from sliceops import psql
 from sliceops.facts.postgres import Fleet
-from sliceops.inventory import MONITOR_ROLE, Inventory, Slice
+from sliceops.facts.tenant_credentials import StoredVerifiers, TenantCredentials
+from sliceops.inventory import MONITOR_ROLE, SLICE_NAME_PREFIX, Inventory, Slice
 from sliceops.operations.postgres import credentials
+from sliceops.operations.peers import peer_fact
+from sliceops.operations.postgres.monitors import verifier_prelude
 from sliceops.operations.postgres.state import fleet
 from sliceops.operations import sentences
 from sliceops.operations.util import as_script
@@ -39,12 +42,38 @@ def tenant_url(inv: Inventory, s: Slice, password: str) -> str:
             f"/{s.database}?{URL_OPTIONS}")
 
 
+def remote_tenants(inv: Inventory) -> dict[str, str]:
+    """{login role: slice host} of the kept slices whose credentials are made on their own
+    slice host, not here (a fleet's slices that run off the database host)."""
+    db = inv.database_host.name
+    return {s.login_role: s.host for s in inv.kept_slices() if inv.credentials_host(s) != db}
+
+
+def remote_to_converge(inv: Inventory, state: Fleet, computed: dict, stored: dict, executing: bool) -> list:
+    """[(role, verifier or None)] of the remote tenants' roles to converge: `computed`, the
+    verifiers their slice hosts computed ({} for a host that did not answer); `stored`, the
+    ones PostgreSQL holds. A role without a verifier yet is still created (its database's
+    grants need it) and can log in once its slice host's verifier arrives. Before execution
+    a missing verifier counts as a change: the slice host's credentials step makes it."""
+    todo = []
+    for role in remote_tenants(inv):
+        have, v = state.roles.get(role), computed.get(role)
+        if v is not None and stored.get(role) != v:
+            todo.append((role, v))
+        elif have is None or not have["login"] or (v is None and not executing):
+            todo.append((role, None))
+    return todo
+
+
 def roles_to_converge(inv: Inventory, state: Fleet) -> list[str]:
     secrets = set(state.secrets)
-    tenants = {s.login_role for s in inv.kept_slices()}
+    remote = remote_tenants(inv)
+    tenants = {s.login_role for s in inv.kept_slices()} - set(remote)
     urls = {s.login_role: tenant_url(inv, s, "***") for s in inv.kept_slices()}
     todo = []
     for role in desired_login_roles(inv):
+        if role in remote:
+            continue
         have = state.roles.get(role)
         if (
             have is None
@@ -85,9 +114,13 @@ def credentials_request(inv: Inventory, roles: list[str]) -> str:
     return json.dumps({"dir": inv.secrets_dir, "roles": entries}, indent=0)
 
 
-def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: list[str] = ()) -> str:
+def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: list[str] = (),
+                  remote: list = ()) -> str:
     """Shell converging `roles`: a constant number of commands whatever their count (no
-    command substitution per role: the request and the SQL are quoted here-documents)."""
+    command substitution per role: the request and the SQL are quoted here-documents).
+    `remote`: [(role, verifier or None)] of tenants whose password is on their slice host
+    (see `remote_to_converge`): only the verifier computed there reaches psql, by the
+    shell's builtin printf on psql's standard input."""
     tenants = {s.login_role for s in inv.kept_slices()}
     sd = inv.secrets_dir
     shell = [
@@ -108,7 +141,16 @@ def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: 
         # pw<i> is set by the program's output, read ahead of this script: if the program
         # failed, :'pw<i>' stays unexpanded, the statement fails and nothing is committed.
         sql.append(f"ALTER ROLE {ident(role)} WITH LOGIN{per} PASSWORD :'pw{i}';")
-    sql += [f"ALTER ROLE {ident(role)} CONNECTION LIMIT {limit};" for role in limits if role not in roles]
+    verifiers: list[str] = []
+    for role, v in remote:
+        sql.append(_ensure_role_sql(role))
+        password = ""
+        if v is not None:
+            password = f" PASSWORD :'rpw{len(verifiers)}'"
+            verifiers.append(v)
+        sql.append(f"ALTER ROLE {ident(role)} WITH LOGIN CONNECTION LIMIT {limit}{password};")
+    done = set(roles) | {role for role, _ in remote}
+    sql += [f"ALTER ROLE {ident(role)} CONNECTION LIMIT {limit};" for role in limits if role not in done]
     sql.append("COMMIT;")
     prelude = ""
     if roles:
@@ -116,6 +158,10 @@ def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: 
         if REQUEST_END in request.splitlines():
             raise ValueError(f"a credentials request may not hold a line {REQUEST_END}")
         prelude = f"python3 -c {quote(CREDENTIALS_PY)} <<'{REQUEST_END}'\n{request}\n{REQUEST_END}"
+    if verifiers:
+        # printf is the shell's builtin: the verifiers are no process's argument.
+        sets = verifier_prelude(verifiers, "rpw")
+        prelude = "\n".join(p for p in (prelude, f"printf '%s' {quote(sets)}") if p)
     shell.append(psql.script(inv.postgres.port, "\n".join(sql), prelude=prelude))
     return "\n".join(shell)
 
@@ -132,10 +178,29 @@ def roles(inv: Inventory):
     """Login roles with root-only generated passwords, and the monitor's peer-auth role."""
     state = fleet(inv)
     todo = roles_to_converge(inv, state)
+    remote = remote_to_converge(inv, state, *remote_verifiers(inv), pyinfra_state.is_executing) if remote_tenants(inv) else []
     with_monitor = MONITOR_ROLE not in state.roles
     limits = connection_limits(inv, state)
-    if not todo and not with_monitor and not limits:
+    if not todo and not remote and not with_monitor and not limits:
         host.noop(f"all {len(desired_login_roles(inv)) + 1} roles exist with their credentials and limits")
         return
-    sentences.roles(inv, state.roles, todo, MONITOR_ROLE if with_monitor else None, limits)
-    yield from as_script(inv.share_dir, "roles", roles_command(inv, todo, with_monitor, limits))
+    sentences.roles(inv, state.roles, todo + [role for role, _ in remote], MONITOR_ROLE if with_monitor else None, limits)
+    yield from as_script(inv.share_dir, "roles", roles_command(inv, todo, with_monitor, limits, remote))
+
+
+def remote_verifiers(inv: Inventory) -> tuple[dict, dict]:
+    """(the verifiers each remote tenant's slice host computed, of its own slices only; the
+    ones PostgreSQL stores). A slice host that does not answer gives none: its roles keep
+    what they have."""
+    computed: dict[str, str] = {}
+    by_host: dict[str, list[str]] = {}
+    for role, name in remote_tenants(inv).items():
+        by_host.setdefault(name, []).append(role)
+    for name, roles_there in sorted(by_host.items()):
+        try:
+            seen = peer_fact(name, TenantCredentials, secrets_dir=inv.secrets_dir, prefix=SLICE_NAME_PREFIX)
+        except Exception:  # an unreachable slice host (pyinfra names it at the end)
+            continue
+        computed.update({r: seen["verifiers"][r] for r in roles_there if r in seen["verifiers"]})
+    stored = host.get_fact(StoredVerifiers, port=inv.postgres.port, prefix=SLICE_NAME_PREFIX)
+    return computed, stored

@@ -1,6 +1,7 @@
-"""The slice network's firewall: slices reach PostgreSQL on the bridge's gateway address and
-nothing else on the host, no private, link-local or shared address range anywhere, and the
-internet only when `docker.egress` is `allow`.
+"""The slice network's firewall: slices reach PostgreSQL on the bridge's gateway address (or,
+on a slice host of a fleet, on the database host's address and port) and nothing else on
+the host, no other private, link-local or shared address anywhere, and the internet only
+when `docker.egress` is `allow`.
 
 Two chains per instance hold the rules, jumped to for the slice subnet's traffic only:
 `SLICEOPS-IN-<instance>` from INPUT (to the host itself) and `SLICEOPS-FW-<instance>` from
@@ -45,8 +46,10 @@ def resolvers_to_allow(nameservers: list[str]) -> list[str]:
 _CHAIN = re.compile(r"[A-Za-z0-9_-]{1,28}")
 
 
-def chain_rules(inv: Inventory, nameservers: list[str]) -> dict[str, list[str]]:
-    """The rules of each of the instance's chains, in `iptables -S` spelling, in order."""
+def chain_rules(inv: Inventory, nameservers: list[str], database: str | None = None) -> dict[str, list[str]]:
+    """The rules of each of the instance's chains, in `iptables -S` spelling, in order.
+    `database`: the database host's address when this slice host is another machine (the
+    slices' one way out into the private ranges: PostgreSQL's port there, nothing else)."""
     i, f = inv.firewall_input_chain, inv.firewall_forward_chain
     for chain in (i, f):
         if not _CHAIN.fullmatch(chain):
@@ -58,6 +61,9 @@ def chain_rules(inv: Inventory, nameservers: list[str]) -> dict[str, list[str]]:
         f"-A {i} -j DROP",
     ]
     forward = [f"-A {f} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"]
+    if database is not None:
+        address = ipaddress.ip_address(database)  # the model's checked address, spelled as iptables does
+        forward.append(f"-A {f} -d {address}/32 -p tcp -m tcp --dport {int(inv.postgres.port)} -j RETURN")
     if inv.docker.egress == "allow":
         for ns in resolvers_to_allow(nameservers):
             forward += [f"-A {f} -d {ns}/32 -p {proto} -m {proto} --dport 53 -j RETURN" for proto in ("udp", "tcp")]
@@ -75,16 +81,16 @@ def hooks(inv: Inventory) -> list[str]:
     ]
 
 
-def desired(inv: Inventory, nameservers: list[str]) -> list[str]:
+def desired(inv: Inventory, nameservers: list[str], database: str | None = None) -> list[str]:
     """Every line the `FirewallRules` fact must read back, in its order."""
-    rules = chain_rules(inv, nameservers)
+    rules = chain_rules(inv, nameservers, database)
     return [*rules[inv.firewall_input_chain], *rules[inv.firewall_forward_chain], *hooks(inv)]
 
 
-def apply_script(inv: Inventory, nameservers: list[str]) -> str:
+def apply_script(inv: Inventory, nameservers: list[str], database: str | None = None) -> str:
     """The root-only script that puts the rules in place: idempotent, safe to run at boot
     before the engine (it creates DOCKER-USER, which the engine then keeps)."""
-    rules = chain_rules(inv, nameservers)
+    rules = chain_rules(inv, nameservers, database)
     q = quote
     chains = list(rules)
     restore = ["*filter", *(f":{c} - [0:0]" for c in chains), *(r for c in chains for r in rules[c]), "COMMIT"]
@@ -120,9 +126,9 @@ def apply_script(inv: Inventory, nameservers: list[str]) -> str:
 
 
 @operation(is_idempotent=True)
-def rules_applied(inv: Inventory, nameservers: list[str], script_path: str):
+def rules_applied(inv: Inventory, nameservers: list[str], script_path: str, database: str | None = None):
     """The instance's rules as `desired()` says, applied by the script when the host differs."""
-    want = desired(inv, nameservers)
+    want = desired(inv, nameservers, database)
     have = host.get_fact(FirewallRules, input_chain=inv.firewall_input_chain,
                          forward_chain=inv.firewall_forward_chain)
     if have == want:

@@ -8,9 +8,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from datetime import datetime
@@ -43,9 +45,9 @@ def su(db: str, sql: str) -> str:
               "-d", db, "-c", sql).stdout.strip()
 
 
-def sliceops(inv: Path, *args: str) -> subprocess.CompletedProcess:
+def sliceops(inv: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sliceops.cli", *args, "-i", str(inv)], capture_output=True,
-                          text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=900)
+                          text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})), timeout=900)
 
 
 def contacts(sid: int) -> list[str]:
@@ -228,6 +230,27 @@ def test_the_monitor_serves_each_slices_last_good_backup_time(inv):
     assert re.search(r"^sliceops_gateway_backup_last_success_timestamp_seconds [1-9]", text, re.M)
 
 
+def test_a_restore_refuses_with_one_line_while_a_backup_holds_the_slices_lock(inv):
+    import fcntl
+
+    agent = ["python3", f"/usr/local/share/sliceops/{INSTANCE}/backup/sliceops-backup",
+             "--config", f"/etc/sliceops/{INSTANCE}/backup.json", "--wait", "3"]
+    before = contacts(1)
+    with open(f"/run/lock/sliceops-{INSTANCE}-backup-1.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running backup of slice 1 holds it
+        started = time.monotonic()
+        busy = sh(*agent, "restore", "1", check=False)
+        waited = time.monotonic() - started
+    assert busy.returncode == 1 and 3 <= waited < 30, (busy, waited)
+    assert "waiting for slice 1: a destroy, restore or backup holds" in busy.stderr
+    assert busy.stderr.splitlines()[-1] == (
+        f"sliceops-backup: slice 1 is busy (a destroy, restore or backup holds /run/lock/sliceops-{INSTANCE}-backup-1.lock); "
+        "gave up after 3s, nothing changed")
+    assert contacts(1) == before
+    # Released: the same command proceeds (a backup: no deploy needed after it).
+    assert sh(*agent, "run", "1", check=False).returncode == 0
+
+
 def test_the_gateway_database_restores_and_gets_its_grants_back(inv):
     assert sliceops(inv, "backup", "--gateway").returncode == 0
     before = su("wank_saas", "SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM gateway.slices")
@@ -239,3 +262,168 @@ def test_the_gateway_database_restores_and_gets_its_grants_back(inv):
     # The monitor's grants are the deploy's, re-applied after the restore.
     assert su("wank_saas", "SELECT has_table_privilege('sliceops_monitor', 'gateway.telemetry', 'INSERT')") == "t"
 
+
+class Watch:
+    """One psql session on the gateway database, polled from a thread: when each monitor row arrived."""
+
+    def __init__(self, period: float = 0.5):
+        self.period = period
+        self.seen: list[tuple[float, int]] = []  # (monotonic time, newest server_telemetry id then)
+        self.stop = threading.Event()
+        self.session = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-p", str(PG_PORT),
+             "-d", "wank_saas"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.stop.is_set():
+            self.session.stdin.write("SELECT coalesce(max(id), 0) FROM gateway.server_telemetry;\n")
+            self.session.stdin.flush()
+            newest = int(self.session.stdout.readline())
+            self.seen.append((time.monotonic(), newest))
+            self.stop.wait(self.period)
+
+    def arrivals(self) -> list[tuple[float, int]]:
+        """(when, id): each new row, when it was first seen (to within the polling period)."""
+        out, last = [], None
+        for at, newest in list(self.seen):
+            if last is not None and newest > last:
+                out.append((at, newest))
+            last = newest
+        return out
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.session.stdin.close()
+        self.session.wait(10)
+
+
+def test_the_monitor_writes_telemetry_every_cycle_while_backups_run(inv):
+    """Real backups of every slice and the gateway run back to back for four monitor intervals
+    (slice 2 holds 300,000 contacts: each run dumps, counts, lists and checksums them, gently
+    niced); meanwhile a server row and a row per in-service slice arrive every interval (5 s
+    here), none missed, none late by more than half an interval."""
+    interval = SECTIONS["monitor"]["interval"]
+    su("wa_slice_2", "INSERT INTO public.verification (id, identifier, value, \"expiresAt\") "
+                     "SELECT 'bulk-' || i, 'contact', md5(i::text) || md5((-i)::text), now() "
+                     "FROM generate_series(1, 300000) i")
+    watch = Watch()
+    try:
+        deadline = time.monotonic() + 3 * interval
+        while not watch.arrivals():
+            assert time.monotonic() < deadline, "the monitor wrote no row before the backups"
+            time.sleep(0.2)
+        began = time.monotonic()
+        runs = []
+        while time.monotonic() - began < 4 * interval:
+            t0 = time.monotonic()
+            done = sliceops(inv, "backup", "--all", "--gateway")
+            assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+            runs.append(time.monotonic() - t0)
+        ended = time.monotonic()
+        deadline = ended + 3 * interval
+        while watch.arrivals()[-1][0] <= ended:
+            assert time.monotonic() < deadline, f"no monitor row within {3 * interval} s after the backups"
+            time.sleep(0.2)
+    finally:
+        watch.close()
+        su("wa_slice_2", "DELETE FROM public.verification WHERE id LIKE 'bulk-%'")
+    assert any("slice 2: backup" in line for line in done.stdout.splitlines()), done.stdout
+    # From the last row before the backups to the first after them, consecutive rows.
+    arrived = watch.arrivals()
+    first = max(i for i, (at, _) in enumerate(arrived) if at <= began)
+    last = min(i for i, (at, _) in enumerate(arrived) if at > ended)
+    window = arrived[first:last + 1]
+    gaps = [round(b[0] - a[0], 1) for a, b in zip(window, window[1:])]
+    assert len(gaps) >= 4 and max(gaps) <= 1.5 * interval, (gaps, runs)
+    # One row each time (none held back and written late in a bunch), and each of those cycles
+    # wrote a row for every in-service slice too (slices 1 and 2, at the cycle's collection time).
+    lo, hi = window[0][1], window[-1][1]
+    counts = su("wank_saas", f"""
+        WITH server AS (SELECT "timestamp" FROM gateway.server_telemetry WHERE id BETWEEN {lo} AND {hi})
+        SELECT (SELECT count(*) FROM server) || ' ' || string_agg(n::text, ' ' ORDER BY slice_id)
+        FROM (SELECT slice_id, count(*) AS n FROM gateway.telemetry
+              WHERE "timestamp" IN (SELECT "timestamp" FROM server) GROUP BY slice_id) per_slice""")
+    assert counts == " ".join([str(len(window))] * 3), (counts, gaps)
+
+
+def test_a_destroy_waits_for_the_slices_lock_and_proceeds_once_it_is_released(inv):
+    """Slice 2 is gone afterwards (the next test brings it back from this final backup)."""
+    import fcntl
+
+    lock = f"/run/lock/sliceops-{INSTANCE}-backup-2.lock"
+    add_rows(2, ("k@c.us", "Kept"))
+    data_file(2).write_text("kept\n")
+    doc = yaml.safe_load(inv.read_text())
+    doc["slices"] = [{"id": 1}, {"id": 2, "status": "destroying"}, {"id": 3, "status": "suspended"}]
+    inv.write_text(yaml.safe_dump(doc))
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running backup or restore of slice 2 holds it
+        deploy = subprocess.Popen([sys.executable, "-m", "sliceops.cli", "deploy", "-i", str(inv)], cwd=ROOT,
+                                  env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 600
+            while not waiting_on(lock):  # the destroy's `flock -w 600 9` on this very file
+                assert deploy.poll() is None, deploy.stdout.read()[-4000:]
+                assert time.monotonic() < deadline, "the destroy never reached the slice's lock"
+                time.sleep(0.5)
+            time.sleep(3)
+            assert deploy.poll() is None
+            assert su("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'wa_slice_2'") == "1"
+        except BaseException:
+            deploy.kill()
+            raise
+    output = deploy.communicate(timeout=600)[0]
+    assert deploy.returncode == 0, output[-4000:]
+    assert su("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'wa_slice_2'") == "0"
+    finals = [b for b in json.loads(sliceops(inv, "backups", "2", "--json").stdout) if b["kind"] == "final"]
+    assert finals and finals[-1]["verified"]
+
+
+
+def test_a_destroyed_slice_comes_back_from_its_final_backup_migrated_forward(inv, tmp_path):
+    """Last in this module. Slice 2 is added to the inventory again while the schema moved on
+    (one slice migration more than its final backup has, in a copy of sql/ the deploys use):
+    the deploy recreates it empty at the new level, `restore --from` its final backup brings
+    its rows and files back, and the restore's deploy migrates that older database forward."""
+    sql = tmp_path / "sql"
+    shutil.copytree(ROOT / "sql", sql)
+    newest = sorted(p.name for p in (sql / "slice").glob("[0-9]*.sql"))[-1]
+    step = f"{int(newest[:4]) + 1:04d}_after_the_backup.sql"
+    (sql / "slice" / step).write_text("COMMENT ON TABLE public.verification IS 'migrated after the backup';\n")
+    env = {"SLICEOPS_SQL_DIR": str(sql)}
+    final = [b for b in json.loads(sliceops(inv, "backups", "2", "--json").stdout) if b["kind"] == "final"][-1]
+    assert json.loads(Path(final["path"], "manifest.json").read_text())["migration"].startswith(newest[:4])
+    doc = yaml.safe_load(inv.read_text())
+    doc["slices"] = [{"id": 1}, {"id": 2}, {"id": 3, "status": "suspended"}]
+    inv.write_text(yaml.safe_dump(doc))
+    back = run_deploy(inv, env=env)
+    assert back.returncode == 0, back.output[-4000:]
+    assert contacts(2) == [] and not data_file(2).exists()
+
+    done = sliceops(inv, "restore", "2", "--from", final["path"], env=env)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    output = done.stdout + done.stderr
+    assert f"applied {step} to wa_slice_2" in output, output[-4000:]
+    assert f"applied {step} to wa_slice_1" not in output  # the live slice was at the new level already
+    assert "k@c.us=Kept" in contacts(2)  # written before the destroy
+    assert data_file(2).read_text() == "kept\n"
+    assert su("wa_slice_2", "SELECT max(version) || ' ' || obj_description('public.verification'::regclass) "
+                            "FROM sliceops.schema_migrations") == f"{step[:4]} migrated after the backup"
+    assert health(2)["db"] == "ok"
+
+def waiting_on(lock: str) -> bool:
+    """A `flock` process whose descriptor 9 is this lock file (the destroy script's)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if argv[0].endswith(b"flock") and os.readlink(proc / "fd" / "9") == lock:
+                return True
+        except OSError:
+            continue
+    return False

@@ -191,3 +191,34 @@ def test_a_run_prunes_only_when_every_backup_verified(tmp_path, monkeypatch, sec
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["last_run"]["failed"] == ([] if second_verified else ["2"])
     assert state["slices"]["1"]["last_good"]["at"] == store.iso(T0)  # the good one counts either way
+
+
+def test_a_run_backs_up_several_slices_at_a_time_and_never_more_than_parallel(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from sliceops_backup import agent
+
+    data = _config(tmp_path).data
+    data["slices"] = [dict(data["slices"][0], id=i, database=f"wa_slice_{i}", lock=str(tmp_path / f"{i}.lock"))
+                      for i in range(1, 7)]
+    cfg = agent.Config(data)
+    running, most, mutex, two = [0], [0], threading.Lock(), threading.Event()
+
+    def backup(cfg, t, kind):
+        with mutex:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            if running[0] == 2:
+                two.set()
+        two.wait(10)  # the first waits for a second, however slowly the pool starts it
+        time.sleep(0.05)  # meanwhile a pool without the bound would start a third
+        with mutex:
+            running[0] -= 1
+        return store.Backup(tmp_path / f"b{t.slice_id}", {"started": store.iso(T0), "kind": kind, "files": [],
+                                                          "tables": {}, "verified": True})
+
+    monkeypatch.setattr(agent, "backup", backup)
+    monkeypatch.setattr(agent, "prune", lambda cfg, t: [])
+    assert agent.run(cfg, cfg.backed_up(), "manual", out=lambda line: None)
+    assert most[0] == cfg.parallel == 2

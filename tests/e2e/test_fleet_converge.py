@@ -1,0 +1,109 @@
+"""Issue 14 on real machines: one inventory, a database host and two slice hosts (tests/e2e/
+fix_fleet.py), converged by one deploy over SSH; each slice answers /health on its own host
+with its database on the database host; verify and status cover every host; a second deploy
+changes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.fix_deploy import ROOT, run_deploy
+
+pytestmark = pytest.mark.e2e
+
+SLICES = [{"id": 1, "host": "app1"}, {"id": 2, "host": "app2"}, {"id": 3, "host": "app1"}]
+PORT_BASE = 7401
+
+
+def port_of(slice_id: int) -> int:
+    return PORT_BASE + 2 * (slice_id - 1)  # slice_defaults.port_step's default 2
+
+
+@pytest.fixture(scope="module")
+def inventory(fleet, tmp_path_factory):
+    return fleet.write_inventory(
+        tmp_path_factory.mktemp("fleet") / "fleet.yaml", SLICES,
+        postgres={"port": 5470},
+        docker={"subnet": "172.30.70.0/24"},
+        # No disk quotas: the hosts are containers without loop devices.
+        slice_defaults={"port_base": PORT_BASE, "disk": False},
+        monitor={"interval": 10},
+    )
+
+
+@pytest.fixture(scope="module")
+def first_converge(inventory):
+    started = time.monotonic()
+    result = run_deploy(inventory, timeout=1500)
+    print(f"\nfleet: first converge of 3 hosts over SSH: {time.monotonic() - started:.1f}s")
+    assert result.returncode == 0, result.output[-8000:]
+    return result
+
+
+def sh(host, command: str) -> subprocess.CompletedProcess:
+    return host.run(command, timeout=120)
+
+
+def test_the_database_host_runs_postgresql_and_no_slices(fleet, first_converge):
+    db = fleet.database_host
+    assert sh(db, "systemctl is-active postgresql@15-fleet").stdout.strip() == "active"
+    rows = sh(db, "su postgres -c \"psql -p 5470 -AtX -d wank_saas -c 'SELECT id, host FROM gateway.slices ORDER BY id'\"")
+    assert rows.stdout.split() == ["1|app1", "2|app2", "3|app1"], rows.stderr
+    assert sh(db, "command -v dockerd").returncode != 0  # no engine where no slice runs
+
+
+@pytest.mark.parametrize(("name", "ids"), [("app1", [1, 3]), ("app2", [2])])
+def test_each_slice_host_runs_its_slices_and_their_health_answers(fleet, first_converge, name, ids):
+    host = fleet.hosts[name]
+    running = sh(host, "docker ps --format '{{.Names}}' --filter label=sliceops.instance=fleet")
+    assert sorted(running.stdout.split()) == sorted(f"fleet-wa-slice-{i}" for i in ids)
+    for i in ids:
+        # 200 only when the slice reached its database on the database host.
+        deadline = time.monotonic() + 60
+        while True:
+            health = sh(host, f"curl -s -w '\\n%{{http_code}}' http://127.0.0.1:{port_of(i)}/health")
+            body, _, code = health.stdout.rpartition("\n")
+            if code == "200" or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert code == "200", health.stdout
+        assert json.loads(body)["db"] == "ok"
+    assert sh(host, f"systemctl is-active sliceops-monitor-fleet").stdout.strip() == "active"
+
+
+def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sliceops.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_verify_covers_every_host(inventory, first_converge):
+    time.sleep(21)  # two monitor beats: fresh telemetry for every slice
+    proc = cli("verify", "--inventory", str(inventory))
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    for name in ("db", "app1", "app2"):
+        assert name in proc.stdout
+
+
+def test_status_sees_every_slice_on_its_host(inventory, first_converge):
+    deadline = time.monotonic() + 60
+    while True:
+        status = cli("status", "--json", "--inventory", str(inventory), timeout=120)
+        assert status.returncode == 0, status.stderr
+        doc = json.loads(status.stdout)
+        if doc["summary"]["healthy"] == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert doc["summary"]["in_service"] == 3 and doc["summary"]["healthy"] == 3, doc["slices"]
+
+
+def test_second_converge_changes_nothing(inventory, first_converge):
+    started = time.monotonic()
+    again = run_deploy(inventory, timeout=900)
+    print(f"\nfleet: no-op converge of 3 hosts: {time.monotonic() - started:.1f}s")
+    assert again.returncode == 0, again.output[-4000:]
+    assert again.totals["changed"] == 0, again.changed_ops

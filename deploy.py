@@ -36,5 +36,5 @@ with for_pyinfra():  # a refusal stops the deploy as one line, as pyinfra's own 
         backups.converge(inv)  # backup agent and its nightly schedule (the destroy uses it too)
     if slice_host:
         firewall.converge(mine)  # slices reach PostgreSQL and nothing else on the host; egress per inventory
-        slices.converge(mine)  # image, isolated network, one container per slice, destroys
+        slices.converge(mine, inv)  # image, isolated network, slices moved here, one container per slice, destroys
     monitor.converge(mine, here)  # the monitor service: telemetry every interval, hourly prune (every host)

@@ -320,6 +320,11 @@ class Inventory:
     def slice_data_dir(self, slice_id: int) -> str:
         return f"{self.slices_data_dir}/{slice_id}"
 
+    def moved_data_dir(self, slice_id: int, stamp: str) -> str:
+        """Where a slice's data directory is kept on the host it moved away from (archived,
+        never deleted; beside the slices' own, so on the same filesystem or volume)."""
+        return f"{self.slices_data_dir}/.moved-{slice_id}-{stamp}"
+
     @property
     def quota_enabled(self) -> bool:
         """Slice data live in the instance's quota volume (slice_defaults.disk is not false)."""

@@ -1,10 +1,11 @@
 """Slice moves (issue 14): a slice whose `host` in the inventory is not the host the gateway
 records for it (`gateway.slices.host`, gateway migration 0004) is being moved there.
 
-Moving a slice's data from one host to another is not implemented yet. Until it is, the
-deploy refuses such an edit before it changes anything: converging it as it stands would
-start the slice a second time, with an empty /data, on the new host while its container kept
-running on the old one (two WhatsApp sessions of one tenant, its files left behind).
+The move itself is sliceops/operations/move.py (on the new host, before its containers are
+converged). Until it has succeeded, the slice keeps what lets it run where it was: its
+password (no new one is made on the new host, and PostgreSQL keeps its verifier; the move
+carries the password file along), pg_hba.conf's rule for its old host's address (beside
+the new host's), and its gateway row's host.
 """
 
 from __future__ import annotations
@@ -36,14 +37,19 @@ def pending(inv: Inventory, rows: dict[int, dict] | None) -> list[Move]:
     ]
 
 
+def moving_roles(inv: Inventory, rows: dict[int, dict] | None) -> dict[str, str]:
+    """{tenant login role: the host it runs on now} of the slices being moved."""
+    return {inv.slice(m.slice_id).login_role: m.source for m in pending(inv, rows)}
+
+
 def refuse(inv: Inventory, rows: dict[int, dict] | None) -> None:
-    """Raise InventoryError, one line per slice, when the inventory moves any slice."""
-    moves = pending(inv, rows)
-    if moves:
+    """Raise InventoryError, one line per slice, for a move the deploy cannot make: a slice
+    that is not in service (suspended or being destroyed) is moved only once it runs."""
+    bad = [m for m in pending(inv, rows) if not inv.slice(m.slice_id).in_service]
+    if bad:
         raise InventoryError([
-            f"{inv.path}: slice {m.slice_id}: host: {m.destination!r}: the slice runs on {m.source!r} "
-            f"(gateway.slices.host) and moving a slice to another host is not supported yet: set its host "
-            f"back to {m.source!r} (a file turned from target: into hosts: keeps its slices by naming "
-            f"that host {m.source!r})"
-            for m in moves
+            f"{inv.path}: slice {m.slice_id}: host: {m.destination!r}: the slice is on {m.source!r} "
+            f"(gateway.slices.host) and not in service: a slice moves only while it runs (status: active); "
+            f"set its host back to {m.source!r} until then"
+            for m in bad
         ])

@@ -143,6 +143,73 @@ class Target:
         self.close()
 
 
+class _Running:
+    """A command started on a target whose standard streams the controller handles as bytes:
+    a local process, or one SSH session of the target's connection."""
+
+    def __init__(self, target: Target, argv: list[str], reads: bool):
+        self.argv = argv
+        if target.is_local:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE if reads else subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE)
+            self.chan = None
+        else:
+            self.proc = None
+            self.chan = target._client().get_transport().open_session()
+            self.chan.exec_command(command(*argv))
+
+    def read(self, n: int) -> bytes:
+        return self.proc.stdout.read1(n) if self.proc else self.chan.recv(n)
+
+    def write(self, data: bytes) -> None:
+        if self.proc:
+            self.proc.stdin.write(data)
+        else:
+            self.chan.sendall(data)
+
+    def close_write(self) -> None:
+        if self.proc:
+            self.proc.stdin.close()
+        else:
+            self.chan.shutdown_write()
+
+    def wait(self) -> tuple[int, str]:
+        if self.proc:
+            if self.proc.stdin and not self.proc.stdin.closed:
+                self.proc.stdin.close()
+            err = self.proc.stderr.read().decode(errors="replace")
+            return self.proc.wait(), err
+        code = self.chan.recv_exit_status()
+        err = b""
+        while self.chan.recv_stderr_ready():
+            err += self.chan.recv_stderr(65536)
+        return code, err.decode(errors="replace")
+
+
+def pipe(source: Target, source_argv: list[str], destination: Target, destination_argv: list[str],
+         chunk: int = 1 << 16) -> int:
+    """Run `source_argv` on one target and `destination_argv` on another, the first's standard
+    output fed to the second's standard input through this process's memory, a chunk at a
+    time: over the two targets' own connections, nothing on this machine's disk, and the two
+    hosts need no way to each other. The bytes carried, or RemoteStateError naming the side
+    that failed."""
+    out = _Running(source, source_argv, reads=True)
+    into = _Running(destination, destination_argv, reads=False)
+    carried = 0
+    try:
+        while data := out.read(chunk):
+            into.write(data)
+            carried += len(data)
+    finally:
+        into.close_write()
+        (code_out, err_out), (code_in, err_in) = out.wait(), into.wait()
+    for code, err, argv, target in ((code_out, err_out, source_argv, source), (code_in, err_in, destination_argv, destination)):
+        if code != 0:
+            first = next((line for line in err.splitlines() if line.strip()), f"exit status {code}")
+            raise RemoteStateError(f"{argv[0]} on {target.target}: {first.strip()[:300]}")
+    return carried
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str):
         super().__init__("localhost", timeout=30)

@@ -51,10 +51,13 @@ def listen_addresses(inv: Inventory) -> list[str]:
     return list(dict.fromkeys(["127.0.0.1", inv.docker.gateway_address, *extra]))
 
 
-def remote_slice_hosts(inv: Inventory) -> list[dict]:
+def remote_slice_hosts(inv: Inventory, moving: dict[str, str] | None = None) -> list[dict]:
     """pg_hba.conf's view of the slice hosts that are not the database host: each one's
     address as a single-host CIDR, the tenant roles of the slices it runs, and its monitor's
-    role. Empty for a one-host inventory."""
+    role. Empty for a one-host inventory. `moving`: {role: host it runs on now} of slices
+    being moved, admitted from that host too until the move succeeds (if it fails, the slice
+    runs there again)."""
+    moving = moving or {}
     if not inv.multi_host:
         return []
     db = inv.database_host.name
@@ -66,7 +69,8 @@ def remote_slice_hosts(inv: Inventory) -> list[dict]:
         rules.append({
             "name": h.name,
             "cidr": f"{address}/{address.max_prefixlen}",
-            "roles": [s.login_role for s in inv.slices_on(h.name) if s in inv.kept_slices()],
+            "roles": [s.login_role for s in inv.slices_on(h.name) if s in inv.kept_slices()]
+                     + sorted(r for r, there in moving.items() if there == h.name),
             "monitor_role": host_monitor_role(h.name),
         })
     return rules

@@ -19,6 +19,7 @@ from sliceops.facts.docker import SliceContainers
 from sliceops.inventory import DESTROYING, SLICE_NAME_PREFIX, Inventory
 from sliceops.names import slice_id_of
 from sliceops.operations import volume
+from sliceops.operations.peers import database_pyinfra_host
 from sliceops.operations.postgres import assert_destroy_allowed, fleet
 from sliceops.operations.util import refuses
 from sliceops.shell import command, echo, ident, literal, quote, words
@@ -53,12 +54,6 @@ def _abandoned(inv: Inventory, name: str, sids: list[int]) -> str:
             f"{', '.join(map(str, sids))} on it (their data is there): list {name!r} again and move them first")
 
 
-def _database_pyinfra_host(inv: Inventory):
-    """The pyinfra host of the inventory's database host, None when it is not connected."""
-    name = inv.database_host.name
-    return next((h for h in pyinfra_state.active_hosts if h.data.get("sliceops_host") == name), None)
-
-
 @operation(is_idempotent=True)
 @refuses
 def preflight(inv: Inventory, here: str | None = None):
@@ -77,7 +72,7 @@ def preflight(inv: Inventory, here: str | None = None):
     if here != inv.database_host.name:
         # The gateway is on the database host: a slice host refuses what it refuses too, so
         # no container starts for a slice whose data is on a host the file dropped.
-        database = _database_pyinfra_host(inv)
+        database = database_pyinfra_host(inv)
         rows = fleet(inv, on=database).slice_rows if database is not None else {}
         gone = abandoned_hosts(inv, rows)
         if gone:
@@ -90,7 +85,9 @@ def preflight(inv: Inventory, here: str | None = None):
     if gone:
         raise InventoryError([_abandoned(inv, name, sids) for name, sids in gone.items()])
     assert_destroy_allowed(inv, state.slice_rows)
-    moves.refuse(inv, state.slice_rows)  # an edited host: not converged as a second, empty slice
+    moves.refuse(inv, state.slice_rows)  # a slice moves only while it runs
+    for m in moves.pending(inv, state.slice_rows):
+        plan.for_slice(m.slice_id, "moves", f"from {m.source} to {m.destination}")
     lost = orphans(inv, state)
     for sid in lost:
         plan.for_slice(sid, "orphan, left intact", changes=False)

@@ -20,3 +20,9 @@ def peer_fact(name: str, cls, **kwargs):
             if other.data.get("sliceops_host") == name:
                 return other.get_fact(cls, **kwargs)
     return host.get_fact(cls, **kwargs)
+
+
+def database_pyinfra_host(inv):
+    """The pyinfra host of the inventory's database host, None when it is not connected."""
+    name = inv.database_host.name
+    return next((h for h in state.active_hosts if h.data.get("sliceops_host") == name), None)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from sliceops import plan
+from sliceops import moves, plan
 from sliceops.facts.tenant_credentials import TenantCredentials
 from sliceops.inventory import SLICE_NAME_PREFIX, Inventory
-from sliceops.operations.peers import this_host
+from sliceops.operations.peers import database_pyinfra_host, this_host
+from sliceops.operations.postgres.state import fleet
 from sliceops.operations.util import as_script
 from sliceops.operations.postgres.roles import CREDENTIALS_PY, REQUEST_END, credentials_request, tenant_url
 from sliceops.shell import command, quote
@@ -54,6 +55,12 @@ def credentials(inv: Inventory):
     files, made here, root-only."""
     here = this_host(inv)
     tenants = here_tenants(inv, here)
+    if tenants:
+        # A slice moving here brings its password with it (operations/move.py).
+        database = database_pyinfra_host(inv)
+        rows = fleet(inv, on=database).slice_rows if database is not None else {}
+        for role in moves.moving_roles(inv, rows):
+            tenants.pop(role, None)
     if not tenants:
         host.noop("no slice here keeps its credentials on this host (the database host makes them)")
         return

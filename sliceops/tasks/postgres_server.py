@@ -12,6 +12,8 @@ from sliceops.operations.util import changed
 from sliceops.names import MONITOR_ROLE
 from sliceops.tuning import listen_addresses, pg_tuning, remote_slice_hosts
 from sliceops.paths import TEMPLATES
+from sliceops import moves
+from sliceops.operations.postgres.state import fleet
 
 
 def converge(inv: Inventory) -> None:
@@ -53,7 +55,8 @@ def converge(inv: Inventory) -> None:
         name=f"Write client authentication rules ({etc}/pg_hba.conf)",
         src=str(TEMPLATES / "postgresql/pg_hba.conf.j2"),
         dest=f"{etc}/pg_hba.conf",
-        remote=remote_slice_hosts(inv),
+        # A slice being moved is admitted from its old host too until the move succeeds.
+        remote=remote_slice_hosts(inv, moves.moving_roles(inv, fleet(inv).slice_rows) if inv.multi_host else None),
         **common,
     )
     ident = files.template(

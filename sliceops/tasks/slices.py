@@ -9,10 +9,13 @@ from pyinfra.operations import server
 
 from sliceops.bundle import tarball
 from sliceops.inventory import Inventory
-from sliceops.operations import datadirs, docker, lifecycle, system, tenants, tls
+from sliceops.operations import datadirs, docker, lifecycle, move, system, tenants, tls
+from sliceops.operations.peers import this_host
 
 
-def converge(inv: Inventory) -> None:
+def converge(inv: Inventory, fleet: Inventory | None = None) -> None:
+    """`inv`: this host's slices; `fleet`: the whole inventory (a slice moving here comes from
+    another host of it)."""
     images = f"{inv.share_dir}/images"
     system.ship_tree(tarball("images"), images, "the image recipes")
     if inv.slice_defaults.image == docker.REFERENCE_IMAGE:
@@ -24,6 +27,8 @@ def converge(inv: Inventory) -> None:
     server.group(name=f"Create group {inv.monitor_user}", group=inv.monitor_user, system=True)
     datadirs.data_dirs_shared(name="Let the monitor's group read the slice data directories", inv=inv)
     tls.ca_copy(name=f"Copy PostgreSQL's CA certificate to {inv.pg_ca_file} (mounted read-only in each slice)", inv=inv)
+    here = this_host(fleet or inv)
+    move.moved_here(name=f"Move slices to {here} (from their old host, through the controller)", inv=fleet or inv, here=here)
     n = sum(1 for s in inv.slices if s.in_service)
     docker.containers(name=f"Converge slice containers ({n} in service)", inv=inv)
     lifecycle.destroyed(

@@ -107,3 +107,44 @@ def test_second_converge_changes_nothing(inventory, first_converge):
     print(f"\nfleet: no-op converge of 3 hosts: {time.monotonic() - started:.1f}s")
     assert again.returncode == 0, again.output[-4000:]
     assert again.totals["changed"] == 0, again.changed_ops
+
+
+def _psql_slice(db, sql: str) -> subprocess.CompletedProcess:
+    return sh(db, f"runuser -u postgres -- psql -p 5470 -XAtq -v ON_ERROR_STOP=1 -d wa_slice_1 -c \"{sql}\"")
+
+
+def test_a_slice_moves_by_an_edit_with_its_data(fleet, inventory, first_converge, tmp_path):
+    """Slice 1 from app1 to app2: its row (the database stays on the database host) and a file
+    in its data directory are there after the move, the gateway row names app2, /health
+    answers on app2, and app1 keeps the old copy archived and runs no container for it."""
+    from sliceops.inventory import load
+
+    inv = load(inventory)
+    data = inv.slice_data_dir(1)
+    app1, app2, db = fleet.hosts["app1"], fleet.hosts["app2"], fleet.database_host
+    assert _psql_slice(db, "INSERT INTO contacts (wa_id, name) VALUES ('4915100000001@c.us', 'moved')").returncode == 0
+    assert sh(app1, f"echo kept >{data}/moved.txt && chown 10001:10001 {data}/moved.txt").returncode == 0
+
+    moved = [dict(s, host="app2") if s["id"] == 1 else s for s in SLICES]
+    edited = fleet.write_inventory(tmp_path / "moved.yaml", moved, postgres={"port": 5470},
+                                   docker={"subnet": "172.30.70.0/24"},
+                                   slice_defaults={"port_base": PORT_BASE, "disk": False}, monitor={"interval": 10})
+    started = time.monotonic()
+    result = run_deploy(edited, timeout=900)
+    print(f"\nfleet: move of slice 1 app1 -> app2: {time.monotonic() - started:.1f}s")
+    assert result.returncode == 0, result.output[-6000:]
+    assert "moved slice 1 from app1 to app2" in result.output, result.output[-4000:]
+
+    rows = sh(db, "runuser -u postgres -- psql -p 5470 -AtX -d wank_saas -c 'SELECT id, host FROM gateway.slices ORDER BY id'")
+    assert rows.stdout.split() == ["1|app2", "2|app2", "3|app1"], rows.stderr
+    assert sh(app2, f"cat {data}/moved.txt").stdout == "kept\n"
+    assert _psql_slice(db, "SELECT name FROM contacts WHERE wa_id = '4915100000001@c.us'").stdout.strip() == "moved"
+    health = sh(app2, f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port_of(1)}/health")
+    assert health.stdout == "200"
+    # The old host: no container for slice 1, its data kept aside (never deleted), nothing in its place.
+    assert sh(app1, "docker ps -a --format '{{.Names}}' --filter name=fleet-wa-slice-1$").stdout.strip() == ""
+    archived = sh(app1, f"cat {inv.slices_data_dir}/.moved-1-*/moved.txt")
+    assert archived.stdout == "kept\n", archived.stderr
+    assert sh(app1, f"test -e {data}").returncode != 0
+    # The password came along: none was made anew, and app1 keeps no copy.
+    assert sh(app1, f"test -e {inv.secrets_dir}/wa_slice_1.password").returncode != 0

@@ -1,5 +1,6 @@
-"""Slice moves: which slices an inventory moves (gateway.slices.host vs the inventory), and the
-deploy's refusal of a move, before any change, until moving data is implemented."""
+"""Slice moves: which slices an inventory moves (gateway.slices.host vs the inventory), what a
+move keeps for the old host until it succeeds (its role's password, pg_hba's rule), the
+refusal of a move the deploy cannot make, and the controller's pipe between two hosts."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from sliceops import moves
-from sliceops.errors import InventoryError
+from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.inventory import load
+from sliceops.remote import Target, pipe
+from sliceops.tuning import remote_slice_hosts
 
 DATA = Path(__file__).parent / "data"
 FLEET = DATA / "good" / "fleet.yaml"  # slices 1, 3 on app1; 2 on app2; 4 on db1
@@ -46,15 +49,44 @@ def test_a_single_target_file_moves_nothing_whatever_its_target_is_called():
     assert moves.pending(inv, other) == []
 
 
-def test_a_move_is_refused_one_line_per_slice_naming_file_slice_and_both_hosts():
+def test_a_running_slice_moves_and_one_not_in_service_is_refused_one_line_each(tmp_path):
     inv = load(FLEET)
+    moves.refuse(inv, rows(s1="app2", s2="app1"))  # both active: they move
+    path = tmp_path / "fleet.yaml"
+    path.write_text(FLEET.read_text().replace("{id: 1, host: app1}", "{id: 1, host: app1, status: suspended}"))
     with pytest.raises(InventoryError) as caught:
-        moves.refuse(inv, rows(s1="app2", s2="app1"))
+        moves.refuse(load(path), rows(s1="app2", s2="app1"))
     assert caught.value.problems == [
-        f"{inv.path}: slice 1: host: 'app1': the slice runs on 'app2' (gateway.slices.host) and moving a slice "
-        "to another host is not supported yet: set its host back to 'app2' (a file turned from target: into "
-        "hosts: keeps its slices by naming that host 'app2')",
-        f"{inv.path}: slice 2: host: 'app2': the slice runs on 'app1' (gateway.slices.host) and moving a slice "
-        "to another host is not supported yet: set its host back to 'app1' (a file turned from target: into "
-        "hosts: keeps its slices by naming that host 'app1')",
-    ]
+        f"{path}: slice 1: host: 'app1': the slice is on 'app2' (gateway.slices.host) and not in service: a slice "
+        "moves only while it runs (status: active); set its host back to 'app2' until then"]
+
+
+def test_until_it_has_moved_a_slice_keeps_its_old_host_s_admission_and_its_password():
+    inv = load(FLEET)
+    moving = moves.moving_roles(inv, rows(s1="app2", s2="app2", s3="app1", s4="db1"))
+    assert moving == {"wa_slice_1": "app2"}
+    by_host = {h["name"]: h["roles"] for h in remote_slice_hosts(inv, moving)}
+    assert by_host == {"app1": ["wa_slice_1", "wa_slice_3"], "app2": ["wa_slice_2", "wa_slice_1"]}
+    assert {h["name"]: h["roles"] for h in remote_slice_hosts(inv)} == {
+        "app1": ["wa_slice_1", "wa_slice_3"], "app2": ["wa_slice_2"]}
+
+
+def test_the_old_copy_is_archived_beside_the_slices_data_never_in_their_place():
+    inv = load(FLEET)
+    assert inv.moved_data_dir(1, "20261202T020000Z") == f"{inv.slices_data_dir}/.moved-1-20261202T020000Z"
+    assert inv.moved_data_dir(1, "x") != inv.slice_data_dir(1)
+
+
+def test_the_pipe_carries_a_tree_from_one_command_to_another_byte_for_byte(tmp_path):
+    source, copy = tmp_path / "source", tmp_path / "copy"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "file").write_bytes(bytes(range(256)) * 2048)  # 512 KiB: several chunks
+    (source / "row").write_text("a row\n")
+    copy.mkdir()
+    here = Target(load(FLEET), "@local")
+    carried = pipe(here, ["tar", "-C", str(source), "-cf", "-", "."], here, ["tar", "-C", str(copy), "-xpf", "-"])
+    assert carried > 512 * 1024
+    assert (copy / "sub" / "file").read_bytes() == (source / "sub" / "file").read_bytes()
+    assert (copy / "row").read_text() == "a row\n"
+    with pytest.raises(RemoteStateError, match="tar on @local"):
+        pipe(here, ["tar", "-C", str(tmp_path / "missing"), "-cf", "-", "."], here, ["tar", "-C", str(copy), "-xf", "-"])

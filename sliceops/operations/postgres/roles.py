@@ -12,7 +12,7 @@ from pathlib import Path
 from pyinfra import host, state as pyinfra_state
 from pyinfra.api import operation
 
-from sliceops import psql
+from sliceops import moves, psql
 from sliceops.facts.postgres import Fleet
 from sliceops.facts.tenant_credentials import StoredVerifiers, TenantCredentials
 from sliceops.inventory import MONITOR_ROLE, SLICE_NAME_PREFIX, Inventory, Slice
@@ -177,8 +177,11 @@ def _ensure_role_sql(role: str) -> str:
 def roles(inv: Inventory):
     """Login roles with root-only generated passwords, and the monitor's peer-auth role."""
     state = fleet(inv)
-    todo = roles_to_converge(inv, state)
+    # A slice being moved keeps its password until its move succeeds: the move carries it.
+    moving = moves.moving_roles(inv, state.slice_rows)
+    todo = [r for r in roles_to_converge(inv, state) if r not in moving]
     remote = remote_to_converge(inv, state, *remote_verifiers(inv), pyinfra_state.is_executing) if remote_tenants(inv) else []
+    remote = [(r, v) for r, v in remote if r not in moving or r not in state.roles]
     with_monitor = MONITOR_ROLE not in state.roles
     limits = connection_limits(inv, state)
     if not todo and not remote and not with_monitor and not limits:

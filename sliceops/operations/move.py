@@ -1,0 +1,153 @@
+"""Moving a slice to another slice host: an edit of its `host` (issue 14).
+
+Run on the new host, before its containers are converged, one slice at a time:
+
+1. stop the container on the old host (its data is then consistent);
+2. stream the data directory, and the slice's password file, from the old host to the new
+   one as tar through the controller: two SSH connections, the controller's memory a chunk
+   at a time, nothing on its disk, and the slice hosts need no keys to each other;
+3. write the slice's credentials file on the new host (its URL for that host, the same
+   password: PostgreSQL's verifier does not change) and run its container there;
+4. wait for `/health` (200 only once the slice reached its database);
+5. only then set `gateway.slices.host`, then remove the old container and archive the old
+   data directory on the old host (`<data>/.moved-<id>-<stamp>`: never deleted).
+
+On any failure before step 5 the new container and the copy are removed, the old container
+starts again where it was, and the deploy ends non-zero naming the slice; its gateway row
+still names the old host, so the next deploy tries again.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, operation
+
+from sliceops import moves, plan, psql
+from sliceops.facts.docker import DockerCgroupDriver, DockerImage
+from sliceops.facts.tls import FileSha256
+from sliceops.inventory import Inventory
+from sliceops.operations import tenants
+from sliceops.operations.docker import DATA_GROUP, DATA_MODE, SLICE_UID, desired_spec, env_file, run_command
+from sliceops.operations.peers import database_pyinfra_host
+from sliceops.operations.postgres.state import fleet
+from sliceops.remote import Target, pipe
+from sliceops.shell import command, quote
+
+HEALTH_TIMEOUT = 180  # seconds a moved slice has to answer /health on its new host
+# /health on the slice's published port, on the new host (python3 is there: the deploy's
+# credentials program and the monitor need it).
+HEALTH_PY = """\
+import sys, urllib.request
+try:
+    with urllib.request.urlopen('http://127.0.0.1:%d/health' % int(sys.argv[1]), timeout=5) as answer:
+        sys.exit(0 if answer.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+"""
+
+
+def moves_to(inv: Inventory, here: str) -> list[moves.Move]:
+    """The moves whose destination is `here`, from the gateway's rows on the database host."""
+    database = database_pyinfra_host(inv)
+    rows = fleet(inv, on=database).slice_rows if database is not None else {}
+    return [m for m in moves.pending(inv, rows) if m.destination == here]
+
+
+@operation(is_idempotent=True)
+def moved_here(inv: Inventory, here: str):
+    """Every slice the inventory moves to this host: carried here, started, healthy, then
+    registered here; its old copy archived on the old host."""
+    todo = moves_to(inv, here) if inv.multi_host else []
+    if not todo:
+        host.noop("no slice moves to this host")
+        return
+    for m in todo:
+        plan.for_slice(m.slice_id, "moved", f"from {m.source} to {m.destination} (data and password through the "
+                                            "controller; gateway row after /health; old copy archived)")
+    yield FunctionCommand(_move_all, (inv, here, todo), {})
+
+
+def _move_all(state, host, inv: Inventory, here: str, todo: list) -> bool:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    ok = True
+    for m in todo:
+        try:
+            carried = move(host, inv, m, stamp)
+            logger.info(f"{host.print_prefix}sliceops: moved slice {m.slice_id} from {m.source} to {m.destination} "
+                        f"({carried} bytes of data); the old copy is {inv.moved_data_dir(m.slice_id, stamp)} on {m.source}")
+        except Exception as exc:  # one line naming the slice; the others still move
+            ok = False
+            logger.error(f"{host.print_prefix}sliceops: slice {m.slice_id} was not moved from {m.source} to "
+                         f"{m.destination}: {exc}; it runs on {m.source} again")
+    return ok
+
+
+def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
+    """Move one slice (see the module's docstring); the bytes of data carried."""
+    s = inv.slice(m.slice_id)
+    mine = inv.for_host(m.destination)
+    name, data = inv.container_name(s.id), inv.slice_data_dir(s.id)
+    password = f"{inv.secrets_dir}/{s.login_role}.password"
+    src = Target(inv, inv.host(m.source).target)
+    dst = Target(inv, inv.host(m.destination).target)
+    ran = False
+    try:
+        src.run(["docker", "stop", name])
+        dst.run(["install", "-d", "-m", "0755", "/etc/sliceops", inv.etc_dir])
+        dst.run(["install", "-d", "-m", "0700", inv.secrets_dir])
+        dst.run(["install", "-d", "-o", str(SLICE_UID), "-g", DATA_GROUP, "-m", DATA_MODE, data])
+        dst.run(["find", data, "-mindepth", "1", "-delete"])  # a copy an earlier attempt left
+        carried = pipe(src, ["tar", "-C", data, "--numeric-owner", "-cf", "-", "."],
+                       dst, ["tar", "-C", data, "--numeric-owner", "-xpf", "-"])
+        # The password: standard output to standard input, never an argument; root's alone.
+        fresh = quote(password + ".new")
+        pipe(src, ["cat", password], dst, ["sh", "-c", f"umask 077; cat >{fresh} && mv -f {fresh} {quote(password)}"])
+        dst.run(["sh", "-c", tenants.credentials_command(mine, [s.login_role])])
+        env_sha = dst.run(["sha256sum", env_file(mine, s)]).split()[0]
+        spec = desired_spec(mine, s, pyinfra_host.get_fact(DockerImage, image=inv.slice_defaults.image),
+                            env_sha, pyinfra_host.get_fact(DockerCgroupDriver),
+                            pyinfra_host.get_fact(FileSha256, path=inv.pg_ca_file))
+        dst.run(["sh", "-c", f"{command('docker', 'rm', '-f', name)} >/dev/null 2>&1; {run_command(mine, s, spec)}"])
+        ran = True
+        _wait_healthy(dst, s.port)
+        with Target(inv, inv.database_host.target) as db:
+            db.run(psql.argv(inv.postgres.port, inv.gateway.database, variables={"id": s.id, "host": m.destination}),
+                   stdin="UPDATE gateway.slices SET host = :'host' WHERE id = :'id'::int;\n")
+    except Exception:
+        for undo in ([["docker", "rm", "-f", name]] if ran else []) + [["find", data, "-mindepth", "1", "-delete"]]:
+            try:
+                dst.run(undo)
+            except Exception:  # the old host's container matters more: go on to it
+                pass
+        try:
+            src.run(["docker", "start", name])
+        finally:
+            src.close()
+        raise
+    finally:
+        dst.close()
+    # Moved: the gateway names the new host. The old container goes; the old data is kept.
+    try:
+        src.run(["docker", "rm", "-f", name])
+        src.run(["mv", data, inv.moved_data_dir(s.id, stamp)])
+        src.run(["rm", "-f", password, env_file(inv, s)])
+    except Exception as exc:  # the slice runs on its new host; only the tidying is left
+        logger.warning(f"sliceops: slice {s.id} moved to {m.destination}, but on {m.source}: {exc} "
+                       f"(remove its stopped container and archive {data} by hand)")
+    finally:
+        src.close()
+    return carried
+
+
+def _wait_healthy(dst: Target, port: int) -> None:
+    deadline = time.monotonic() + HEALTH_TIMEOUT
+    while True:
+        try:
+            dst.run(["python3", "-c", HEALTH_PY, str(port)])
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"/health on port {port} did not answer 200 within {HEALTH_TIMEOUT} s") from None
+            time.sleep(2)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 
+import click
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 
@@ -75,12 +76,14 @@ def _move_all(state, host, inv: Inventory, here: str, todo: list) -> bool:
     for m in todo:
         try:
             carried = move(host, inv, m, stamp)
-            logger.info(f"{host.print_prefix}sliceops: moved slice {m.slice_id} from {m.source} to {m.destination} "
-                        f"({carried} bytes of data); the old copy is {inv.moved_data_dir(m.slice_id, stamp)} on {m.source}")
+            # As report.py relays our commands' lines: at pyinfra's default verbosity.
+            click.echo(f"    {host.print_prefix}sliceops: moved slice {m.slice_id} from {m.source} to {m.destination} "
+                       f"({carried} bytes of data); the old copy is {inv.moved_data_dir(m.slice_id, stamp)} on "
+                       f"{m.source}", err=True)
         except Exception as exc:  # one line naming the slice; the others still move
             ok = False
-            logger.error(f"{host.print_prefix}sliceops: slice {m.slice_id} was not moved from {m.source} to "
-                         f"{m.destination}: {exc}; it runs on {m.source} again")
+            click.echo(f"    {host.print_prefix}sliceops: slice {m.slice_id} was not moved from {m.source} to "
+                       f"{m.destination}: {exc}; it runs on {m.source} again", err=True)
     return ok
 
 

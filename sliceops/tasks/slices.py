@@ -41,5 +41,8 @@ def converge(inv: Inventory, fleet: Inventory | None = None) -> None:
 def credentials(inv: Inventory) -> None:
     """A slice host that is not the database host makes its slices' passwords and credentials
     files itself, before the database host's roles step reads their verifiers."""
+    if inv.multi_host and this_host(inv) != inv.database_host.name:
+        # The credentials program and the verifiers run in python3 here (Debian's, standard library).
+        system.packages(name="Install python3 (the tenants' credentials are made here)", names=["python3"])
     n = len(inv.kept_slices())
     tenants.credentials(name=f"Make the credentials of {n} slices where they run (the database host gets verifiers)", inv=inv)

@@ -12,8 +12,9 @@ Run on the new host, before its containers are converged, one slice at a time:
 5. only then set `gateway.slices.host`, then remove the old container and archive the old
    data directory on the old host (`<data>/.moved-<id>-<stamp>`: never deleted).
 
-On any failure before step 5 the new container and the copy are removed, the old container
-starts again where it was, and the deploy ends non-zero naming the slice; its gateway row
+A data directory on the new host that is not empty is never written over: the move stops
+there, naming it. On any failure before step 5 the new container and the copy are removed,
+the old container starts again where it was, and the deploy ends non-zero naming the slice; its gateway row
 still names the old host, so the next deploy tries again.
 """
 
@@ -95,13 +96,16 @@ def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
     password = f"{inv.secrets_dir}/{s.login_role}.password"
     src = Target(inv, inv.host(m.source).target)
     dst = Target(inv, inv.host(m.destination).target)
-    ran = False
+    ran = copying = False
     try:
-        src.run(["docker", "stop", name])
         dst.run(["install", "-d", "-m", "0755", "/etc/sliceops", inv.etc_dir])
         dst.run(["install", "-d", "-m", "0700", inv.secrets_dir])
         dst.run(["install", "-d", "-o", str(SLICE_UID), "-g", DATA_GROUP, "-m", DATA_MODE, data])
-        dst.run(["find", data, "-mindepth", "1", "-delete"])  # a copy an earlier attempt left
+        if dst.run(["find", data, "-mindepth", "1", "-print", "-quit"]).strip():
+            # Never written over: whose data it is, only the operator can tell.
+            raise RuntimeError(f"{data} on {m.destination} is not empty: move it aside, then deploy again")
+        src.run(["docker", "stop", name])
+        copying = True
         carried = pipe(src, ["tar", "-C", data, "--numeric-owner", "-cf", "-", "."],
                        dst, ["tar", "-C", data, "--numeric-owner", "-xpf", "-"])
         # The password: standard output to standard input, never an argument; root's alone.
@@ -119,7 +123,8 @@ def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
             db.run(psql.argv(inv.postgres.port, inv.gateway.database, variables={"id": s.id, "host": m.destination}),
                    stdin="UPDATE gateway.slices SET host = :'host' WHERE id = :'id'::int;\n")
     except Exception:
-        for undo in ([["docker", "rm", "-f", name]] if ran else []) + [["find", data, "-mindepth", "1", "-delete"]]:
+        # Only what this move made goes: the new container, and the copy (the directory was empty).
+        for undo in ([["docker", "rm", "-f", name]] if ran else []) + ([["find", data, "-mindepth", "1", "-delete"]] if copying else []):
             try:
                 dst.run(undo)
             except Exception:  # the old host's container matters more: go on to it

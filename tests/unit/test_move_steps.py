@@ -16,8 +16,8 @@ FLEET = Path(__file__).parent / "data" / "good" / "fleet.yaml"  # slice 1 on app
 
 
 class Recorder:
-    def __init__(self, log: list, fail_on: str | None):
-        self.log, self.fail_on = log, fail_on
+    def __init__(self, log: list, fail_on: str | None, found: str = ""):
+        self.log, self.fail_on, self.found = log, fail_on, found
 
     def target(self, inv, target):
         recorder = self
@@ -27,6 +27,8 @@ class Recorder:
                 recorder.log.append((target, argv[0] if argv[0] != "runuser" else "psql", argv, stdin))
                 if recorder.fail_on and recorder.fail_on in " ".join(argv):
                     raise RuntimeError(f"{argv[0]} failed")
+                if argv[:2] == ["find", "/srv/sliceops/main/slices/1"] and "-print" in argv:
+                    return recorder.found
                 return "0" * 64 + "  file\n"
 
             def close(self):
@@ -52,9 +54,9 @@ class FakeHost:
 
 @pytest.fixture
 def run(monkeypatch):
-    def go(fail_on=None):
+    def go(fail_on=None, found=""):
         log: list = []
-        recorder = Recorder(log, fail_on)
+        recorder = Recorder(log, fail_on, found)
         monkeypatch.setattr(move, "Target", recorder.target)
         monkeypatch.setattr(move, "pipe", recorder.pipe)
         monkeypatch.setattr(move, "HEALTH_TIMEOUT", 0)
@@ -80,7 +82,7 @@ def test_a_move_stops_copies_starts_waits_then_registers_and_archives(run):
     assert error is None
     app1, app2, db = "ssh://root@10.0.0.11:2222", "ssh://root@10.0.0.12", "ssh://root@10.0.0.10"
     steps = _steps(log)
-    assert steps[0] == (app1, "docker stop")
+    assert (app1, "docker stop") in steps and not any(e[0] == app1 for e in log[:steps.index((app1, "docker stop"))])
     assert ("pipe", "tar|tar") in steps and ("pipe", "cat|sh") in steps
     health = steps.index((app2, "python3 -c"))
     register = next(i for i, e in enumerate(log) if e[0] == db)
@@ -108,3 +110,10 @@ def test_a_failed_copy_starts_the_old_container_again_and_runs_nothing_new(run):
     steps = _steps(log)
     assert steps[-1] == ("ssh://root@10.0.0.11:2222", "docker start")
     assert not any(e[2][:2] == ["sh", "-c"] and "docker run" in e[2][2] for e in log if e[0] != "pipe")
+
+
+def test_a_destination_that_holds_data_is_never_written_over_and_nothing_stops(run):
+    _, log, error = run(found="/srv/sliceops/main/slices/1/session.db\n")
+    assert "is not empty" in str(error)
+    assert not any(e[2][:2] == ["docker", "stop"] or e[2][:1] == ["find"] and "-delete" in e[2] for e in log if e[0] != "pipe")
+    assert not any(e[0] == "pipe" for e in log)

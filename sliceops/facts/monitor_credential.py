@@ -58,8 +58,9 @@ class HostMonitors(FactBase):
     def command(self, port: int, gateway_db: str) -> str:
         # sliceops_fleet.monitor_hosts may not exist yet: the second query then fails alone (no
         # ON_ERROR_STOP for this read).
-        return (f"{psql.command(port, gateway_db, tuples=True)} -v ON_ERROR_STOP=0 "
-                f"{psql.heredoc(_MONITORS_SQL)} 2>/dev/null; true")
+        # (The here-document's end line must stand alone: the redirection goes before it.)
+        return (f"{psql.command(port, gateway_db, tuples=True)} -v ON_ERROR_STOP=0 2>/dev/null "
+                f"{psql.heredoc(_MONITORS_SQL)}\ntrue")
 
     def process(self, output):
         out: dict = {"verifiers": {}, "hosts": {}}

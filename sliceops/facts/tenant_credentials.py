@@ -56,7 +56,9 @@ class StoredVerifiers(FactBase):
         pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
         sql = (f"SELECT 'ROLE ' || rolname || ' ' || coalesce(rolpassword, '-') FROM pg_authid "
                f"WHERE rolname LIKE {literal(pattern)} AND rolcanlogin;")
-        return f"{psql.command(port, tuples=True)} {psql.heredoc(sql)} 2>/dev/null; true"
+        # Before PostgreSQL runs there is nothing to read: {} (the here-document's end line
+        # must stand alone, so the status is set on the next line).
+        return f"{psql.command(port, tuples=True)} 2>/dev/null {psql.heredoc(sql)}\ntrue"
 
     def process(self, output):
         out = {}

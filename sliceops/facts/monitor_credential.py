@@ -46,14 +46,18 @@ class MonitorVerifier(FactBase):
 _MONITORS_SQL = """\
 SELECT 'ROLE ' || rolname || ' ' || coalesce(rolpassword, '-') FROM pg_authid
  WHERE rolname LIKE 'sliceops\\_monitor\\_%' AND rolcanlogin;
+SELECT 'GRANTED ' || rolname FROM pg_roles
+ WHERE rolname LIKE 'sliceops\\_monitor\\_%' AND has_database_privilege(rolname, current_database(), 'CONNECT')
+   AND has_table_privilege(rolname, 'gateway.server_telemetry', 'SELECT');
 SELECT 'HOST ' || role || ' ' || host FROM sliceops_fleet.monitor_hosts
  WHERE to_regclass('sliceops_fleet.monitor_hosts') IS NOT NULL;
 """
 
 
 class HostMonitors(FactBase):
-    """{"verifiers": {role: stored verifier}, "hosts": {role: host}} of the slice hosts'
-    monitor roles, read on the database host (empty before sql/gateway/0005)."""
+    """{"verifiers": {role: stored verifier}, "hosts": {role: host}, "granted": [roles that may
+    connect to the gateway database and read back their server rows]} of the slice hosts' monitor roles, read on the database
+    host (empty before sql/gateway/0005)."""
 
     def command(self, port: int, gateway_db: str) -> str:
         # sliceops_fleet.monitor_hosts may not exist yet: the second query then fails alone (no
@@ -63,7 +67,7 @@ class HostMonitors(FactBase):
                 f"{psql.heredoc(_MONITORS_SQL)}\ntrue")
 
     def process(self, output):
-        out: dict = {"verifiers": {}, "hosts": {}}
+        out: dict = {"verifiers": {}, "hosts": {}, "granted": []}
         for line in output:
             kind, _, rest = line.strip().partition(" ")
             role, _, value = rest.partition(" ")
@@ -71,7 +75,9 @@ class HostMonitors(FactBase):
                 out["verifiers"][role] = value
             elif kind == "HOST" and role:
                 out["hosts"][role] = value
+            elif kind == "GRANTED" and role:
+                out["granted"].append(role)
         return out
 
     def default(self):
-        return {"verifiers": {}, "hosts": {}}
+        return {"verifiers": {}, "hosts": {}, "granted": []}

@@ -32,10 +32,22 @@ def test_postgresql_is_running(host, inv):
     assert cmd.rc == 0, f"PostgreSQL cluster {inv.postgres.version}/{inv.cluster} is not running"
 
 
+def _listen_address(inv, where: str) -> str | None:
+    """Where PostgreSQL must listen: loopback always; the slice bridge's gateway when slices
+    run on the database host; its private address when slices run elsewhere (a fleet)."""
+    if where == "loopback":
+        return "127.0.0.1"
+    if where == "slice bridge":
+        return inv.docker.gateway_address if inv.database_host in inv.slice_hosts else None
+    return inv.database_host.address if inv.multi_host else None
+
+
 @pytest.mark.database_host
-@pytest.mark.parametrize("where", ["loopback", "slice bridge"])
+@pytest.mark.parametrize("where", ["loopback", "slice bridge", "private address"])
 def test_postgresql_listens_where_it_should(host, inv, where):
-    address = "127.0.0.1" if where == "loopback" else inv.docker.gateway_address
+    address = _listen_address(inv, where)
+    if address is None:
+        pytest.skip(f"no {where} to listen on here")
     assert host.socket(f"tcp://{address}:{inv.postgres.port}").is_listening, (
         f"PostgreSQL does not listen on {address}:{inv.postgres.port} ({where})"
     )

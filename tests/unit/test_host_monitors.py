@@ -33,8 +33,8 @@ def test_a_new_host_monitor_is_created_granted_mapped_and_given_its_verifier():
     sql, verifiers = host_monitors_sql({"sliceops_monitor_app1": "app1"}, {}, ["sliceops_monitor_app1"])
     assert verifiers == ["sliceops_monitor_app1"]
     assert 'CREATE ROLE "sliceops_monitor_app1" NOLOGIN;' in sql
-    assert 'GRANT INSERT ON gateway.telemetry, gateway.server_telemetry TO "sliceops_monitor_app1";' in sql
-    assert "DELETE" not in sql.split("GRANT INSERT")[0]  # no prune rights
+    assert 'GRANT SELECT, INSERT ON gateway.telemetry, gateway.server_telemetry TO "sliceops_monitor_app1";' in sql
+    assert "DELETE" not in sql  # no prune rights
     assert ("INSERT INTO sliceops_fleet.monitor_hosts (role, host) VALUES ('sliceops_monitor_app1', 'app1') "
             "ON CONFLICT (role) DO UPDATE SET host = EXCLUDED.host;") in sql
     assert sql.endswith("""ALTER ROLE "sliceops_monitor_app1" WITH LOGIN PASSWORD :'pw0';""")
@@ -64,7 +64,7 @@ def test_the_database_sides_reading():
     assert HostMonitors().process([
         "ROLE sliceops_monitor_app1 SCRAM-SHA-256$4096:abc$def:ghi", "HOST sliceops_monitor_app1 app1"]) == {
         "verifiers": {"sliceops_monitor_app1": "SCRAM-SHA-256$4096:abc$def:ghi"},
-        "hosts": {"sliceops_monitor_app1": "app1"}}
+        "hosts": {"sliceops_monitor_app1": "app1"}, "granted": []}
 
 
 def _run(monkeypatch, op, here: str, facts: dict, peers: dict, executing: bool = True):
@@ -105,7 +105,8 @@ def test_the_database_host_gives_each_slice_hosts_monitor_its_role_and_verifier(
 
 def test_a_converged_fleet_changes_nothing_and_slice_hosts_skip_the_database_step(monkeypatch):
     have = {"verifiers": {"sliceops_monitor_app1": V1, "sliceops_monitor_app2": V1},
-            "hosts": {"sliceops_monitor_app1": "app1", "sliceops_monitor_app2": "app2"}}
+            "hosts": {"sliceops_monitor_app1": "app1", "sliceops_monitor_app2": "app2"},
+            "granted": ["sliceops_monitor_app1", "sliceops_monitor_app2"]}
     commands, noops = _run(monkeypatch, "roles", "db1", {"HostMonitors": have}, {"app1": V1, "app2": V1})
     assert commands == [] and noops == ["2 slice hosts' monitor roles are in place"]
     assert _run(monkeypatch, "roles", "app1", {}, {}) == ([], [])
@@ -116,3 +117,11 @@ def test_a_slice_host_makes_its_monitor_password_once(monkeypatch):
     assert "monitor.password" in commands[0] and "chmod 0400" in commands[0]
     assert _run(monkeypatch, "credential", "app1", {"MonitorVerifier": V1}, {})[0] == []
     assert _run(monkeypatch, "credential", "db1", {}, {})[1] == ["the database host's monitor logs in by peer authentication"]
+
+
+def test_a_host_monitor_that_may_not_connect_to_the_gateway_database_is_granted_it():
+    # PUBLIC's CONNECT is revoked on the gateway database: each monitor role needs its own.
+    mapped = {"sliceops_monitor_app1": "app1"}
+    assert host_monitors_sql(mapped, mapped, [], ["sliceops_monitor_app1"]) == ("", [])
+    sql, _ = host_monitors_sql(mapped, mapped, [], [], "wank_saas")
+    assert 'GRANT CONNECT ON DATABASE "wank_saas" TO "sliceops_monitor_app1";' in sql

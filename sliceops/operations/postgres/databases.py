@@ -18,6 +18,7 @@ from sliceops.operations.postgres.state import fleet, heredoc
 from sliceops.operations import sentences
 from sliceops.operations.util import as_script
 from sliceops.shell import echo, ident
+from sliceops.operations.postgres.monitors import desired_host_monitors
 
 
 # Created by initdb; PUBLIC's CONNECT on them is revoked like on every database of ours.
@@ -60,8 +61,11 @@ def databases_sql(inv: Inventory, state: Fleet) -> list[str]:
             sql.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(db)} FROM PUBLIC;")
         if cur is None or grantee not in cur["connect"]:
             sql.append(f"GRANT CONNECT ON DATABASE {ident(db)} TO {ident(grantee)};")
-        # Isolation drift (another slice's role granted in by hand) is converged back.
-        for foreign in sorted(set(cur["connect"] if cur else ()) - {grantee}):
+        # Isolation drift (another slice's role granted in by hand) is converged back. The
+        # slice hosts' monitors connect to the gateway database (their roles are granted it
+        # where they are made: operations/postgres/monitors.py).
+        allowed = {grantee} | (set(desired_host_monitors(inv)) if db == inv.gateway.database else set())
+        for foreign in sorted(set(cur["connect"] if cur else ()) - allowed):
             sql.append(f"REVOKE CONNECT ON DATABASE {ident(db)} FROM {ident(foreign)};")
     # The cluster's own databases stay open only to those their grants name: any role may
     # otherwise connect to postgres (and template1) and read the catalogs there.

@@ -27,7 +27,8 @@ def monitor_grants(role: str = MONITOR_ROLE, prune: bool = True) -> str:
     """The database host's monitor (`prune`: it reads and deletes old telemetry too), or a
     slice host's (`prune` False: it only adds rows; RLS narrows what it sees)."""
     m = ident(role)
-    telemetry = "SELECT, INSERT, DELETE" if prune else "INSERT"
+    # SELECT: the server row's INSERT ... RETURNING reads it back (RLS shows a host its own).
+    telemetry = "SELECT, INSERT, DELETE" if prune else "SELECT, INSERT"
     return "\n".join([
         f"GRANT USAGE ON SCHEMA gateway TO {m};",
         f"GRANT SELECT ON gateway.slices TO {m};",

@@ -31,19 +31,23 @@ def desired_host_monitors(inv) -> dict[str, str]:
     return {host_monitor_role(h.name): h.name for h in inv.slice_hosts if h.name != db}
 
 
-def host_monitors_sql(desired: dict[str, str], mapped: dict[str, str], stale_verifier: list[str]) -> tuple[str, list[str]]:
+def host_monitors_sql(desired: dict[str, str], mapped: dict[str, str], stale_verifier: list[str],
+                      granted: list[str] | None = None, database: str = "wank_saas") -> tuple[str, list[str]]:
     """(SQL for the gateway database, the roles whose verifier it sets from psql variables
     pw0, pw1 ... in that order). `mapped`: sliceops_fleet.monitor_hosts as it is; `stale_verifier`:
     desired roles whose stored verifier is not the one their slice host computed. A role
-    whose host left the inventory loses its row (so RLS would give it nothing) and LOGIN."""
+    whose host left the inventory loses its row (so RLS would give it nothing) and LOGIN.
+    `granted`: the roles that hold CONNECT on the gateway `database` (PUBLIC's is revoked there)
+    and the grants below (None: not read); the others are granted again."""
     sql: list[str] = []
     for role, host_name in sorted(desired.items()):
-        if mapped.get(role) == host_name and role not in stale_verifier:
+        if mapped.get(role) == host_name and role not in stale_verifier and (granted is None or role in granted):
             continue
         sql += [
             f"SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(role)}) AS missing \\gset",
             f"\\if :missing\nCREATE ROLE {ident(role)} NOLOGIN;\n\\endif",
             # No DELETE: the prune is the database host monitor's.
+            f"GRANT CONNECT ON DATABASE {ident(database)} TO {ident(role)};",
             monitor_grants(role, prune=False),
             f"INSERT INTO sliceops_fleet.monitor_hosts (role, host) VALUES ({literal(role)}, {literal(host_name)}) "
             f"ON CONFLICT (role) DO UPDATE SET host = EXCLUDED.host;",
@@ -118,7 +122,8 @@ def roles(inv):
     if not state.is_executing:
         # Before execution a new host's password file may not exist yet: it will.
         stale += [r for r in desired if r not in computed and r not in have["verifiers"]]
-    sql, order = host_monitors_sql(desired, have["hosts"], [r for r in stale if r in computed or not state.is_executing])
+    sql, order = host_monitors_sql(desired, have["hosts"], [r for r in stale if r in computed or not state.is_executing],
+                                   have.get("granted", []), inv.gateway.database)
     if not sql:
         host.noop(f"{len(desired)} slice hosts' monitor roles are in place")
         return

@@ -13,9 +13,18 @@ busybox containers labelled as the instance's slices. Then times, each --runs ti
 - the reading and rendering alone, in this process (what the command does after its imports):
   the psql round trip, the Docker call, and rows + table.
 
+The slice databases' sizes are recorded as the database host's monitor records them
+(sliceops.record_database_sizes(), made from the deploy's own grants; sql/gateway/0006), and
+that call is timed too: it is what the monitor pays every disk_interval instead.
+
+With `--before DIR` (a checkout of an earlier commit: `git worktree add --detach DIR <commit>`),
+each run also times that checkout's `sliceops status` on the same fleet, interleaved with this
+one's (this venv's interpreter, the checkout's package first on sys.path), wall time and the
+CPU time of the process and what it waited for (psql, runuser; not the PostgreSQL backend).
+
 Prints the figures, appends them to bench/RESULTS.md and removes everything it made.
 
-    .venv/bin/python bench/status_fleet.py [--slices 200] [--runs 7] [--telemetry-hours 24]
+    .venv/bin/python bench/status_fleet.py [--slices 200] [--runs 7] [--telemetry-hours 24] [--before DIR]
 """
 
 from __future__ import annotations
@@ -73,6 +82,28 @@ ANALYZE;""", "wank_saas", stdin=True)
         psql("SET ROLE wa_slice;\n" + f.read_text(), "bench_template", stdin=True)
     for i in range(1, n + 1):
         psql(f"CREATE DATABASE wa_slice_{i} TEMPLATE bench_template")
+    # The function the deploy makes for the database host's monitor (as the superuser).
+    from sliceops.operations.postgres.grants import monitor_grants
+
+    psql("CREATE ROLE sliceops_monitor LOGIN")
+    psql("CREATE SCHEMA sliceops;\n" + monitor_grants(), "wank_saas", stdin=True)
+    record_sizes()
+
+
+def record_sizes() -> None:
+    """What the monitor runs every disk_interval (its role may; here the superuser calls it)."""
+    psql("SELECT sliceops.record_database_sizes()", "wank_saas")
+
+
+def timed_process(argv: list[str], cwd: str | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and of the children it waited for)."""
+    w = time.perf_counter()
+    p = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - w
+    if status != 0:
+        raise SystemExit(f"{' '.join(argv)} failed in {cwd or '.'}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def start_containers(client, n: int) -> None:
@@ -117,6 +148,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--telemetry-hours", type=int, default=24)
     ap.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
+    ap.add_argument("--before", metavar="DIR", help="a checkout of an earlier commit, timed interleaved with this one")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: it creates a PostgreSQL cluster and containers")
@@ -134,6 +166,10 @@ def main() -> int:
     dk = Figure("  of which the Docker container list", "ms")
     sizes = Figure("pg_database_size of every slice database, alone (psql session, less a `SELECT 1` one)", "ms")
     imports = Figure("interpreter start + imports (`sliceops status -h`)", "s")
+    cpu = Figure(f"`sliceops status`, {n} slices: CPU (user+sys, with psql and runuser)", "s")
+    before = Figure(f"BEFORE ({args.before}): `sliceops status`, {n} slices (new process)", "s", goal=1.0)
+    before_cpu = Figure(f"BEFORE ({args.before}): CPU (user+sys, with psql and runuser)", "s")
+    recording = Figure(f"the monitor's sizing call, {n} databases (`SELECT sliceops.record_database_sizes()`, psql session less a `SELECT 1` one)", "ms")
     try:
         t = time.perf_counter()
         print(f"building {n} slice databases and {args.telemetry_hours} h of telemetry ...", file=sys.stderr)
@@ -153,11 +189,23 @@ def main() -> int:
         check = subprocess.run(sliceops + ["status", "-i", str(inventory)], capture_output=True, text=True)
         if check.returncode != 0 or f"{n} in service" not in check.stdout:
             raise SystemExit(f"status did not read the fleet: {check.stderr or check.stdout[:500]}")
-        for _ in range(args.runs):
-            for fig, extra in ((cli, []), (cli_json, ["--json"])):
-                w = time.perf_counter()
-                subprocess.run(sliceops + ["status", "-i", str(inventory), *extra], capture_output=True, check=True)
-                fig.add(time.perf_counter() - w)
+        python = str(ROOT / ".venv" / "bin" / "python")
+        for i in range(args.runs):
+            # Which checkout goes first alternates, so neither always meets a cold cache.
+            order = ["after", "before"] if i % 2 == 0 else ["before", "after"]
+            for which in order:
+                if which == "before" and args.before:
+                    wall, used = timed_process([python, "-m", "sliceops.cli", "status", "-i", str(inventory)],
+                                               cwd=os.path.abspath(args.before))
+                    before.add(wall)
+                    before_cpu.add(used)
+                elif which == "after":
+                    wall, used = timed_process(sliceops + ["status", "-i", str(inventory)])
+                    cli.add(wall)
+                    cpu.add(used)
+            w = time.perf_counter()
+            subprocess.run(sliceops + ["status", "-i", str(inventory), "--json"], capture_output=True, check=True)
+            cli_json.add(time.perf_counter() - w)
             w = time.perf_counter()
             subprocess.run(sliceops + ["status", "-h"], capture_output=True, check=True)
             imports.add(time.perf_counter() - w)
@@ -175,11 +223,15 @@ def main() -> int:
             psql("SELECT 1", "wank_saas")
             w1 = time.perf_counter()
             psql("SELECT sum(pg_database_size(oid)) FROM pg_database WHERE datname ~ '^wa_slice_[0-9]+$'", "wank_saas")
-            sizes.add(((time.perf_counter() - w1) - (w1 - w0)) * 1000)
+            w2 = time.perf_counter()
+            record_sizes()
+            sizes.add(((w2 - w1) - (w1 - w0)) * 1000)
+            recording.add(((time.perf_counter() - w2) - (w1 - w0)) * 1000)
             pg.add((p - w) * 1000)
             dk.add((d - p) * 1000)
             inproc.add((e - w) * 1000)
-        figures = [cli, cli_json, imports, inproc, pg, dk, sizes]
+        figures = [cli, cpu] + ([before, before_cpu] if args.before else []) + [
+            cli_json, imports, inproc, pg, dk, sizes, recording]
         body = table(figures) + (
             f"\n\n{n} slice databases copied from a template with sql/slice/, {n} gateway rows (half assigned), "
             f"{args.telemetry_hours} h of telemetry per slice at 60 s ({n * args.telemetry_hours * 60:,} rows), "

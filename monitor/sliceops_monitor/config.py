@@ -67,6 +67,9 @@ class MonitorConfig:
     retention_days: float = 7.0
     prune_interval: float = 3600.0
     prune: bool = True  # False on a slice host: the database host's monitor prunes
+    # The database host's monitor records every slice database's size every disk_interval
+    # (sliceops.record_database_sizes(), sql/gateway/0006) for `sliceops status`.
+    database_sizes: bool = False
     health_timeout: float = 2.0
     health_workers: int = 64
     cgroup_root: str = "/sys/fs/cgroup"
@@ -139,7 +142,8 @@ class _Checker:
 
 
 _TOP_KEYS = {
-    "instance", "host", "database", "interval", "retention_days", "prune_interval", "prune", "health_timeout",
+    "instance", "host", "database", "interval", "retention_days", "prune_interval", "prune", "database_sizes",
+    "health_timeout",
     "health_workers", "cgroup_root", "disk_path", "disk_interval",
     "buffer_cycles", "metrics_port", "backup_state", "slices",
 }
@@ -246,6 +250,7 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
         retention_days=float(c.number(data, "retention_days", "", d.retention_days, minimum=0, exclusive_min=True)),
         prune_interval=float(c.number(data, "prune_interval", "", d.prune_interval, minimum=0, exclusive_min=True)),
         prune=_boolean(c, data, "prune", d.prune),
+        database_sizes=_boolean(c, data, "database_sizes", d.database_sizes),
         health_timeout=float(health_timeout),
         health_workers=c.number(data, "health_workers", "", d.health_workers, integer=True, minimum=1, maximum=1024),
         cgroup_root=c.string(data, "cgroup_root", "", d.cgroup_root, absolute=True),

@@ -63,6 +63,8 @@ class Monitor:
         # Prune on the first cycle, then every prune_interval; never where `prune` is off (a
         # slice host's monitor: the database host's monitor prunes every host's rows).
         self.next_prune = clock() if config.prune else float("inf")
+        # The database host's monitor: database sizes on the first cycle, then every disk_interval.
+        self.next_sizes = clock() if config.database_sizes else float("inf")
         self.last_batch: CycleBatch | None = None
         self.last_written = 0
         self._db_down_since: float | None = None
@@ -104,6 +106,10 @@ class Monitor:
             pruned = self.prune()
             if pruned is not None:
                 notes.append(f"pruned {_plural(sum(pruned.values()), 'row')}")
+        if db_note is None and self.clock() >= self.next_sizes:
+            sized = self.record_database_sizes()
+            if sized is not None:
+                notes.append(f"sized {_plural(sized, 'database')}")
         failed = Counter(s.wa_state for s in batch.slices if not s.answered)
         elapsed = self.clock() - start
         if self.metrics is not None:
@@ -175,6 +181,18 @@ class Monitor:
                     deleted["telemetry"], deleted["server_telemetry"], self.config.retention_days)
         return deleted
 
+    def record_database_sizes(self) -> int | None:
+        """Measure every slice database's size now; how many, or None (logged) if it failed."""
+        try:
+            sized = self.database.record_database_sizes()
+        except DatabaseError as exc:
+            # Not every cycle: a failure waits for the next disk_interval like a success.
+            self.next_sizes = self.clock() + self.config.disk_interval
+            logger.warning("recording database sizes failed, will retry in %gs: %s", self.config.disk_interval, exc)
+            return None
+        self.next_sizes = self.clock() + self.config.disk_interval
+        return sized
+
     def reload(self, config: MonitorConfig) -> None:
         """Apply a new configuration between cycles, keeping the buffer."""
         old = self.config
@@ -186,6 +204,12 @@ class Monitor:
         self.outbox.resize(config.buffer_cycles)
         if self.metrics is not None:
             self.metrics.forget({s.id for s in config.in_service})
+        if not config.database_sizes:
+            self.next_sizes = float("inf")
+        elif not old.database_sizes:
+            self.next_sizes = self.clock()  # turned on: measure with the next cycle
+        elif config.disk_interval != old.disk_interval:
+            self.next_sizes = min(self.next_sizes, self.clock() + config.disk_interval)
         if config.prune_interval != old.prune_interval:
             self.next_prune = (min(self.next_prune, self.clock() + config.prune_interval)
                                if config.prune else float("inf"))

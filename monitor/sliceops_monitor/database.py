@@ -205,6 +205,24 @@ class Database:
             raise self._wrap(conn, exc, "pruning telemetry") from exc
         return deleted
 
+    def record_database_sizes(self) -> int:
+        """Replace sliceops_fleet.database_sizes by every slice database's size now; how many.
+
+        pg_database_size stats every file of a database (some 300 per slice database), which is
+        why this runs every disk_interval and not every cycle. The function is the superuser's
+        (sliceops/operations/postgres/grants.py): the monitor has no CONNECT on the databases.
+        """
+        return self._retrying(self._record_sizes_once)
+
+    def _record_sizes_once(self) -> int:
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT sliceops.record_database_sizes()")
+                return int(cur.fetchone()[0])
+        except psycopg.Error as exc:
+            raise self._wrap(conn, exc, "recording database sizes") from exc
+
     def close(self) -> None:
         if self._conn is not None:
             try:

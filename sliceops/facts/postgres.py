@@ -57,6 +57,8 @@ SELECT json_build_object('kind', 'slices', 'db', current_database(), 'rows',
    FROM gateway.slices s), 'monitor_ok',
   CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %2$L)
        THEN has_table_privilege(%2$L, 'gateway.telemetry', 'INSERT,DELETE')
+            AND to_regprocedure('sliceops.record_database_sizes()') IS NOT NULL
+            AND has_function_privilege(%2$L, 'sliceops.record_database_sizes()', 'EXECUTE')
        ELSE false END);
 \endif
 $tpl$, datname, :'monitor_role')

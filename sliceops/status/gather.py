@@ -4,6 +4,12 @@ One psql session on the target (as postgres, by peer authentication, the way the
 reads it) returns one JSON document: every gateway row with its user's email and its newest
 telemetry row, and every slice database's size, open connections and stamp. One Docker API
 call lists every container of the instance (state and health). Nothing is written.
+
+A database's size is the one the database host's monitor last recorded
+(sliceops_fleet.database_sizes, sql/gateway/0006), with its age; only a database the monitor
+has not measured yet (a new one, or a gateway before 0006) is measured here, with
+pg_database_size, which stats every file of the database (for 200 slice databases most of
+what status cost: bench/RESULTS.md, status_fleet).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ SELECT json_build_object(
   'slices', (
     SELECT coalesce(json_agg(json_build_object(
       'id', s.id, 'port', s.port, 'status', s.status, 'user_id', s.user_id, 'email', u.email,
-      'wa_connected', s.wa_connected, 'wa_phone', s.wa_phone,
+      'wa_connected', s.wa_connected, 'wa_phone', s.wa_phone, 'host', to_jsonb(s)->>'host',
       'telemetry', CASE WHEN t.slice_id IS NULL THEN NULL ELSE json_build_object(
         'at', extract(epoch FROM t."timestamp"), 'rss_bytes', t.rss_bytes, 'wa_state', t.wa_state,
         'cpu_percent', t.cpu_percent, 'disk_bytes', t.disk_bytes) END
@@ -39,16 +45,26 @@ SELECT json_build_object(
     ) t ON true),
   'databases', (
     SELECT coalesce(json_agg(json_build_object(
-      'name', d.datname, 'size_bytes', pg_database_size(d.oid),
-      'connections', (SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid),
+      'name', d.datname, 'size_bytes', @SIZE@, 'size_at', @SIZE_AT@,
+      'connections', coalesce(a.n, 0),
       'stamped', coalesce(shobj_description(d.oid, 'pg_database') LIKE 'sliceops %', false),
       'current', shobj_description(d.oid, 'pg_database') IS NOT DISTINCT FROM """ + stamp_comment(
     "'sliceops ' || :'slice_stamp' || ' '", "d.datname"
 ) + r"""
     ) ORDER BY d.datname), '[]')
-    FROM pg_database d WHERE d.datname ~ ('^' || :'slice_prefix' || '[0-9]+$'))
+    FROM pg_database d @SIZES_JOIN@
+    -- pg_stat_activity read once, not once per database
+    LEFT JOIN (SELECT datid, count(*) AS n FROM pg_stat_activity GROUP BY datid) a ON a.datid = d.oid
+    WHERE d.datname ~ ('^' || :'slice_prefix' || '[0-9]+$'))
 );
 """
+
+# The monitor's figure where there is one, else measured now (NULL: measured now).
+_RECORDED = _STATUS_SQL.replace("@SIZE@", "coalesce(z.size_bytes, pg_database_size(d.oid))").replace(
+    "@SIZE_AT@", "extract(epoch FROM z.measured_at)").replace(
+    "@SIZES_JOIN@", "LEFT JOIN sliceops_fleet.database_sizes z ON z.datname = d.datname")
+_LIVE = _STATUS_SQL.replace("@SIZE@", "pg_database_size(d.oid)").replace("@SIZE_AT@", "NULL").replace(
+    "@SIZES_JOIN@", "")
 
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
@@ -60,7 +76,12 @@ def psql_argv(inv: Inventory, slice_stamp: str) -> list[str]:
 
 
 # Set before the query: a status read never writes, even by mistake, and never hangs a terminal.
-STATUS_SQL = "SET default_transaction_read_only = on;\nSET statement_timeout = '20s';\n" + _STATUS_SQL
+# A gateway before sql/gateway/0006 has no recorded sizes: psql picks the query (\gset prints nothing).
+STATUS_SQL = (
+    "SET default_transaction_read_only = on;\nSET statement_timeout = '20s';\n"
+    "SELECT to_regclass('sliceops_fleet.database_sizes') IS NOT NULL AS recorded_sizes \\gset\n"
+    "\\if :recorded_sizes\n" + _RECORDED + "\\else\n" + _LIVE + "\\endif\n"
+)
 
 
 def parse_database_state(text: str) -> dict:

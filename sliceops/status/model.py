@@ -44,6 +44,7 @@ class SliceStatus:
     id: int
     inventory_status: str  # active / suspended / destroying / orphan
     port: int | None
+    host: str | None = None  # the inventory's host running it (an orphan: the gateway row's)
     gateway_status: str | None = None  # available / assigned / suspended / destroying; None: no row
     user_id: int | None = None
     email: str | None = None
@@ -60,6 +61,7 @@ class SliceStatus:
     disk_quota: int | None = None
     database: str | None = None
     db_size: int | None = None
+    db_size_age: float | None = None  # seconds since the monitor measured it; None: measured by this read
     db_connections: int | None = None
     migration: str | None = None  # current / stale / unstamped; None: no database
     telemetry_age: float | None = None  # seconds
@@ -171,6 +173,7 @@ def build_rows(inv: Inventory, db: dict, containers: dict[int, dict], backups: d
             id=sid,
             inventory_status=s.status if s else ORPHAN,
             port=s.port if s else (gw or {}).get("port"),
+            host=s.host if s else (gw or {}).get("host"),
             container=c["name"] if c else (inv.container_name(sid) if s else None),
             container_state=c["state"] if c else MISSING,
             docker_health=c["health"] if c else None,
@@ -194,6 +197,8 @@ def build_rows(inv: Inventory, db: dict, containers: dict[int, dict], backups: d
         if dbrow:
             row.database = dbrow["name"]
             row.db_size = dbrow["size_bytes"]
+            if dbrow.get("size_at") is not None:
+                row.db_size_age = max(0.0, now - dbrow["size_at"])
             row.db_connections = dbrow["connections"]
             row.migration = "current" if dbrow["current"] else ("stale" if dbrow["stamped"] else "unstamped")
         if row.inventory_status == ACTIVE:
@@ -288,14 +293,16 @@ def to_json(inv: Inventory, rows: list[SliceStatus], fleet: dict[str, int], spar
                 },
                 "container": {"name": r.container, "state": r.container_state, "health": r.docker_health},
                 "port": r.port,
+                "host": r.host,
                 "wa_state": r.wa_state,
                 "wa_phone": r.wa_phone,
                 "memory": {"used_bytes": r.mem_used, "limit_bytes": r.mem_limit, "percent": r.mem_percent},
                 "cpu": {"percent": r.cpu_percent, "limit_cores": r.cpu_limit},
                 "disk": {"used_bytes": r.disk_used, "quota_bytes": r.disk_quota, "percent": r.disk_percent},
                 "database": None if r.database is None else {
-                    "name": r.database, "size_bytes": r.db_size, "connections": r.db_connections,
-                    "migration": r.migration,
+                    "name": r.database, "size_bytes": r.db_size,
+                    "size_age_seconds": 0 if r.db_size_age is None else round(r.db_size_age),
+                    "connections": r.db_connections, "migration": r.migration,
                 },
                 "telemetry_age_seconds": None if r.telemetry_age is None else round(r.telemetry_age, 1),
                 "backup": {"age_seconds": None if r.backup_age is None else round(r.backup_age),

@@ -111,10 +111,25 @@ def table(rows: list[SliceStatus], interval: int, colour: bool) -> list[str]:
 
 def render(rows: list[SliceStatus], fleet: dict[str, int], inv_target: str, instance: str, interval: int,
            colour: bool) -> str:
-    line = summary_line(fleet, inv_target, instance)
+    line = summary_line(fleet, inv_target, instance) + sizes_note(rows)
     if colour and fleet["unhealthy"]:
         line = f"{RED}{line}{RESET}"
     out = [line]
     if rows:
         out += table(rows, interval, colour)
     return "\n".join(out) + "\n"
+
+
+def sizes_note(rows: list[SliceStatus]) -> str:
+    """How old the DATABASE sizes are, for the summary line (the table stays rows only): the
+    monitor measures them every few minutes (sql/gateway/0006); a database it has not measured
+    yet was measured by this read."""
+    ages = [r.db_size_age for r in rows if r.database is not None and r.db_size_age is not None]
+    live = sum(1 for r in rows if r.database is not None and r.db_size_age is None)
+    parts = []
+    if ages:
+        oldest, newest = fmt_age(max(ages)), fmt_age(min(ages))
+        parts.append(f"{newest if newest == oldest else f'{newest}-{oldest}'} old")
+    if live:
+        parts.append(f"{live} measured now")
+    return f" (database sizes {', '.join(parts)})" if parts else ""

@@ -50,7 +50,9 @@ def config(inv: Inventory, host_name: str | None = None) -> dict:
         "instance": inv.instance,
         "host": here,
         "database": database,
-        **({"prune": False} if database["user"] != inv.monitor_role else {}),
+        # The database host's monitor prunes every host's rows and records every slice
+        # database's size (for `sliceops status`); a slice host's does neither.
+        **({"prune": False} if database["user"] != inv.monitor_role else {"database_sizes": True}),
         "interval": inv.monitor.interval,
         "retention_days": inv.monitor.retention_days,
         "prune_interval": inv.monitor.prune_interval,

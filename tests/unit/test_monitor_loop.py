@@ -208,9 +208,10 @@ def test_notifier_without_systemd_is_silent():
 
 # --------------------------------------------------------------------------- a cycle with fakes
 
-CONFIG = parse({"interval": 10, "buffer_cycles": 3, "prune_interval": 100,
-                "slices": [{"id": 1, "port": 5001, "container": "wa-slice-1", "cgroup": "s1", "data_dir": "/srv/1"},
-                           {"id": 2, "port": 5003, "container": "wa-slice-2", "cgroup": "s2", "data_dir": "/srv/2"}]})
+RAW = {"interval": 10, "buffer_cycles": 3, "prune_interval": 100,
+       "slices": [{"id": 1, "port": 5001, "container": "wa-slice-1", "cgroup": "s1", "data_dir": "/srv/1"},
+                  {"id": 2, "port": 5003, "container": "wa-slice-2", "cgroup": "s2", "data_dir": "/srv/2"}]}
+CONFIG = parse(RAW)
 SERVER = ServerSample(1, 2, 0, 0, 5.0, 10, 20)
 
 
@@ -226,6 +227,9 @@ class FakeCollector:
         return b, CollectNotes()
 
     def start(self):
+        pass
+
+    def reconfigure(self, config):
         pass
 
     def close(self):
@@ -253,6 +257,15 @@ class FakeDatabase:
         self.prunes += 1
         return {"telemetry": 5, "server_telemetry": 1}
 
+    sizes = 0
+    sizes_error = None
+
+    def record_database_sizes(self):
+        if self.sizes_error:
+            raise DatabaseError(self.sizes_error)
+        self.sizes += 1
+        return 200
+
     def close(self):
         pass
 
@@ -270,6 +283,38 @@ def test_cycle_writes_and_prunes_on_the_first_cycle():
     assert db.written == [1] and db.prunes == 1
     m.run_cycle()
     assert db.prunes == 1  # not due again for prune_interval
+
+
+def test_database_sizes_are_recorded_on_the_first_cycle_then_every_disk_interval(caplog):
+    # The database host's monitor (database_sizes: true) measures every slice database's size
+    # with its first cycle and then once per disk_interval, not every cycle: the walk is the
+    # cost `sliceops status` no longer pays.
+    clock = FakeClock()
+    db = FakeDatabase()
+    config = parse({**RAW, "database_sizes": True, "disk_interval": 25})
+    m = Monitor(config, collector=FakeCollector(), database=db, clock=clock)
+    lines = []
+    for _ in range(4):  # cycles at 0, 10, 20, 30 s
+        lines.append(m.run_cycle())
+        clock.now += 10
+    assert db.sizes == 2
+    assert ", sized 200 databases, " in lines[0] and ", sized 200 databases, " in lines[3]
+    assert "sized" not in lines[1] + lines[2]
+    db.sizes_error = "function sliceops.record_database_sizes() does not exist"
+    clock.now += 30
+    with caplog.at_level(logging.WARNING):
+        line = m.run_cycle()
+    assert "sized" not in line and "wrote 3 rows" in line  # the cycle's rows are written all the same
+    assert "recording database sizes failed" in caplog.text
+
+
+def test_only_the_monitor_told_to_records_database_sizes():
+    m, db = make_monitor()  # database_sizes absent: a slice host's monitor, or an older config
+    for _ in range(3):
+        m.run_cycle()
+    assert db.sizes == 0
+    m.reload(parse({**RAW, "database_sizes": True}))
+    assert "sized 200 databases" in m.run_cycle()
 
 
 def test_a_failing_cycle_logs_the_traceback_and_returns_a_status(caplog):

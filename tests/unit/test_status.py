@@ -44,9 +44,10 @@ def gw(sid, status="available", user_id=None, email=None, phone=None, t=None):
             "wa_connected": bool(phone), "wa_phone": phone, "telemetry": t}
 
 
-def database(sid, current=True, stamped=True):
-    return {"name": f"wa_slice_{sid}", "size_bytes": 8_000_000, "connections": 2, "current": current,
-            "stamped": stamped}
+def database(sid, current=True, stamped=True, size_at=NOW - 90):
+    # size_at: when the monitor measured the size (None: this read measured it).
+    return {"name": f"wa_slice_{sid}", "size_bytes": 8_000_000, "size_at": size_at, "connections": 2,
+            "current": current, "stamped": stamped}
 
 
 def container(sid, state="running", health="healthy", prefix="unit-"):
@@ -244,11 +245,12 @@ def test_json_shape_is_the_documented_one(inv):
         "id": 1, "inventory_status": "active", "healthy": True, "problems": [],
         "gateway": {"status": "assigned", "user_id": 17, "email": "ana@example.com"},
         "container": {"name": "unit-wa-slice-1", "state": "running", "health": "healthy"},
-        "port": 5001, "wa_state": "CONNECTED", "wa_phone": "+49 151 2345678",
+        "port": 5001, "host": "local", "wa_state": "CONNECTED", "wa_phone": "+49 151 2345678",
         "memory": {"used_bytes": 64 * 1024**2, "limit_bytes": 256 * 1024**2, "percent": 25.0},
         "cpu": {"percent": 12.5, "limit_cores": 0.5},
         "disk": {"used_bytes": 5 * 1024**2, "quota_bytes": None, "percent": None},
-        "database": {"name": "wa_slice_1", "size_bytes": 8_000_000, "connections": 2, "migration": "current"},
+        "database": {"name": "wa_slice_1", "size_bytes": 8_000_000, "size_age_seconds": 90, "connections": 2,
+                     "migration": "current"},
         "telemetry_age_seconds": 10.0,
         "backup": {"age_seconds": None, "latest_failed": False, "copy_failed": False},
     }
@@ -287,7 +289,8 @@ def test_table_is_plain_when_piped_and_aligned(inv):
     text = render.render(rows, model.summary(rows), inv.target, inv.instance, 60, colour=False)
     assert not ANSI.search(text)
     lines = text.splitlines()
-    assert lines[0] == "@local instance unit: 2 in service, 1 suspended, 1 destroying; 1 healthy, 1 unhealthy; 0 orphans"
+    assert lines[0] == ("@local instance unit: 2 in service, 1 suspended, 1 destroying; 1 healthy, 1 unhealthy; "
+                        "0 orphans (database sizes 90s old)")
     header = lines[1]
     assert header.split() == list(render.COLUMNS)
     # Every row's MEMORY cell starts where the header's MEMORY does.
@@ -309,6 +312,39 @@ def test_problems_stand_out_in_colour(inv):
     assert f"{render.RED}exited" in text
     assert ANSI.sub("", text) == render.render(list(rows.values()), model.summary(list(rows.values())), "@local",
                                                "unit", 60, colour=False)
+
+
+def test_database_sizes_say_how_old_they_are(inv):
+    # The monitor's recorded size carries its age; one it has not measured yet was measured
+    # by this read (age 0 in the JSON) and the note under the table says how many.
+    db, containers = healthy_fleet()
+    db["databases"][2]["size_at"] = NOW - 400
+    db["databases"][3]["size_at"] = None
+    rows = by_id(model.build_rows(inv, db, containers))
+    assert (rows[1].db_size_age, rows[2].db_size_age, rows[3].db_size_age) == (90.0, 400.0, None)
+    doc = model.to_json(inv, list(rows.values()), model.summary(list(rows.values())))
+    assert [s["database"]["size_age_seconds"] for s in doc["slices"]] == [90, 400, 0, 90]
+    text = render.render(list(rows.values()), model.summary(list(rows.values())), "@local", "unit", 60, colour=False)
+    assert text.splitlines()[0].endswith("; 0 orphans (database sizes 90s-6m old, 1 measured now)")
+    assert len(text.splitlines()) == 2 + len(rows)  # the table stays one line per slice
+
+
+def test_every_slice_names_its_host(tmp_path):
+    # An inventory slice: its inventory host; an orphan: the host its gateway row names.
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "instance: unit\nhosts:\n  db: {target: '@local', database: true, address: 10.0.0.10}\n"
+        "  app1: {target: 'ssh://root@10.0.0.11', address: 10.0.0.11}\n"
+        "slices:\n  - id: 1\n    host: db\n  - id: 2\n    host: app1\n"
+    )
+    fleet_inv = load(path)
+    orphan = gw(9, t=telemetry())
+    orphan["host"] = "app2"
+    db = answer([gw(1, t=telemetry()), gw(2, t=telemetry()), orphan], [database(1), database(2)])
+    rows = by_id(model.build_rows(fleet_inv, db, {}))
+    assert (rows[1].host, rows[2].host, rows[9].host) == ("db", "app1", "app2")
+    doc = model.to_json(fleet_inv, list(rows.values()), model.summary(list(rows.values())))
+    assert [(s["id"], s["host"]) for s in doc["slices"]] == [(1, "db"), (2, "app1"), (9, "app2")]
 
 
 @pytest.mark.parametrize("n, text", [(None, "-"), (512, "512B"), (4096, "4.0K"), (20 * 1024**2, "20M"),

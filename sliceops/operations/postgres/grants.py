@@ -4,7 +4,12 @@ telemetry writes in the gateway's."""
 from __future__ import annotations
 
 from sliceops.inventory import MONITOR_ROLE
-from sliceops.shell import ident
+from sliceops.names import SLICE_NAME_PREFIX
+from sliceops.shell import ident, literal
+
+# The database host's monitor records every slice database's size with this (every
+# disk_interval), so `sliceops status` reads sizes instead of walking each database's files.
+SIZES_FUNCTION = "sliceops.record_database_sizes()"
 
 
 def tenant_grants(owner: str, tenant: str) -> str:
@@ -35,4 +40,33 @@ def monitor_grants(role: str = MONITOR_ROLE, prune: bool = True) -> str:
         f"GRANT UPDATE (last_health_at, wa_connected, wa_phone, storage_bytes) ON gateway.slices TO {m};",
         f"GRANT {telemetry} ON gateway.telemetry, gateway.server_telemetry TO {m};",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA gateway TO {m};",
-    ])
+    ] + (database_sizes(m) if prune else []))
+
+
+def database_sizes(m: str) -> list[str]:
+    """SIZES_FUNCTION, made by the superuser (this script runs as postgres): a database's size
+    needs CONNECT on it, which the monitor must not have, so the function runs as its owner and
+    does one thing, with no argument: replace sliceops_fleet.database_sizes (sql/gateway/0006)
+    by the size of every slice database now, returning how many it measured. In the `sliceops`
+    schema (the superuser's, where the ledger lives), with a fixed search_path; PUBLIC may not
+    call it (functions are executable by PUBLIC unless revoked). plpgsql: its body is checked
+    when it runs, not against the tables when it is made."""
+    pattern = literal(f"^{SLICE_NAME_PREFIX}[0-9]+$")
+    body = (
+        "BEGIN "
+        "DELETE FROM sliceops_fleet.database_sizes z WHERE NOT EXISTS "
+        f"(SELECT 1 FROM pg_database d WHERE d.datname = z.datname AND d.datname ~ {pattern}); "
+        "INSERT INTO sliceops_fleet.database_sizes AS z (datname, size_bytes, measured_at) "
+        # NULL: the database went away between the catalog read and its walk.
+        "SELECT datname, size, now() FROM (SELECT d.datname, pg_database_size(d.oid) AS size "
+        f"FROM pg_database d WHERE d.datname ~ {pattern}) s WHERE size IS NOT NULL "
+        "ON CONFLICT (datname) DO UPDATE SET size_bytes = excluded.size_bytes, measured_at = excluded.measured_at; "
+        "GET DIAGNOSTICS measured = ROW_COUNT; RETURN measured; END"
+    )
+    return [
+        f"CREATE OR REPLACE FUNCTION {SIZES_FUNCTION} RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER "
+        f"SET search_path = pg_catalog, pg_temp AS {literal('DECLARE measured integer; ' + body)};",
+        f"REVOKE ALL ON FUNCTION {SIZES_FUNCTION} FROM PUBLIC;",
+        f"GRANT USAGE ON SCHEMA sliceops TO {m};",
+        f"GRANT EXECUTE ON FUNCTION {SIZES_FUNCTION} TO {m};",
+    ]

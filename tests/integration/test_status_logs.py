@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -98,6 +99,10 @@ def fleet(tmp_path_factory):
         sh("docker", "stop", "-t", "1", f"{INSTANCE}-wa-slice-2")
         wait_for_telemetry(1, stopped, answered=True)
         wait_for_telemetry(2, stopped, answered=False)
+        # The monitor recorded every slice database's size with its first cycle (through the
+        # function the deploy made); mark slice 1's row so that status visibly reads it.
+        assert su("UPDATE sliceops_fleet.database_sizes SET size_bytes = 123456789, "
+                  "measured_at = now() - interval '1 hour' WHERE datname = 'wa_slice_1' RETURNING 1") == "1"
         yield path
     finally:
         teardown_instance(INSTANCE)
@@ -143,7 +148,10 @@ def test_status_json_tells_the_fleet_as_it_is(runs):
     assert one["port"] == BASE
     assert one["wa_state"] == "UNPAIRED"  # the reference backend without a WhatsApp session
     assert one["memory"]["limit_bytes"] == 256 * 1024**2 and 0 < one["memory"]["used_bytes"] < 256 * 1024**2
-    assert one["database"]["name"] == "wa_slice_1" and one["database"]["size_bytes"] > 1_000_000
+    assert one["database"]["name"] == "wa_slice_1" and one["host"] == "local"
+    # The size the monitor recorded (marked by the fixture), and how old it is.
+    assert one["database"]["size_bytes"] == 123456789 and 3590 <= one["database"]["size_age_seconds"] <= 3900
+    assert rows[2]["database"]["size_bytes"] > 1_000_000
     assert one["database"]["migration"] == "current"
     assert one["telemetry_age_seconds"] < 10
 
@@ -165,8 +173,9 @@ def test_status_text_is_plain_when_piped(runs):
     proc = runs[1]["plain"]
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == (f"@local instance {INSTANCE}: 2 in service, 1 suspended, 0 destroying; "
-                        f"1 healthy, 1 unhealthy; 1 orphans")
+    assert lines[0].startswith(f"@local instance {INSTANCE}: 2 in service, 1 suspended, 0 destroying; "
+                               f"1 healthy, 1 unhealthy; 1 orphans (database sizes ")
+    assert re.search(r"-6[0-5]m old", lines[0]), lines[0]  # the oldest: slice 1's, marked by the fixture
     assert lines[1].split()[:3] == ["ID", "INVENTORY", "GATEWAY"]
     assert [line.split()[0] for line in lines[2:]] == ["1", "2", "3", "9"]
     assert "\x1b[" not in proc.stdout

@@ -49,8 +49,9 @@ def test_a_slice_hosts_monitor_logs_in_as_its_own_role_over_tls_and_does_not_pru
         "host": "10.0.0.10", "port": 5432, "dbname": "wank_saas", "user": "sliceops_monitor_app1",
         "application_name": inv.monitor_service, "password_file": "/etc/sliceops/main/monitor.password",
         "sslmode": "verify-full", "sslrootcert": "/etc/sliceops/main/postgresql-ca.crt"}
-    assert app1["prune"] is False
+    assert app1["prune"] is False and "database_sizes" not in app1  # the database host's monitor sizes them
     assert [s["id"] for s in app1["slices"]] == [1, 3]
     db1 = config(inv, "db1")
     assert db1["database"]["host"] == "/var/run/postgresql" and "prune" not in db1
+    assert db1["database_sizes"] is True
     assert [s["id"] for s in db1["slices"]] == [4]

@@ -39,6 +39,8 @@ SELECT json_build_object('kind', 'stamped', 'rows', coalesce(json_agg(d.datname 
 FROM pg_database d WHERE {_CURRENT};
 """
 
+# monitor_ok (in the gateway's block): a CASE, not AND, so that has_function_privilege is
+# never asked about sliceops.record_database_sizes() before it exists (it raises then).
 # psql meta-commands generated per database: the ledger and the slice registry are read only
 # where their table exists, so a half-built database reads as such, not as an error. The
 # gateway is always read; a slice database or the template only when not current.
@@ -55,11 +57,10 @@ SELECT json_build_object('kind', 'ledger', 'db', current_database(), 'rows',
 SELECT json_build_object('kind', 'slices', 'db', current_database(), 'rows',
   (SELECT coalesce(json_agg(json_build_array(id, port, status, user_id, to_jsonb(s)->>'host') ORDER BY id), '[]')
    FROM gateway.slices s), 'monitor_ok',
-  CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %2$L)
-       THEN has_table_privilege(%2$L, 'gateway.telemetry', 'INSERT,DELETE')
-            AND to_regprocedure('sliceops.record_database_sizes()') IS NOT NULL
-            AND has_function_privilege(%2$L, 'sliceops.record_database_sizes()', 'EXECUTE')
-       ELSE false END);
+  CASE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %2$L) THEN false
+       WHEN to_regprocedure('sliceops.record_database_sizes()') IS NULL THEN false
+       ELSE has_table_privilege(%2$L, 'gateway.telemetry', 'INSERT,DELETE')
+            AND has_function_privilege(%2$L, 'sliceops.record_database_sizes()', 'EXECUTE') END);
 \endif
 $tpl$, datname, :'monitor_role')
 FROM pg_database d

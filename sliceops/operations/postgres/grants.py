@@ -50,7 +50,10 @@ def database_sizes(m: str) -> list[str]:
     by the size of every slice database now, returning how many it measured. In the `sliceops`
     schema (the superuser's, where the ledger lives), with a fixed search_path; PUBLIC may not
     call it (functions are executable by PUBLIC unless revoked). plpgsql: its body is checked
-    when it runs, not against the tables when it is made."""
+    when it runs, not against the tables when it is made. These lines run with the gateway's
+    migration run, i.e. when a gateway migration is pending or the monitor's grants (this
+    function included: facts/postgres.py monitor_ok) are missing: a changed body reaches a
+    converged host only together with a new gateway migration."""
     pattern = literal(f"^{SLICE_NAME_PREFIX}[0-9]+$")
     body = (
         "BEGIN "

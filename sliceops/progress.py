@@ -1,5 +1,5 @@
-"""Progress of the long fleet steps (roles, databases, migrations, registration, containers),
-shown while a step runs rather than after it.
+"""Progress of the long fleet steps (slice volume, roles, databases, migrations, registration,
+containers), shown while a step runs rather than after it.
 
 The scripts on the target print one line per slice done, `sliceops-progress <step> <done>
 <total> <current>`; the controller reads command output line by line as it arrives
@@ -7,6 +7,7 @@ The scripts on the target print one line per slice done, `sliceops-progress <ste
 stderr: a line when another tenth of the step is done or 10 s have passed (2 s on a
 terminal, above pyinfra's spinner), and the last one, so a step of 500 slices writes a dozen
 or so lines into a log, not 500. The lines themselves are never kept as the command's output.
+What a step did is then said once, naming a few of the slices (`listed`), not once per slice.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from sliceops.shell import echo, literal
 PREFIX = "sliceops-progress "
 INTERVAL = 10.0  # seconds between lines into a pipe, whatever the step's pace
 TTY_INTERVAL = 2.0  # on a terminal
+SHOWN = 5  # names a summary line gives before "and N more"
 LABELS = {
+    "volume": "slice volume",
     "roles": "roles and credentials",
     "databases": "databases",
     "migrations": "migrations",
@@ -44,6 +47,14 @@ def psql(step: str, done: int, total: int, current: str) -> str:
     """A psql meta-command printing the progress line when psql reaches it (psql flushes its
     output before each statement, so the line leaves as that point is passed)."""
     return f"\\echo {literal(text(step, done, total, current))}"
+
+
+def listed(names: list[str], noun: str) -> str:
+    """Names for a step's one summary line at any fleet size: `a`, `a, b`, or `500 <noun> (a, b,
+    c, d, e and 495 more)`."""
+    if len(names) <= SHOWN:
+        return ", ".join(names)
+    return f"{len(names)} {noun} ({', '.join(names[:SHOWN])} and {len(names) - SHOWN} more)"
 
 
 def parse(line: str) -> tuple[str, int, int, str] | None:

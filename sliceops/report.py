@@ -28,8 +28,9 @@ class Reporter(BaseStateCallback):
                 lines = meta.stdout_lines + meta.stderr_lines if meta.is_complete() else []
             except (KeyError, AttributeError):
                 continue
+            touched = factcache.declared(host.name, op_hash)
             if lines or (meta.is_complete() and meta.did_change()):
-                factcache.host_changed()
+                factcache.host_changed(touched)  # what it said it touches, or everything
             for line in lines:
                 if line.startswith(_PREFIXES):
                     click.echo(f"    {host.print_prefix}{line}", err=True)

@@ -11,6 +11,7 @@ import os
 from pyinfra.api import FactBase
 
 from sliceops.errors import RemoteStateError
+from sliceops.operations.util import CHUNK
 from sliceops.shell import quote
 
 # Printed instead of state when `docker` is missing or its engine does not answer.
@@ -151,7 +152,8 @@ def _json_or_none(text: str | None):
 
 class SliceContainers(FactBase):
     """Every container labelled `sliceops.instance=<instance>`, and the checksums of the
-    instance's slice credential files, in one shell on the target (two docker calls).
+    instance's slice credential files, in one shell on the target (a `docker ps`, then a
+    `docker inspect` per CHUNK containers).
 
     Returns None when no engine answers, else
     {"containers": {name: {"id", "state", "health", "spec", "slice", "image", "started_at"}},
@@ -165,11 +167,14 @@ class SliceContainers(FactBase):
 
     def command(self, instance: str, secrets_dir: str) -> str:
         return (
-            f"sha256sum {quote(secrets_dir)}/*.env 2>/dev/null | sed 's/^/ENV /'; "
+            # find -exec ... + splits the files over as many sha256sum runs as the system's limit needs.
+            f"find {quote(secrets_dir)} -maxdepth 1 -name '*.env' -type f -exec sha256sum {{}} + 2>/dev/null "
+            "| sed 's/^/ENV /'; "
             f"ids=$(docker ps -aq --no-trunc --filter label=sliceops.instance={quote(instance)} 2>/dev/null) "
             f"|| {{ echo {DOWN}; exit 0; }}; "
             # A container removed between the two calls is just absent from the answer.
-            f"if [ -n \"$ids\" ]; then docker inspect --format '{_INSPECT_FORMAT}' $ids 2>/dev/null; fi; true"
+            # CHUNK ids to a `docker inspect` (xargs): no command line grows with the fleet.
+            f"printf '%s\\n' $ids | xargs -r -n {CHUNK} docker inspect --format '{_INSPECT_FORMAT}' 2>/dev/null; true"
         )
 
     def process(self, output):

@@ -133,6 +133,15 @@ class PgCluster(FactBase):
         return self.parse([])
 
 
+# The parts of what PgFleet reads, as subjects of the fact cache (sliceops/factcache.py): an
+# operation says which it touches, a step says which it reads, so adding a role does not make
+# the databases step read every database again.
+ROLES = "postgres roles"  # Fleet.roles, .secrets, .env_urls
+DATABASES = "postgres databases"  # Fleet.databases, .stamped, .ledgers, .monitor_ok
+ROWS = "gateway rows"  # Fleet.slices
+FLEET = frozenset({ROLES, DATABASES, ROWS})
+
+
 @dataclass
 class Fleet:
     """What `PgFleet` read. A cluster that is not running (nothing could be read yet) is an

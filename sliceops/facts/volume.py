@@ -57,6 +57,11 @@ true
 """
 
 
+# The subject of the fact cache (sliceops/factcache.py) the volume step touches: growing the
+# volume for a new slice makes no PostgreSQL step read the cluster again.
+VOLUME = "slice volume"
+
+
 class SliceVolume(FactBase):
     """VolumeState of an instance's slice volume (see sliceops/operations/volume.py)."""
 

@@ -17,12 +17,14 @@ A slice whose data is larger than its quota is refused, never truncated.
 
 from __future__ import annotations
 
+from collections import Counter
 
 from pyinfra import host
 from pyinfra.api import operation
 
+from sliceops import factcache, progress
 from sliceops.errors import QuotaError
-from sliceops.facts.volume import SliceVolume, VolumeState
+from sliceops.facts.volume import VOLUME, SliceVolume, VolumeState
 from sliceops.inventory import DESTROYING, MIB, Inventory
 from sliceops.operations.util import as_script, refuses
 from sliceops.shell import command, quote
@@ -148,17 +150,32 @@ def volume_plan(inv: Inventory, have: VolumeState) -> list[str]:
         # An existing image, unmounted (a reboot that skipped the boot script): what it holds
         # is only known once mounted, so the script checks each slice there.
         return lines + [_LIMIT_SLICE] + [line for s in wanted for line in _limit_after_mount(inv, s)] + _move_in(inv, moving)
-    for s in wanted:
+    limited = [s for s in wanted
+               if s.id not in have.subvolumes or have.subvolumes[s.id]["limit"] != s.disk_quota_bytes]
+    for done, s in enumerate(limited, 1):
         path = f"{mnt}/{s.id}"
-        sub = have.subvolumes.get(s.id)
-        if sub is None:
+        if s.id not in have.subvolumes:
             lines.append(f"btrfs subvolume create {q(path)} >/dev/null")
-        if sub is None or sub["limit"] != s.disk_quota_bytes:
-            lines += [
-                f"btrfs qgroup limit {s.disk_quota_bytes} {q(path)}",
-                f"echo {q(f'sliceops: slice {s.id} disk quota {s.disk}')}",
-            ]
+        lines += [
+            f"btrfs qgroup limit {s.disk_quota_bytes} {q(path)}",
+            progress.shell("volume", done, len(limited), f"slice-{s.id}"),
+        ]
+    if limited:  # one line for the step, however many slices it limited
+        lines.append(f"echo {q(_quotas_set(limited))}")
     return lines + _move_in(inv, moving) + restarts
+
+
+def _quotas_set(limited: list) -> str:
+    """`sliceops: slice 4 disk quota 64m`, or for many: `sliceops: disk quotas for 500 slices
+    (1, 2, 3, 4, 5 and 495 more): 64m` (each quota asked for, with its count when several)."""
+    if len(limited) == 1:
+        return f"sliceops: slice {limited[0].id} disk quota {limited[0].disk}"
+    quotas = Counter(s.disk for s in limited)
+    asked = quotas.most_common(1)[0][0] if len(quotas) == 1 else ", ".join(
+        f"{disk} for {n}" for disk, n in sorted(quotas.items()))
+    ids = progress.listed([str(s.id) for s in limited], "slices")
+    ids = ids if len(limited) > progress.SHOWN else f"slices {ids}"
+    return f"sliceops: disk quotas set for {ids}: {asked}"
 
 
 # Shell function for a slice whose subvolume may or may not exist (an image found unmounted:
@@ -201,8 +218,8 @@ def _move_in(inv: Inventory, moving: dict[str, int]) -> list[str]:
 
 
 def _have(inv: Inventory, init: str) -> VolumeState:
-    return host.get_fact(
-        SliceVolume, image=inv.volume_image, mountpoint=inv.slices_data_dir,
+    return factcache.get(  # one read for the check and the step, again only after a change
+        SliceVolume, reads={VOLUME}, image=inv.volume_image, mountpoint=inv.slices_data_dir,
         staging=inv.volume_staging_dir, service=inv.volume_service, init=init,
     )
 
@@ -232,6 +249,7 @@ def volume(inv: Inventory, init: str):
             f"{len(have.subvolumes)} slice quota(s) as listed"
         )
         return
+    factcache.touches(VOLUME)  # subvolumes, quotas, the image: nothing PostgreSQL or Docker report
     # A file, not one `sh -c` argument: 500 slices' lines outgrow what one argument may hold.
     yield from as_script(inv.share_dir, "volume", "\n".join(["set -e", *lines]))
 

@@ -156,3 +156,31 @@ def test_each_long_step_reports_every_slice_in_order(built, name, step):
     total = 1001 if step == "migrations" else 1000  # migrations: the gateway database too
     assert [int(done) for done, _, _ in seen] == list(range(1, total + 1))
     assert {int(t) for _, t, _ in seen} == {total}
+
+
+def test_the_container_fact_inspects_a_chunk_of_containers_per_docker_call(tmp_path):
+    """SliceContainers at fleet size: a stand-in `docker` lists 250 containers and logs each
+    `inspect`'s id count; no call carries more than a chunk, and every container is read."""
+    from sliceops.facts.docker import SliceContainers
+    from sliceops.operations.util import CHUNK
+
+    bin_dir, secrets = tmp_path / "bin", tmp_path / "secrets"
+    bin_dir.mkdir()
+    secrets.mkdir()
+    for i in range(1, 251):
+        (secrets / f"wa_slice_{i}.env").write_text(f"DATABASE_URL=x{i}\n")
+    (bin_dir / "docker").write_text(f"""#!/bin/sh
+if [ "$1" = ps ]; then i=1; while [ $i -le 250 ]; do printf 'c%064d\\n' $i; i=$((i+1)); done; exit 0; fi
+shift 3  # inspect --format <format>
+echo $# >> {tmp_path}/calls
+for id in "$@"; do printf '{{"id":"%s","name":"/s-%s","state":{{"Status":"running"}},"labels":{{}}}}\\n' $id $id; done
+""")
+    (bin_dir / "docker").chmod(0o755)
+    cmd = SliceContainers().command(instance="fleetx", secrets_dir=str(secrets))
+    out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=True,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin"}).stdout
+    fact = SliceContainers.parse(out.splitlines())
+    calls = [int(n) for n in (tmp_path / "calls").read_text().split()]
+    assert calls == [CHUNK, CHUNK, 50]
+    assert len(fact["containers"]) == 250 and len(fact["env_sha256"]) == 250
+    assert len(cmd) < 1024  # the command itself names no container

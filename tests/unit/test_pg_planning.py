@@ -412,7 +412,7 @@ def test_a_fleet_that_applied_the_start_of_the_folder_continues_with_the_rest(ow
 def test_the_refusal_names_the_inventory_the_key_and_the_folder(own_migrations, monkeypatch):
     inv, folder = own_migrations
     built_in = {m.version: m.checksum for m in discover("slice")}
-    monkeypatch.setattr(pg_migrations, "fleet", lambda inv: _fleet({"ledgers": {"wa_slice_1": built_in}, "stamped": []}))
+    monkeypatch.setattr(pg_migrations, "fleet", lambda inv, **_: _fleet({"ledgers": {"wa_slice_1": built_in}, "stamped": []}))
     (command,) = [str(c) for c in pg_migrations.migration_history._inner(inv)]
     refusal = shlex.split(command)[2]  # printf '%s\n' '<the line>' >&2; exit 1
     assert command.endswith("exit 1")
@@ -618,3 +618,23 @@ def test_pgcluster_reads_what_its_command_prints_from_pg_lsclusters(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     assert [line for line in out.splitlines() if line.startswith("cluster")] == ["cluster 5432 online"]
     assert PgCluster.parse(out.splitlines())["port"] == 5432
+
+
+# --------------------------------------------------------------------------- what the databases step says
+
+
+def _created_lines(inv) -> list[str]:
+    from sliceops.operations.postgres.databases import databases_command, databases_sql
+
+    state = _template_state()
+    shell = databases_command(inv, state, databases_sql(inv, state))
+    return [shlex.split(line)[2] for line in shell.splitlines() if line.startswith("printf") and "created " in line]
+
+
+def test_the_databases_step_says_what_it_created_in_one_line_at_any_fleet_size(inventory):
+    many = inventory({"docker": {"subnet": "172.30.0.0/22"}, "slices": [{"id": i} for i in range(1, 501)]})
+    (line,) = _created_lines(many)
+    assert line.startswith("created 500 slice databases (wa_slice_1, wa_slice_2, wa_slice_3, wa_slice_4, "
+                           "wa_slice_5 and 495 more) from sliceops_slice_template (migrations up to ")
+    (line,) = _created_lines(inventory({"slices": [{"id": 4}]}))
+    assert line.startswith("created wa_slice_4 from sliceops_slice_template (migrations up to ")

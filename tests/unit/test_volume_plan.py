@@ -4,6 +4,7 @@ hold what a slice already stores."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from dataclasses import replace
 
@@ -13,7 +14,7 @@ import yaml
 from sliceops.errors import InventoryError, QuotaError
 from sliceops.facts.volume import SliceVolume, VolumeState
 from sliceops.inventory import MIB, load
-from sliceops import shell
+from sliceops import progress, shell
 from sliceops.operations.volume import _LIMIT_SLICE, remove_data, volume_plan
 
 GIB = 1024 * MIB
@@ -27,6 +28,11 @@ def inventory(tmp_path, slices=None, **sections):
     path = tmp_path / f"inv-{len(list(tmp_path.iterdir()))}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return load(path)
+
+
+def said(line: str) -> bool:
+    """A line that only tells the operator something (a sentence, a progress line)."""
+    return line.startswith("echo ") or progress.PREFIX in line
 
 
 def converged(inv, used: dict[int, int] | None = None) -> VolumeState:
@@ -49,7 +55,7 @@ def test_fresh_host_creates_a_preallocated_image_then_a_limited_subvolume_per_sl
     inv = inventory(tmp_path, slices=[{"id": 1}, {"id": 2, "disk": "512m"}])
     size = inv.volume_size
     lines = volume_plan(inv, VolumeState(avail=PLENTY))
-    assert [line for line in lines if not line.startswith("echo ")] == [
+    assert [line for line in lines if not said(line)] == [
         "mkdir -p /srv/sliceops/main",
         f"rm -f {IMG}.new",
         f"fallocate -l {size} {IMG}.new",
@@ -125,7 +131,7 @@ def test_a_new_slice_costs_a_subvolume_and_a_limit_and_grows_the_image(tmp_path)
     before = inventory(tmp_path)
     after = inventory(tmp_path, slices=[{"id": 1}, {"id": 2}, {"id": 3}])
     lines = volume_plan(after, converged(before))
-    assert [line for line in lines if not line.startswith("echo ")] == [
+    assert [line for line in lines if not said(line)] == [
         f"fallocate -l {after.volume_size} {IMG}",
         "losetup -c /dev/loop3",
         f"btrfs filesystem resize max {ROOT} >/dev/null",
@@ -139,7 +145,7 @@ def test_a_lowered_quota_above_usage_is_a_new_limit_and_the_image_never_shrinks(
     before = inventory(tmp_path)
     after = inventory(tmp_path, slices=[{"id": 1, "disk": "100m"}, {"id": 2}])
     lines = volume_plan(after, converged(before, used={1: 50 * MIB}))
-    assert [line for line in lines if not line.startswith("echo ")] == [f"btrfs qgroup limit {100 * MIB} {ROOT}/1"]
+    assert [line for line in lines if not said(line)] == [f"btrfs qgroup limit {100 * MIB} {ROOT}/1"]
 
 
 def test_a_quota_below_what_the_slice_stores_is_refused_naming_the_size(tmp_path):
@@ -161,7 +167,7 @@ def test_a_slice_already_over_its_quota_stays_refused_until_the_quota_is_enough(
 def test_plain_directories_move_into_the_volume_with_the_containers_stopped(tmp_path):
     inv = inventory(tmp_path, slices=[{"id": 1}, {"id": 2}, {"id": 3, "status": "suspended"}])
     have = VolumeState(avail=PLENTY, plain={"1": 5 * MIB, "3": 4096})
-    lines = [line for line in volume_plan(inv, have) if not line.startswith("echo ")]
+    lines = [line for line in volume_plan(inv, have) if not said(line)]
     stop = lines.index("docker ps -q --filter sliceops.instance=main 2>/dev/null | xargs -r docker stop >/dev/null")
     mount = lines.index(f"mount -t btrfs -o loop,nodiscard {IMG} {ROOT}")
     assert lines.index(f"mkfs.btrfs -q {IMG}.new >/dev/null") < stop < lines.index(f"mv -T {ROOT}/1 {ROOT}.plain/1") < mount
@@ -182,7 +188,7 @@ def test_an_interrupted_move_is_finished_by_the_next_deploy(tmp_path):
     have = converged(inv)
     have.staged = {"2": MIB}
     lines = volume_plan(inv, have)
-    assert [line for line in lines if not line.startswith("echo ")] == [
+    assert [line for line in lines if not said(line)] == [
         f"cp -a {ROOT}.plain/2/. {ROOT}/2/",
         f"diff -r --no-dereference {ROOT}.plain/2 {ROOT}/2 >/dev/null",
         f"rm -rf {ROOT}.plain/2",
@@ -293,7 +299,7 @@ def test_a_plain_directory_inside_the_volume_becomes_a_subvolume_again(tmp_path)
     have = converged(inv)
     del have.subvolumes[2]
     have.inner = {"2": 3 * MIB}
-    lines = [line for line in volume_plan(inv, have) if not line.startswith("echo ")]
+    lines = [line for line in volume_plan(inv, have) if not said(line)]
     assert lines == [
         f"mkdir -p {ROOT}.plain",
         "ran_2=$(docker inspect -f '{{.State.Running}}' wa-slice-2 2>/dev/null || true)",
@@ -319,3 +325,21 @@ def test_a_mounted_volume_whose_image_was_deleted_is_refused(tmp_path):
     have.image_size = None
     with pytest.raises(QuotaError, match=f"{ROOT} is mounted .* but its image {IMG} is gone"):
         volume_plan(inv, have)
+
+
+def test_the_quotas_are_said_as_progress_per_slice_and_one_line_for_the_step(tmp_path):
+    """500 slices' quotas write 500 progress lines (the relay shows a dozen) and one summary."""
+    inv = inventory(tmp_path, slices=[{"id": i, "disk": "8m"} for i in range(1, 501)], docker={"subnet": "172.30.0.0/22"})
+    lines = volume_plan(inv, replace(converged(inv), subvolumes={}))
+    steps = [progress.parse(shlex.split(line)[2]) for line in lines if progress.PREFIX in line]
+    assert steps[0] == ("volume", 1, 500, "slice-1") and steps[-1] == ("volume", 500, 500, "slice-500")
+    assert len(steps) == 500
+    assert [line for line in lines if line.startswith("echo ")] == [
+        "echo 'sliceops: disk quotas set for 500 slices (1, 2, 3, 4, 5 and 495 more): 8m'"]
+
+
+def test_one_new_slice_s_quota_is_said_by_its_id(tmp_path):
+    inv = inventory(tmp_path, slices=[{"id": 1}, {"id": 2}, {"id": 3, "disk": "64m"}])
+    have = converged(inv)
+    lines = volume_plan(inv, replace(have, subvolumes={k: v for k, v in have.subvolumes.items() if k != 3}))
+    assert [line for line in lines if line.startswith("echo ")] == ["echo 'sliceops: slice 3 disk quota 64m'"]

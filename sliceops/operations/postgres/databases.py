@@ -7,9 +7,9 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from sliceops import plan, progress
+from sliceops import factcache, plan, progress
 from sliceops.errors import MigrationError
-from sliceops.facts.postgres import Fleet
+from sliceops.facts.postgres import DATABASES, Fleet
 from sliceops.inventory import MONITOR_ROLE, TEMPLATE_DB, Inventory
 from sliceops.migrations import pending
 from sliceops.operations.postgres.migrations import migration_script
@@ -107,7 +107,7 @@ def template_command(inv: Inventory, state: Fleet) -> str:
 def databases(inv: Inventory):
     """The gateway database and one database per kept slice, closed to PUBLIC; new slice
     databases are copies of the migrated template."""
-    state = fleet(inv)
+    state = fleet(inv, reads={DATABASES})  # a role the roles step just made changes nothing here
     sql = databases_sql(inv, state)
     if not sql:
         host.noop(f"all {len(desired_databases(inv))} databases exist, owned and closed to PUBLIC")
@@ -115,6 +115,7 @@ def databases(inv: Inventory):
     sentences.databases(inv, desired_databases(inv), state.databases, sql)
     if any(s.database not in state.databases for s in inv.kept_slices()) and TEMPLATE_DB not in state.stamped:
         plan.record("postgres", "template", f"{TEMPLATE_DB} brought to the newest slice migrations")
+    factcache.touches(DATABASES)
     yield from as_script(inv.share_dir, "databases", databases_command(inv, state, sql))
 
 
@@ -137,5 +138,7 @@ def databases_command(inv: Inventory, state: Fleet, sql: list[str]) -> str:
             script.append(progress.psql("databases", done, len(copies), db))
     shell.append(heredoc(inv, "\n".join(script)))
     newest = slice_migrations(inv)[-1].filename if slice_migrations(inv) else "none"
-    shell += [echo(f"created {db} from {TEMPLATE_DB} (migrations up to {newest})") for db in copies]
+    if copies:  # one line for the step, however many slices it created
+        shell.append(echo(f"created {progress.listed(copies, 'slice databases')} from {TEMPLATE_DB} "
+                          f"(migrations up to {newest})"))
     return "\n".join(x for x in shell if x)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from sliceops import progress
+from sliceops import factcache, progress
 from sliceops.errors import MigrationError
-from sliceops.facts.postgres import Fleet
+from sliceops.facts.postgres import DATABASES, ROWS, Fleet
 from sliceops.inventory import Inventory
 from sliceops.migrations import Migration, discover, pending
 from sliceops.operations.postgres.grants import monitor_grants, tenant_grants
@@ -116,7 +116,7 @@ def migration_history(inv: Inventory):
     """Refuse, before anything changes, slice migrations that do not continue what the slice
     databases applied: switching a converged fleet to another slice_defaults.migrations
     folder (or editing an applied file) must not half-apply."""
-    problems = history_problems(inv, fleet(inv))
+    problems = history_problems(inv, fleet(inv, reads={DATABASES}))
     if problems:
         folder = inv.slice_defaults.migrations
         source = f"slice_defaults.migrations: {folder!r}" if folder else "sql/slice/"
@@ -147,10 +147,13 @@ def migrate_command(inv: Inventory, plan) -> str:
 @refuses
 def migrations(inv: Inventory):
     """Apply pending numbered migrations to every database, each database atomically."""
-    state = fleet(inv)
+    state = fleet(inv, reads={DATABASES})
     todo = migration_plan(inv, state)
     if not todo:
         host.noop(f"all {len(inv.kept_slices()) + 1} databases are at the newest migration")
         return
     sentences.migrations(inv, state.databases, todo)
+    # Migrating the gateway may make or change gateway.slices itself: its rows are read again.
+    gateway = any(database == inv.gateway.database for database, *_ in todo)
+    factcache.touches(DATABASES, *([ROWS] if gateway else []))
     yield from as_script(inv.share_dir, "migrations", migrate_command(inv, todo))

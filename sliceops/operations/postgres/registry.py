@@ -8,8 +8,9 @@ import re
 from pyinfra import host
 from pyinfra.api import operation
 
-from sliceops import progress
+from sliceops import factcache, progress
 from sliceops.errors import LifecycleError
+from sliceops.facts.postgres import ROWS
 from sliceops.inventory import DESTROYING, SUSPENDED, Inventory
 from sliceops.operations import sentences
 from sliceops.operations.postgres.state import fleet, heredoc
@@ -79,12 +80,13 @@ def _port_moves(inv: Inventory, rows: dict) -> list[str]:
 @operation(is_idempotent=True)
 def registration(inv: Inventory):
     """One gateway.slices row per inventory slice, with its port and the inventory's status."""
-    state = fleet(inv)
+    state = fleet(inv, reads={ROWS})
     sql = registration_sql(inv, state.slice_rows)
     if not sql:
         host.noop(f"gateway.slices matches the inventory ({len(inv.slices)} slices)")
         return
     sentences.registration(inv, state.slice_rows)
+    factcache.touches(ROWS)
     # A file, not one `sh -c` argument: a fleet's rows outgrow what one argument may hold.
     yield from as_script(inv.share_dir, "registration", registration_command(inv, sql))
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from pyinfra import host, state as pyinfra_state
 from pyinfra.api import operation
 
-from sliceops import moves, psql
-from sliceops.facts.postgres import Fleet
+from sliceops import factcache, moves, psql
+from sliceops.facts.postgres import ROLES, ROWS, Fleet
 from sliceops.facts.tenant_credentials import StoredVerifiers, TenantCredentials
 from sliceops.inventory import MONITOR_ROLE, SLICE_NAME_PREFIX, Inventory, Slice
 from sliceops.operations.postgres import credentials
@@ -176,7 +176,7 @@ def _ensure_role_sql(role: str) -> str:
 @operation(is_idempotent=True)
 def roles(inv: Inventory):
     """Login roles with root-only generated passwords, and the monitor's peer-auth role."""
-    state = fleet(inv)
+    state = fleet(inv, reads={ROLES, ROWS})  # ROWS: a slice being moved keeps its password
     # A slice being moved keeps its password until its move succeeds: the move carries it.
     moving = moves.moving_roles(inv, state.slice_rows)
     todo = [r for r in roles_to_converge(inv, state) if r not in moving]
@@ -188,6 +188,7 @@ def roles(inv: Inventory):
         host.noop(f"all {len(desired_login_roles(inv)) + 1} roles exist with their credentials and limits")
         return
     sentences.roles(inv, state.roles, todo + [role for role, _ in remote], MONITOR_ROLE if with_monitor else None, limits)
+    factcache.touches(ROLES)  # roles and credential files: the databases stay as they were read
     yield from as_script(inv.share_dir, "roles", roles_command(inv, todo, with_monitor, limits, remote))
 
 

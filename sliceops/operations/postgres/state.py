@@ -1,17 +1,19 @@
 """The one read of the cluster every PostgreSQL operation plans from (the `PgFleet` fact,
-read once per deploy), and the psql door they run their scripts through."""
+read again only after a step touched the part a later step reads), and the psql door they
+run their scripts through."""
 
 from __future__ import annotations
 
 from sliceops import factcache, psql
-from sliceops.facts.postgres import Fleet, PgFleet
+from sliceops.facts.postgres import FLEET, Fleet, PgFleet
 from sliceops.inventory import MONITOR_ROLE, SLICE_NAME_PREFIX, TEMPLATE_DB, Inventory
 from sliceops.operations.postgres.stamps import slice_stamp, template_stamp
 
 
-def fleet(inv: Inventory, on=None) -> Fleet:
+def fleet(inv: Inventory, on=None, reads=FLEET) -> Fleet:
     """What PgFleet reads on this host, or on pyinfra host `on` (a slice host planning reads
-    the database host's)."""
+    the database host's). `reads`: the parts the caller uses (facts/postgres.py: ROLES,
+    DATABASES, ROWS); a cached read serves until an operation touched one of them."""
     kwargs = dict(
         version=inv.postgres.version,
         cluster=inv.cluster,
@@ -24,7 +26,7 @@ def fleet(inv: Inventory, on=None) -> Fleet:
         slice_prefix=SLICE_NAME_PREFIX,
         monitor_role=MONITOR_ROLE,
     )
-    return on.get_fact(PgFleet, **kwargs) if on is not None else factcache.get(PgFleet, **kwargs)
+    return on.get_fact(PgFleet, **kwargs) if on is not None else factcache.get(PgFleet, reads=reads, **kwargs)
 
 
 def heredoc(inv: Inventory, sql: str, database: str = "postgres") -> str:

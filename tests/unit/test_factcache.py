@@ -1,0 +1,91 @@
+"""The fact cache reads a fleet fact again only after an operation touched what the caller reads."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from sliceops import factcache
+from sliceops.facts.postgres import DATABASES, ROLES, ROWS, PgFleet
+from sliceops.facts.volume import VOLUME
+
+
+class CountingHost:
+    """pyinfra's host, counting each fact it is asked for (each a command on the target)."""
+
+    name = "test"
+    current_op_hash = "op"
+
+    def __init__(self):
+        self.reads: Counter = Counter()
+
+    def get_fact(self, cls, **kwargs):
+        self.reads[cls.__name__] += 1
+        return f"{cls.__name__} read {self.reads[cls.__name__]}"
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    host = CountingHost()
+    monkeypatch.setattr(factcache, "host", host)
+    monkeypatch.setattr(factcache, "_cache", {})
+    monkeypatch.setattr(factcache, "_declared", {})
+    monkeypatch.setattr(factcache, "_changes", Counter())
+    return host
+
+
+def operation_changed(*subjects):
+    """What the deploy's callback does after a changing operation that said what it touches
+    (no subjects given: said nothing)."""
+    if subjects:
+        factcache.touches(*subjects)
+    factcache.host_changed(factcache.declared("test", "op"))
+
+
+def test_a_fact_is_read_once_while_nothing_changes(fake):
+    assert factcache.get(PgFleet, reads={DATABASES}, port=5432) == "PgFleet read 1"
+    assert factcache.get(PgFleet, reads={ROWS}, port=5432) == "PgFleet read 1"
+    assert factcache.get(PgFleet, port=5432) == "PgFleet read 1"
+    assert fake.reads["PgFleet"] == 1
+
+
+def test_a_change_to_another_part_keeps_the_read(fake):
+    factcache.get(PgFleet, reads={ROLES}, port=5432)
+    operation_changed(ROLES)  # the roles step made a role
+    assert factcache.get(PgFleet, reads={DATABASES}, port=5432) == "PgFleet read 1"  # the databases step
+    operation_changed(VOLUME)  # the volume grew
+    assert factcache.get(PgFleet, reads={ROWS}, port=5432) == "PgFleet read 1"
+    assert fake.reads["PgFleet"] == 1
+
+
+def test_a_change_to_the_part_read_reads_again(fake):
+    factcache.get(PgFleet, reads={DATABASES}, port=5432)
+    operation_changed(DATABASES)  # a database was created
+    assert factcache.get(PgFleet, reads={DATABASES}, port=5432) == "PgFleet read 2"
+    assert factcache.get(PgFleet, reads={DATABASES, ROWS}, port=5432) == "PgFleet read 2"
+    assert fake.reads["PgFleet"] == 2
+
+
+def test_a_change_that_said_nothing_reads_every_fact_again(fake):
+    factcache.get(PgFleet, reads={ROWS}, port=5432)
+    operation_changed()  # e.g. pyinfra's own files.template: anything may have changed
+    assert factcache.get(PgFleet, reads={ROWS}, port=5432) == "PgFleet read 2"
+
+
+def test_a_caller_naming_no_part_reads_again_after_any_change(fake):
+    factcache.get(PgFleet, port=5432)
+    operation_changed(VOLUME)
+    assert factcache.get(PgFleet, port=5432) == "PgFleet read 2"
+
+
+def test_an_operation_that_changed_nothing_invalidates_nothing(fake):
+    factcache.get(PgFleet, reads={ROLES}, port=5432)
+    factcache.touches(ROLES)  # it said what it would touch, then ran no command
+    assert factcache.declared("test", "op") == {ROLES}  # the callback takes the declaration ...
+    assert factcache.get(PgFleet, reads={ROLES}, port=5432) == "PgFleet read 1"  # ... and no change
+
+
+def test_other_arguments_are_another_fact(fake):
+    factcache.get(PgFleet, reads={ROLES}, port=5432)
+    assert factcache.get(PgFleet, reads={ROLES}, port=5433) == "PgFleet read 2"

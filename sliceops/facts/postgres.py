@@ -171,13 +171,25 @@ class Fleet:
         return self.slices or {}
 
 
+# Each file's first DATABASE_URL with the password between the user's ':' and the '@' shown as
+# ***, in one awk for every file (find -exec +): a sed and a head per file cost 1.5 s at 200.
+_ENV_URLS_AWK = r"""
+FNR == 1 { if (name != "") print "ENVURL", name, url; name = FILENAME; sub(/.*\//, "", name); url = ""; seen = 0 }
+!seen && match($0, /^DATABASE_URL=[a-z]*:\/\/[^:@\/]*:[^@]*@/) {
+  s = substr($0, 14, RLENGTH - 13); i = index(s, "://"); rest = substr(s, i + 3)
+  url = substr(s, 1, i + 2) substr(rest, 1, index(rest, ":") - 1) ":***@" substr($0, RLENGTH + 1); seen = 1
+}
+END { if (name != "") print "ENVURL", name, url }
+"""
+
+
 def env_urls_command(secrets_dir: str) -> str:
     """Shell printing `ENVURL <file> <url>` for each credentials file, its DATABASE_URL with
     the password shown as *** (the password never leaves the target): the roles step rewrites
     a file whose host, port or TLS options are not the inventory's."""
     return (
-        f"for u in {quote(secrets_dir)}/*.env; do [ -f \"$u\" ] && printf 'ENVURL %s %s\\n' \"${{u##*/}}\" "
-        f"\"$(sed -n 's#^DATABASE_URL=\\([a-z]*://[^:@/]*\\):[^@]*@#\\1:***@#p' \"$u\" | head -n1)\"; done"
+        f"find {quote(secrets_dir)} -maxdepth 1 -name '*.env' -type f "
+        f"-exec awk {quote(_ENV_URLS_AWK)} {{}} + 2>/dev/null"
     )
 
 

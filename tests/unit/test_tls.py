@@ -76,3 +76,22 @@ def test_a_credentials_file_with_another_url_is_rewritten(tmp_path):
     fleet.secrets = [f"{r}.password" for r in fleet.roles] + ["wa_slice_1.env", "wa_slice_2.env"]
     # Slice 1's file predates TLS: rewritten (its password kept); slice 2's is current.
     assert roles_to_converge(inv, fleet) == ["wa_slice_1"]
+
+
+def test_every_credentials_file_of_a_fleet_is_read_masked_in_one_pass(tmp_path):
+    """300 files: each URL read with its password masked (the first DATABASE_URL line only),
+    a file without one read as an empty URL; one awk, not a sed and a head per file."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for i in range(1, 301):
+        (secrets / f"wa_slice_{i}.env").write_text(
+            f"PGSSLROOTCERT=/x\nDATABASE_URL=postgresql://wa_slice_{i}:Pw{i}x@10.0.0.1:5432/wa_slice_{i}\n"
+            "DATABASE_URL=postgresql://other:Second@h/x\n")
+    (secrets / "wa_slice_301.env").write_text("PGSSLROOTCERT=/x\n")
+    command = env_urls_command(str(secrets))
+    assert command.count("awk") == 1 and "sed" not in command and "for " not in command
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
+    assert "Pw1x" not in out and "Second" not in out
+    urls = PgFleet.parse(["SECRETS x", *out.splitlines()]).env_urls
+    assert len(urls) == 301 and urls["wa_slice_301.env"] == ""
+    assert urls["wa_slice_250.env"] == "postgresql://wa_slice_250:***@10.0.0.1:5432/wa_slice_250"

@@ -1,7 +1,8 @@
 """Long steps show progress while they run (issue 15): a real first deploy of 12 slices with
 its output piped, as a log would take it. Every long step prints how far it has got, in
 order, ending at its total, at most a line per tenth (not one per slice); the containers'
-lines arrive spread over the step, not all at its end."""
+lines arrive spread over the step, not all at its end. What the volume and databases steps
+did is one line each, not one per slice."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.fix_deploy import ROOT, SLICEOPS
 INSTANCE = "scaleprog1"
 N = 12
 STEPS = {  # label: the step's total for a first deploy of N slices
+    "slice volume": N,  # a disk quota each
     "roles and credentials": N + 2,  # the gateway's, the slice owner's, one per slice
     "databases": N,
     "migrations": N + 1,  # the gateway database too
@@ -28,7 +30,7 @@ def test_a_piped_deploy_shows_each_long_steps_progress_as_it_runs(make_inventory
     path = make_inventory(
         INSTANCE, [{"id": i} for i in range(1, N + 1)],
         postgres={"port": 5641}, docker={"subnet": "172.30.157.0/24"},
-        slice_defaults={"port_base": 43701, "disk": False, "memory": "64m"},
+        slice_defaults={"port_base": 43701, "disk": "8m", "memory": "64m"},
     )
     env = dict(os.environ, SLICEOPS_INVENTORY=str(path), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(SLICEOPS + ["deploy", "--inventory", str(path)], cwd=ROOT, env=env,
@@ -52,3 +54,7 @@ def test_a_piped_deploy_shows_each_long_steps_progress_as_it_runs(make_inventory
     times = [at for at, _, _ in seen["slice containers"]]
     assert times[-1] - times[0] > 1.0, times
     assert not any("sliceops-progress" in text for _, text in lines)
+    quotas = [text for _, text in lines if "disk quota" in text]
+    assert quotas == [f"    [@local] sliceops: disk quotas set for {N} slices (1, 2, 3, 4, 5 and {N - 5} more): 8m"]
+    created = [text for _, text in lines if " created " in text and "wa_slice_" in text]
+    assert len(created) == 1 and f"created {N} slice databases (wa_slice_1, " in created[0], created

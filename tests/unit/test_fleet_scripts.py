@@ -146,7 +146,7 @@ def test_the_roles_script_of_300_slices_runs_under_dash(tmp_path):
     assert credentials.verifier(password.encode(), salt=b"x" * 16).startswith("SCRAM-SHA-256$4096:")
 
 
-@pytest.mark.parametrize(("name", "step"), [("databases", "databases"), ("migrations", "migrations"),
+@pytest.mark.parametrize(("name", "step"), [("volume", "volume"), ("databases", "databases"), ("migrations", "migrations"),
                                             ("registration", "registration"), ("containers", "containers")])
 def test_each_long_step_reports_every_slice_in_order(built, name, step):
     """One progress line per slice, in order, counting up to the step's total (the relay

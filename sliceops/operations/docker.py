@@ -328,17 +328,24 @@ def container_plan(inv: Inventory, have: dict | None, image_id: str, cgroup_driv
 
 def plan_script(plan: ContainerPlan) -> str:
     """One shell script for the whole plan: a failing step does not stop the others; the
-    script echoes a `sliceops:` line per step done and exits non-zero naming what failed."""
+    script echoes a `sliceops:` line per step done (the containers run: one line for them all
+    when there are more than a few, naming a few) and exits non-zero naming what failed."""
     lines = ["failed=''"]
     runs = sum(1 for _, _, what in plan.steps if what.startswith("run "))
+    quiet = runs > progress.SHOWN  # a fleet's worth: the progress lines say each, one line the outcome
     ran = 0
     for step, done, what in plan.steps:
-        ok = echo(f"sliceops: {done}") if done else "true"
+        ok = echo(f"sliceops: {done}") if done and not (quiet and what.startswith("run ")) else "true"
         line = f"if {step}; then {ok}; else failed=\"$failed, \"{quote(what)}; fi"
         if what.startswith("run "):
             ran += 1
             line += f"; {progress.shell('containers', ran, runs, what.removeprefix('run '))}"
         lines.append(line)
+    if quiet:
+        said = [f"{kind} {progress.listed(names, 'slice containers')}"
+                for kind, names in (("created", plan.created), ("recreated", plan.recreated)) if names]
+        # Said when every step succeeded; otherwise the failure line below names what did not.
+        lines.append(f'if [ -z "$failed" ]; then {echo("sliceops: " + "; ".join(said))}; fi')
     lines.append(
         'if [ -n "$failed" ]; then echo "sliceops: slice container steps failed: ${failed#, }" >&2; exit 1; fi'
     )

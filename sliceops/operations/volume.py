@@ -160,22 +160,21 @@ def volume_plan(inv: Inventory, have: VolumeState) -> list[str]:
             f"btrfs qgroup limit {s.disk_quota_bytes} {q(path)}",
             progress.shell("volume", done, len(limited), f"slice-{s.id}"),
         ]
-    if limited:  # one line for the step, however many slices it limited
-        lines.append(f"echo {q(_quotas_set(limited))}")
+    # A line per slice for a few; for a fleet's worth, one line naming a few.
+    said = [[s] for s in limited] if len(limited) <= progress.SHOWN else [limited] if limited else []
+    lines += [f"echo {q(_quotas_set(some))}" for some in said]
     return lines + _move_in(inv, moving) + restarts
 
 
 def _quotas_set(limited: list) -> str:
-    """`sliceops: slice 4 disk quota 64m`, or for many: `sliceops: disk quotas for 500 slices
+    """`sliceops: slice 4 disk quota 64m`, or for many: `sliceops: disk quotas set for 500 slices
     (1, 2, 3, 4, 5 and 495 more): 64m` (each quota asked for, with its count when several)."""
     if len(limited) == 1:
         return f"sliceops: slice {limited[0].id} disk quota {limited[0].disk}"
     quotas = Counter(s.disk for s in limited)
     asked = quotas.most_common(1)[0][0] if len(quotas) == 1 else ", ".join(
         f"{disk} for {n}" for disk, n in sorted(quotas.items()))
-    ids = progress.listed([str(s.id) for s in limited], "slices")
-    ids = ids if len(limited) > progress.SHOWN else f"slices {ids}"
-    return f"sliceops: disk quotas set for {ids}: {asked}"
+    return f"sliceops: disk quotas set for {progress.listed([str(s.id) for s in limited], 'slices')}: {asked}"
 
 
 # Shell function for a slice whose subvolume may or may not exist (an image found unmounted:

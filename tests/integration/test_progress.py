@@ -1,8 +1,8 @@
 """Long steps show progress while they run (issue 15): a real first deploy of 12 slices with
 its output piped, as a log would take it. Every long step prints how far it has got, in
 order, ending at its total, at most a line per tenth (not one per slice); the containers'
-lines arrive spread over the step, not all at its end. What the volume and databases steps
-did is one line each, not one per slice."""
+lines arrive spread over the step, not all at its end. What the volume, databases and
+containers steps did is one line each, not one per slice."""
 
 from __future__ import annotations
 
@@ -58,3 +58,5 @@ def test_a_piped_deploy_shows_each_long_steps_progress_as_it_runs(make_inventory
     assert quotas == [f"    [@local] sliceops: disk quotas set for {N} slices (1, 2, 3, 4, 5 and {N - 5} more): 8m"]
     created = [text for _, text in lines if " created " in text and "wa_slice_" in text]
     assert len(created) == 1 and f"created {N} slice databases (wa_slice_1, " in created[0], created
+    containers = [text for _, text in lines if "sliceops: created" in text and "slice containers" in text]
+    assert len(containers) == 1 and f"created {N} slice containers (" in containers[0], containers

@@ -294,6 +294,31 @@ def test_script_collects_failures_and_says_what_it_did(tmp_path):
     assert proc.stderr.strip() == "sliceops: slice container steps failed: stop"
 
 
+def test_a_fleet_s_containers_are_said_in_one_line_after_their_progress(tmp_path):
+    """Eight containers to run: a progress line each, then one line for the step (not eight),
+    said only when every step succeeded."""
+    inv = inventory(tmp_path, [{"id": i} for i in range(1, 9)])
+    have = fact(inv, {1: "running"})
+    have["containers"]["wa-slice-1"]["spec"] = "old"  # slice 1 recreated, 2-8 created
+    script = op.plan_script(container_plan(inv, have, IMAGE))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("docker", "install"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / tool).chmod(0o755)
+    run = lambda: subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                                 env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    out = run().stdout.splitlines()
+    assert [line for line in out if not line.startswith("sliceops-progress ")] == [
+        "sliceops: created 7 slice containers (wa-slice-2, wa-slice-3, wa-slice-4, wa-slice-5, wa-slice-6 "
+        "and 2 more); recreated wa-slice-1"]
+    assert len([line for line in out if line.startswith("sliceops-progress containers ")]) == 8
+    (bin_dir / "docker").write_text('#!/bin/sh\n[ "$1" = run ] && [ "$4" = wa-slice-5 ] && exit 1\nexit 0\n')
+    failed = run()
+    assert failed.returncode == 1 and "created" not in failed.stdout
+    assert failed.stderr.strip() == "sliceops: slice container steps failed: run wa-slice-5"
+
+
 # --------------------------------------------------------------------------- the operation itself
 
 

@@ -138,7 +138,8 @@ def databases_command(inv: Inventory, state: Fleet, sql: list[str]) -> str:
             script.append(progress.psql("databases", done, len(copies), db))
     shell.append(heredoc(inv, "\n".join(script)))
     newest = slice_migrations(inv)[-1].filename if slice_migrations(inv) else "none"
-    if copies:  # one line for the step, however many slices it created
-        shell.append(echo(f"created {progress.listed(copies, 'slice databases')} from {TEMPLATE_DB} "
-                          f"(migrations up to {newest})"))
+    # A line per database for a few; for a fleet's worth, one line naming a few.
+    said = [[db] for db in copies] if len(copies) <= progress.SHOWN else [copies] if copies else []
+    shell += [echo(f"created {progress.listed(dbs, 'slice databases')} from {TEMPLATE_DB} (migrations up to {newest})")
+              for dbs in said]
     return "\n".join(x for x in shell if x)

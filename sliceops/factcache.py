@@ -55,6 +55,12 @@ def get(cls, reads: frozenset | set | None = None, **kwargs):
     return value
 
 
+def put(cls, value, **kwargs) -> None:
+    """What a step will have made of the fact, for the steps after it to plan from (the
+    operation that calls this touches nothing of it: `touches()`)."""
+    _cache[(host.name, cls, tuple(sorted(kwargs.items())))] = (Counter(_changes), value)
+
+
 def _fresh(seen: Counter, reads) -> bool:
     if reads is None:
         return seen == _changes

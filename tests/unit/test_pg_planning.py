@@ -638,3 +638,47 @@ def test_the_databases_step_says_a_fleet_s_worth_of_new_databases_in_one_line(in
                            "wa_slice_5 and 495 more) from sliceops_slice_template (migrations up to ")
     few = _created_lines(inventory({"slices": [{"id": 4}, {"id": 5}, {"id": 6}]}))  # a line each
     assert [line.split(" from ")[0] for line in few] == ["created wa_slice_4", "created wa_slice_5", "created wa_slice_6"]
+
+
+# --------------------------------------------------------------------------- an add plans from what the databases step leaves
+
+
+def _converged_three(inv) -> Fleet:
+    """Three slices converged: every database owned, closed and open to its role; all stamped."""
+    from sliceops.operations.postgres.databases import desired_databases
+
+    have = {db: {"owner": o, "public_connect": False, "connect": [g]} for db, (o, g) in desired_databases(inv).items()}
+    have["sliceops_slice_template"] = {"owner": "wa_slice", "public_connect": False, "connect": []}
+    for db in pg.databases.CLOSED_SYSTEM_DATABASES:
+        have[db] = {"owner": "postgres", "public_connect": False, "connect": []}
+    return _fleet({"databases": have, "stamped": ["sliceops_slice_template", "wa_slice_1", "wa_slice_2", "wa_slice_3"],
+                   "monitor_ok": True, "ledgers": {"wank_saas": {m.version: m.checksum for m in discover("gateway")}}})
+
+
+def test_a_new_slice_s_database_is_planned_as_the_template_s_copy_without_reading_again(inventory):
+    from sliceops.operations.postgres.databases import copies_only, databases_sql
+
+    three = inventory({"slices": DEFAULT_SLICES})
+    state = _converged_three(three)
+    assert databases_sql(three, state) == [] and pg.migration_plan(three, state) == []
+    four = inventory({"slices": DEFAULT_SLICES + [{"id": 4}]})
+    after = copies_only(four, state)
+    assert after is not None and databases_sql(four, after) == []
+    # The migrations step then stamps the copy and grants its role; nothing to apply.
+    ((db, owner, todo, grants, stamp),) = pg.migration_plan(four, after)
+    assert (db, owner, todo, stamp) == ("wa_slice_4", "wa_slice", [], pg_stamps.slice_stamp(four))
+    assert '"wa_slice_4"' in grants
+    assert "wa_slice_4" not in state.databases and "wa_slice_4" not in state.ledgers  # the read is not changed
+
+
+def test_anything_beyond_copies_reads_the_cluster_again(inventory):
+    from sliceops.operations.postgres.databases import copies_only
+
+    four = inventory({"slices": DEFAULT_SLICES + [{"id": 4}]})
+    state = _converged_three(four)
+    assert copies_only(inventory({"slices": DEFAULT_SLICES}), state) is None  # nothing new
+    unstamped = dataclasses.replace(state, stamped=["wa_slice_1", "wa_slice_2", "wa_slice_3"])
+    assert copies_only(four, unstamped) is None  # the template is (re)built first
+    drift = dataclasses.replace(state, databases={**state.databases, "wa_slice_2": {
+        "owner": "wa_slice", "public_connect": True, "connect": ["wa_slice_2"]}})
+    assert copies_only(four, drift) is None  # a grant converged too

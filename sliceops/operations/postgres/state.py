@@ -14,7 +14,17 @@ def fleet(inv: Inventory, on=None, reads=FLEET) -> Fleet:
     """What PgFleet reads on this host, or on pyinfra host `on` (a slice host planning reads
     the database host's). `reads`: the parts the caller uses (facts/postgres.py: ROLES,
     DATABASES, ROWS); a cached read serves until an operation touched one of them."""
-    kwargs = dict(
+    kwargs = _fact_arguments(inv)
+    return on.get_fact(PgFleet, **kwargs) if on is not None else factcache.get(PgFleet, reads=reads, **kwargs)
+
+
+def planned(inv: Inventory, after: Fleet) -> None:
+    """The cluster as a step will leave it: the steps after it plan from this, not from a read."""
+    factcache.put(PgFleet, after, **_fact_arguments(inv))
+
+
+def _fact_arguments(inv: Inventory) -> dict:
+    return dict(
         version=inv.postgres.version,
         cluster=inv.cluster,
         port=inv.postgres.port,
@@ -26,7 +36,6 @@ def fleet(inv: Inventory, on=None, reads=FLEET) -> Fleet:
         slice_prefix=SLICE_NAME_PREFIX,
         monitor_role=MONITOR_ROLE,
     )
-    return on.get_fact(PgFleet, **kwargs) if on is not None else factcache.get(PgFleet, reads=reads, **kwargs)
 
 
 def heredoc(inv: Inventory, sql: str, database: str = "postgres") -> str:

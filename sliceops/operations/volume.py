@@ -216,9 +216,9 @@ def _move_in(inv: Inventory, moving: dict[str, int]) -> list[str]:
     return lines
 
 
-def _have(inv: Inventory, init: str) -> VolumeState:
+def _have(inv: Inventory, init: str, reads=frozenset({VOLUME})) -> VolumeState:
     return factcache.get(  # one read for the check and the step, again only after a change
-        SliceVolume, reads={VOLUME}, image=inv.volume_image, mountpoint=inv.slices_data_dir,
+        SliceVolume, reads=reads, image=inv.volume_image, mountpoint=inv.slices_data_dir,
         staging=inv.volume_staging_dir, service=inv.volume_service, init=init,
     )
 
@@ -257,7 +257,9 @@ def volume(inv: Inventory, init: str):
 def mounted_at_boot(inv: Inventory, init: str):
     """The boot script (LSB: in rcS, so before every runlevel service such as the engine) or
     unit (systemd: Before=docker.service) is enabled."""
-    have = _have(inv, init)
+    # Only whether it starts at boot is read here, which the volume step (subvolumes, quotas,
+    # the image) never changes: its growing the volume does not make this read it all again.
+    have = _have(inv, init, reads=frozenset())
     if have.at_boot:
         host.noop(f"{inv.volume_service} mounts the slice volume at boot")
         return

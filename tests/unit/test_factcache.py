@@ -89,3 +89,13 @@ def test_an_operation_that_changed_nothing_invalidates_nothing(fake):
 def test_other_arguments_are_another_fact(fake):
     factcache.get(PgFleet, reads={ROLES}, port=5432)
     assert factcache.get(PgFleet, reads={ROLES}, port=5433) == "PgFleet read 2"
+
+
+def test_a_caller_reading_no_subject_reads_again_only_after_an_undeclared_change(fake):
+    """The volume's boot check reads what no declared step touches: the volume step growing
+    the volume keeps its read; pyinfra's own files.template (the boot script) does not."""
+    factcache.get(PgFleet, reads=frozenset(), port=5432)
+    operation_changed(VOLUME)
+    assert factcache.get(PgFleet, reads=frozenset(), port=5432) == "PgFleet read 1"
+    operation_changed()
+    assert factcache.get(PgFleet, reads=frozenset(), port=5432) == "PgFleet read 2"

@@ -3,19 +3,25 @@ inventory file, verified from outside with testinfra over SSH, converged again w
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
+import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
+from sliceops_backup import store
 
 from tests.fix_deploy import ROOT, remove_firewall, run_deploy
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = ROOT / "inventory" / "examples" / "e2e-systemd-host.yaml"
+OFFSITE = "/var/backups/offsite"
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +31,9 @@ def inventory(systemd_host, tmp_path_factory):
     data["ssh_key"] = str(systemd_host.key_path)
     # The key of the host it built, read out of band: the deploy and verify check it strictly.
     data["ssh_known_hosts"] = str(systemd_host.known_hosts_path)
+    # Backups copied off the host to the SSH host itself (a second machine is not at hand): the
+    # same rsync over SSH, host key checked against the recorded one, a login by the agent's key.
+    data.setdefault("backups", {})["copy_to"] = f"ssh://root@127.0.0.1:{systemd_host.port}{OFFSITE}"
     path = tmp_path_factory.mktemp("e2e") / "e2e.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     yield path
@@ -95,8 +104,6 @@ def test_plan_over_ssh_sees_the_converged_host_and_an_edit(inventory, first_conv
 
 def test_status_and_logs_over_ssh(inventory, first_converge):
     """One SSH connection carries status' psql session and its Docker call (dial-stdio)."""
-    import json
-
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "sliceops.cli", *args, "--inventory", str(inventory)],
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -137,3 +144,64 @@ def test_report_over_ssh_charts_the_host_s_telemetry(inventory, first_converge, 
     for sid in (1, 2):
         status, peak, state = cells[sid]
         assert status == "active" and peak.endswith(" %") and state not in ("", "-"), cells[sid]
+
+
+def _cli(inventory, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sliceops.cli", *args, "--inventory", str(inventory)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_timer_runs_a_command_that_backs_up_and_copies_off_the_host(systemd_host, inventory, first_converge):
+    """The exact command of the systemd timer's unit, run by the test: verified backups of every
+    slice and the gateway, sent over rsync/SSH and pruned there by the policy; then, with the
+    agent's key no longer authorized there, a copy fails loudly and the local backup still counts."""
+    host = systemd_host
+    assert host.run("systemctl is-enabled sliceops-backup-e2e.timer").stdout.strip() == "enabled"
+    shown = host.run("systemctl show -p ExecStart --value sliceops-backup-e2e.service", check=True).stdout
+    command = re.search(r"argv\[\]=(.*?) ;", shown)[1]
+    assert shlex.split(command)[-2:] == ["run", "--scheduled"], shown
+    pub = host.run("cat /etc/sliceops/e2e/backup-ssh/id_ed25519.pub", check=True).stdout.strip()
+    assert host.run("stat -c %a /etc/sliceops/e2e/backup-ssh/id_ed25519", check=True).stdout.strip() == "600"
+    host.run(f"cp -p /root/.ssh/authorized_keys /root/.ssh/authorized_keys.e2e && "
+             f"echo {shlex.quote(pub)} >> /root/.ssh/authorized_keys", check=True)
+    # Copies already there: one a day for 30 days, and a destroyed slice's final backup (never pruned).
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    planted = [store.folder_name(now - dt.timedelta(days=d, hours=1), "scheduled") for d in range(1, 31)]
+    final = store.folder_name(now - dt.timedelta(days=90), "final")
+    there = f"{OFFSITE}/e2e/slice-1"
+    host.run(" && ".join(f"mkdir -p {there}/{n} && echo {{}} > {there}/{n}/manifest.json" for n in planted + [final]),
+             check=True)
+    try:
+        run = host.run(command, timeout=900)  # as root, exactly what the timer starts
+        assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+        assert re.search(r"slice 1: copied to ssh://root@127\.0\.0\.1:\d+/var/backups/offsite/e2e: 1 sent, \d+ pruned",
+                         run.stdout), run.stdout
+        state = json.loads(host.run("cat /var/lib/sliceops/e2e/backups.json", check=True).stdout)
+        assert all(state["slices"][k]["copy"]["ok"] for k in ("1", "2", "3")) and state["gateway"]["copy"]["ok"], state
+        good = state["slices"]["1"]["last_good"]
+        assert good["verified"] and good["kind"] == "scheduled"
+        # The copy is the backup: every file's sha256 there is the manifest's.
+        name = good["path"].rsplit("/", 1)[1]
+        manifest = json.loads(host.run(f"cat {there}/{name}/manifest.json", check=True).stdout)
+        for f in manifest["files"]:
+            digest = host.run(f"sha256sum {there}/{name}/{f['name']}", check=True).stdout.split()[0]
+            assert digest == f["sha256"], f
+        # Pruned there by the policy (7 daily, 4 weekly): what is left is exactly what it keeps.
+        left = set(host.run(f"ls {there}", check=True).stdout.split())
+        everything = [store.Backup(Path(n), store.manifest_from_name(n)) for n in planted + [final, name]]
+        dropped = {b.path.name for b in store.to_prune(everything, 7, 4)}
+        assert left == set(planted + [final, name]) - dropped and final in left and planted[-1] not in left, left
+    finally:
+        host.run("mv /root/.ssh/authorized_keys.e2e /root/.ssh/authorized_keys")
+    # The agent's key is no longer authorized there: the copy fails, the local backup still counts.
+    failed = _cli(inventory, "backup", "1")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert re.search(r"slice 1: backup \S+ verified", failed.stdout), failed.stdout
+    assert "slice 1: copy to ssh://root@127.0.0.1:" in failed.stdout and "FAILED" in failed.stdout
+    assert "(the local backup is good)" in failed.stdout
+    state = json.loads(host.run("cat /var/lib/sliceops/e2e/backups.json", check=True).stdout)
+    assert state["slices"]["1"]["copy"]["ok"] is False and state["slices"]["1"]["copy"]["error"]
+    assert state["slices"]["1"]["last_good"]["path"] != good["path"]  # the new local backup is the last good one
+    status = json.loads(_cli(inventory, "status", "--json", timeout=120).stdout)
+    row = next(r for r in status["slices"] if r["id"] == 1)
+    assert row["backup"]["copy_failed"] is True and "latest copy off the host failed" in row["problems"], row

@@ -64,10 +64,17 @@ def probe(tmp_path):
     (tmp_path / "globbed-file").write_text("")
     for name in PROGRAMS:
         script = bin_dir / name
+        # A pipeline runs two probes at once (`{ python3 ...; } | runuser ... psql`): each
+        # record is appended under a lock, and each standard input whole once it has ended,
+        # or the two would interleave and the test would read a garbled argv under load.
         script.write_text(
             "#!/bin/sh\n"
-            f"{{ printf '%s\\0' \"$(basename \"$0\")\" \"$@\"; printf '\\1'; }} >>{shell.quote(str(log))}\n"
-            f"/bin/cat >>{shell.quote(str(log))}.stdin\n"
+            f"log={shell.quote(str(log))}\n"
+            "{ /usr/bin/flock 9; { printf '%s\\0' \"$(basename \"$0\")\" \"$@\"; printf '\\1'; } >>\"$log\"; } 9>>\"$log.lock\"\n"
+            "input=$(/bin/mktemp)\n"
+            "/bin/cat >\"$input\"\n"
+            "{ /usr/bin/flock 9; /bin/cat \"$input\" >>\"$log.stdin\"; } 9>>\"$log.lock\"\n"
+            "/bin/rm -f \"$input\"\n"
             "exit 0\n"
         )
         script.chmod(0o755)

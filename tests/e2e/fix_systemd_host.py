@@ -183,6 +183,7 @@ def systemd_host() -> Iterator[SystemdHost]:
         if not keep:
             _docker("rm", "--force", CONTAINER, check=False)
             shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(SHARED_ETC, ignore_errors=True)
         raise
     _say(f"{CONTAINER}: image ready in {built_in:.1f}s, booted with sshd on {ADDRESS}:{port} in {booted_in:.1f}s")
 
@@ -195,6 +196,9 @@ def systemd_host() -> Iterator[SystemdHost]:
         host.testinfra_host.backend.client.close()
     _docker("rm", "--force", CONTAINER, check=False)
     shutil.rmtree(workdir, ignore_errors=True)
+    # The e2e instance's secrets (root-only) lived here on this machine's disk too: not left
+    # behind for the next run to wipe.
+    shutil.rmtree(SHARED_ETC, ignore_errors=True)
 
 
 # --- docker -----------------------------------------------------------------------------

@@ -325,6 +325,11 @@ class Inventory:
         never deleted; beside the slices' own, so on the same filesystem or volume)."""
         return f"{self.slices_data_dir}/.moved-{slice_id}-{stamp}"
 
+    def failed_move_data_dir(self, slice_id: int, stamp: str) -> str:
+        """Where a failed move keeps, on the host it was moving to, what the slice's container
+        there may have written before the move was undone (kept, never deleted)."""
+        return f"{self.slices_data_dir}/.failed-move-{slice_id}-{stamp}"
+
     @property
     def quota_enabled(self) -> bool:
         """Slice data live in the instance's quota volume (slice_defaults.disk is not false)."""

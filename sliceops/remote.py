@@ -143,6 +143,9 @@ class Target:
         self.close()
 
 
+PIPE_IDLE_TIMEOUT = 300  # seconds either side of a pipe may go without a byte moving
+
+
 class _Running:
     """A command started on a target whose standard streams the controller handles as bytes:
     a local process, or one SSH session of the target's connection."""
@@ -156,6 +159,8 @@ class _Running:
         else:
             self.proc = None
             self.chan = target._client().get_transport().open_session()
+            # A side that stops answering (its host gone) raises instead of hanging the deploy.
+            self.chan.settimeout(PIPE_IDLE_TIMEOUT)
             self.chan.exec_command(command(*argv))
 
     def read(self, n: int) -> bytes:
@@ -172,6 +177,14 @@ class _Running:
             self.proc.stdin.close()
         else:
             self.chan.shutdown_write()
+
+    def abort(self) -> None:
+        """Stop the command at once: the other side failed, nobody will read or feed it."""
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+        else:
+            self.chan.close()
 
     def wait(self) -> tuple[int, str]:
         if self.proc:
@@ -194,15 +207,28 @@ def pipe(source: Target, source_argv: list[str], destination: Target, destinatio
     hosts need no way to each other. The bytes carried, or RemoteStateError naming the side
     that failed."""
     out = _Running(source, source_argv, reads=True)
-    into = _Running(destination, destination_argv, reads=False)
+    try:
+        into = _Running(destination, destination_argv, reads=False)
+    except BaseException:
+        out.abort()
+        raise
     carried = 0
     try:
         while data := out.read(chunk):
-            into.write(data)
+            try:
+                into.write(data)
+            except OSError as exc:  # it stopped reading (exited, its host gone): say which side
+                raise RemoteStateError(f"{destination_argv[0]} on {destination.target} stopped reading "
+                                       f"after {carried} bytes: {exc}") from None
             carried += len(data)
-    finally:
-        into.close_write()
-        (code_out, err_out), (code_in, err_in) = out.wait(), into.wait()
+    except BaseException:
+        # Neither side is waited for: the source would block writing into a stream nobody
+        # reads, and a closed SSH session never reports an exit status.
+        out.abort()
+        into.abort()
+        raise
+    into.close_write()
+    (code_out, err_out), (code_in, err_in) = out.wait(), into.wait()
     for code, err, argv, target in ((code_out, err_out, source_argv, source), (code_in, err_in, destination_argv, destination)):
         if code != 0:
             first = next((line for line in err.splitlines() if line.strip()), f"exit status {code}")

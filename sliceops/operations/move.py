@@ -13,8 +13,9 @@ Run on the new host, before its containers are converged, one slice at a time:
    data directory on the old host (`<data>/.moved-<id>-<stamp>`: never deleted).
 
 A data directory on the new host that is not empty is never written over: the move stops
-there, naming it. On any failure before step 5 the new container and the copy are removed,
-the old container starts again where it was, and the deploy ends non-zero naming the slice; its gateway row
+there, naming it. On any failure before step 5 the new container is removed, the copy too
+(moved aside instead, never deleted, once a container there may have written to it), the
+old container starts again where it was, and the deploy ends non-zero naming the slice; its gateway row
 still names the old host, so the next deploy tries again.
 """
 
@@ -84,7 +85,7 @@ def _move_all(state, host, inv: Inventory, here: str, todo: list) -> bool:
         except Exception as exc:  # one line naming the slice; the others still move
             ok = False
             click.echo(f"    {host.print_prefix}sliceops: slice {m.slice_id} was not moved from {m.source} to "
-                       f"{m.destination}: {exc}; it runs on {m.source} again", err=True)
+                       f"{m.destination}: {exc}", err=True)
     return ok
 
 
@@ -96,14 +97,16 @@ def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
     password = f"{inv.secrets_dir}/{s.login_role}.password"
     src = Target(inv, inv.host(m.source).target)
     dst = Target(inv, inv.host(m.destination).target)
-    ran = copying = False
+    ran = copying = had_password = False
     try:
+        # Never written over, and not even its owner or mode changed: whose data it is, only
+        # the operator can tell.
+        if dst.run(["sh", "-c", f"test ! -d {quote(data)} || find {quote(data)} -mindepth 1 -print -quit"]).strip():
+            raise RuntimeError(f"{data} on {m.destination} is not empty: move it aside, then deploy again")
         dst.run(["install", "-d", "-m", "0755", "/etc/sliceops", inv.etc_dir])
         dst.run(["install", "-d", "-m", "0700", inv.secrets_dir])
         dst.run(["install", "-d", "-o", str(SLICE_UID), "-g", DATA_GROUP, "-m", DATA_MODE, data])
-        if dst.run(["find", data, "-mindepth", "1", "-print", "-quit"]).strip():
-            # Never written over: whose data it is, only the operator can tell.
-            raise RuntimeError(f"{data} on {m.destination} is not empty: move it aside, then deploy again")
+        had_password = bool(dst.run(["sh", "-c", f"test ! -e {quote(password)} || echo present"]).strip())
         src.run(["docker", "stop", name])
         copying = True
         carried = pipe(src, ["tar", "-C", data, "--numeric-owner", "-cf", "-", "."],
@@ -116,24 +119,17 @@ def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
         spec = desired_spec(mine, s, pyinfra_host.get_fact(DockerImage, image=inv.slice_defaults.image),
                             env_sha, pyinfra_host.get_fact(DockerCgroupDriver),
                             pyinfra_host.get_fact(FileSha256, path=inv.pg_ca_file))
+        ran = True  # from here a container may exist (created, even if it then failed to start)
         dst.run(["sh", "-c", f"{command('docker', 'rm', '-f', name)} >/dev/null 2>&1; {run_command(mine, s, spec)}"])
-        ran = True
         _wait_healthy(dst, s.port)
         with Target(inv, inv.database_host.target) as db:
             db.run(psql.argv(inv.postgres.port, inv.gateway.database, variables={"id": s.id, "host": m.destination}),
                    stdin="UPDATE gateway.slices SET host = :'host' WHERE id = :'id'::int;\n")
-    except Exception:
-        # Only what this move made goes: the new container, and the copy (the directory was empty).
-        for undo in ([["docker", "rm", "-f", name]] if ran else []) + ([["find", data, "-mindepth", "1", "-delete"]] if copying else []):
-            try:
-                dst.run(undo)
-            except Exception:  # the old host's container matters more: go on to it
-                pass
-        try:
-            src.run(["docker", "start", name])
-        finally:
-            src.close()
-        raise
+    except BaseException as exc:  # Ctrl-C too: the old container must not stay stopped
+        line = _undo(inv, m, src, dst, stamp, exc, ran=ran, copying=copying, had_password=had_password)
+        if not isinstance(exc, Exception):
+            raise  # undone; Ctrl-C still stops the deploy
+        raise RuntimeError(line) from exc
     finally:
         dst.close()
     # Moved: the gateway names the new host. The old container goes; the old data is kept.
@@ -147,6 +143,41 @@ def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
     finally:
         src.close()
     return carried
+
+
+def _undo(inv: Inventory, m: moves.Move, src: Target, dst: Target, stamp: str, exc: BaseException, *,
+          ran: bool, copying: bool, had_password: bool) -> str:
+    """Take back what the move made on the new host, start the old container again; the line
+    that says what happened. What a container on the new host may have written (it ran, if
+    only for seconds) is moved aside there, never deleted; a copy no container touched is
+    the stopped old data's twin and goes."""
+    s = inv.slice(m.slice_id)
+    mine = inv.for_host(m.destination)
+    name, data = inv.container_name(s.id), inv.slice_data_dir(s.id)
+    undo = []
+    if ran:
+        undo.append(["docker", "rm", "-f", name])
+        undo.append(["mv", "-T", data, inv.failed_move_data_dir(s.id, stamp)])
+    elif copying:
+        undo.append(["find", data, "-mindepth", "1", "-delete"])
+    if copying:
+        secrets = [env_file(mine, s)] + ([] if had_password else [f"{inv.secrets_dir}/{s.login_role}.password"])
+        undo.append(["rm", "-f", *secrets])
+    for argv in undo:
+        try:
+            dst.run(argv)
+        except Exception:  # the old host's container matters more: go on to it
+            pass
+    why = str(exc) or type(exc).__name__
+    kept = f" (what it wrote on {m.destination} is kept in {inv.failed_move_data_dir(s.id, stamp)})" if ran else ""
+    try:
+        src.run(["docker", "start", name])
+    except Exception as start_exc:
+        return (f"{why}{kept}; its container {name} on {m.source} did not start again ({start_exc}): "
+                f"start it by hand")
+    finally:
+        src.close()
+    return f"{why}{kept}; it runs on {m.source} again"
 
 
 def _wait_healthy(dst: Target, port: int) -> None:

@@ -1,6 +1,7 @@
 """The steps of one slice's move (operations/move.py) against recording stand-ins for the
 hosts: the order on success (gateway row only after /health, old copy archived, not
-deleted) and what a failure leaves (the old container started again, the copy gone)."""
+deleted) and what a failure leaves (the old container started again; the copy gone while
+no container touched it, kept aside once one ran; the secrets the move brought removed)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ FLEET = Path(__file__).parent / "data" / "good" / "fleet.yaml"  # slice 1 on app
 
 
 class Recorder:
-    def __init__(self, log: list, fail_on: str | None, found: str = ""):
+    def __init__(self, log: list, fail_on: str | None, found: str = "", pipe_fails: bool = False,
+                 start_fails: bool = False):
         self.log, self.fail_on, self.found = log, fail_on, found
+        self.pipe_fails, self.start_fails = pipe_fails, start_fails
 
     def target(self, inv, target):
         recorder = self
@@ -27,8 +30,12 @@ class Recorder:
                 recorder.log.append((target, argv[0] if argv[0] != "runuser" else "psql", argv, stdin))
                 if recorder.fail_on and recorder.fail_on in " ".join(argv):
                     raise RuntimeError(f"{argv[0]} failed")
-                if argv[:2] == ["find", "/srv/sliceops/main/slices/1"] and "-print" in argv:
+                if argv[:2] == ["docker", "start"] and recorder.start_fails:
+                    raise RuntimeError("app1 did not answer")
+                if argv[:2] == ["sh", "-c"] and "-print -quit" in argv[2]:
                     return recorder.found
+                if argv[:2] == ["sh", "-c"] and "echo present" in argv[2]:
+                    return ""  # the new host had no password file for the slice
                 return "0" * 64 + "  file\n"
 
             def close(self):
@@ -44,6 +51,8 @@ class Recorder:
 
     def pipe(self, src, src_argv, dst, dst_argv):
         self.log.append(("pipe", src_argv[0], src_argv, dst_argv))
+        if self.pipe_fails:
+            raise RuntimeError("tar on ssh://root@10.0.0.12 stopped reading after 0 bytes")
         return 1234
 
 
@@ -54,9 +63,9 @@ class FakeHost:
 
 @pytest.fixture
 def run(monkeypatch):
-    def go(fail_on=None, found=""):
+    def go(fail_on=None, found="", **failures):
         log: list = []
-        recorder = Recorder(log, fail_on, found)
+        recorder = Recorder(log, fail_on, found, **failures)
         monkeypatch.setattr(move, "Target", recorder.target)
         monkeypatch.setattr(move, "pipe", recorder.pipe)
         monkeypatch.setattr(move, "HEALTH_TIMEOUT", 0)
@@ -94,26 +103,41 @@ def test_a_move_stops_copies_starts_waits_then_registers_and_archives(run):
     assert not any(e[2][:2] == ["rm", "-rf"] for e in log if e[0] != "pipe")  # the old data is never deleted
 
 
-def test_a_slice_that_never_answers_runs_again_on_its_old_host(run):
+def test_a_slice_that_never_answers_runs_again_on_its_old_host_and_what_it_wrote_is_kept(run):
     inv, log, error = run(fail_on="urllib.request")
     assert isinstance(error, RuntimeError) and "/health" in str(error)
+    assert str(error).endswith("; it runs on app1 again")
     steps = _steps(log)
     app1, app2 = "ssh://root@10.0.0.11:2222", "ssh://root@10.0.0.12"
     tail = steps[steps.index((app2, "python3 -c")) + 1:]
-    assert tail == [(app2, "docker rm"), (app2, "find /srv/sliceops/main/slices/1"), (app1, "docker start")]
+    assert tail == [(app2, "docker rm"), (app2, "mv -T"), (app2, "rm -f"), (app1, "docker start")]
+    aside = next(e[2] for e in log if e[2][:2] == ["mv", "-T"])
+    assert aside == ["mv", "-T", inv.slice_data_dir(1), inv.failed_move_data_dir(1, "STAMP")]
+    assert not any("-delete" in e[2] for e in log if e[0] != "pipe")  # it ran there: nothing deleted
+    secrets = next(e[2] for e in log if e[0] == app2 and e[2][:2] == ["rm", "-f"])
+    assert f"{inv.secrets_dir}/wa_slice_1.password" in secrets and len(secrets) == 4  # and the credentials file
     assert not any(e[0] == "ssh://root@10.0.0.10" for e in log)  # the gateway row still names app1
 
 
-def test_a_failed_copy_starts_the_old_container_again_and_runs_nothing_new(run):
-    _, log, error = run(fail_on="sha256sum")
-    assert error is not None
+def test_a_failed_copy_removes_the_copy_starts_the_old_container_again_and_runs_nothing_new(run):
+    inv, log, error = run(pipe_fails=True)
+    assert "stopped reading" in str(error) and str(error).endswith("it runs on app1 again")
     steps = _steps(log)
-    assert steps[-1] == ("ssh://root@10.0.0.11:2222", "docker start")
+    app1, app2 = "ssh://root@10.0.0.11:2222", "ssh://root@10.0.0.12"
+    assert steps[-3:] == [(app2, "find /srv/sliceops/main/slices/1"), (app2, "rm -f"), (app1, "docker start")]
+    assert "-delete" in log[-3][2]  # no container touched the copy: it is the stopped data's twin
     assert not any(e[2][:2] == ["sh", "-c"] and "docker run" in e[2][2] for e in log if e[0] != "pipe")
 
 
-def test_a_destination_that_holds_data_is_never_written_over_and_nothing_stops(run):
+def test_an_old_container_that_does_not_start_again_is_said_so(run):
+    _, _, error = run(pipe_fails=True, start_fails=True)
+    assert "did not start again" in str(error) and "start it by hand" in str(error)
+    assert "runs on app1 again" not in str(error)
+
+
+def test_a_destination_that_holds_data_is_never_written_over_nor_touched_and_nothing_stops(run):
     _, log, error = run(found="/srv/sliceops/main/slices/1/session.db\n")
     assert "is not empty" in str(error)
-    assert not any(e[2][:2] == ["docker", "stop"] or e[2][:1] == ["find"] and "-delete" in e[2] for e in log if e[0] != "pipe")
+    assert not any(e[2][:2] == ["docker", "stop"] or e[2][:1] in (["find"], ["install"], ["rm"], ["mv"])
+                   for e in log if e[0] != "pipe")
     assert not any(e[0] == "pipe" for e in log)

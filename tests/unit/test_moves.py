@@ -90,3 +90,32 @@ def test_the_pipe_carries_a_tree_from_one_command_to_another_byte_for_byte(tmp_p
     assert (copy / "row").read_text() == "a row\n"
     with pytest.raises(RemoteStateError, match="tar on @local"):
         pipe(here, ["tar", "-C", str(tmp_path / "missing"), "-cf", "-", "."], here, ["tar", "-C", str(copy), "-xf", "-"])
+
+
+def test_a_destination_that_stops_reading_ends_the_pipe_and_the_source_too():
+    """The source writes without end; the destination exits at once. The pipe must name the
+    destination and stop the source, not wait forever on a writer nobody reads."""
+    import threading
+
+    here = Target(load(FLEET), "@local")
+    outcome: list = []
+
+    def carry():
+        try:
+            pipe(here, ["cat", "/dev/zero"], here, ["sh", "-c", "head -c 100000 >/dev/null; exit 3"])
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=carry, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the pipe hung on a source nobody reads"
+    assert isinstance(outcome[0], RemoteStateError) and "sh on @local stopped reading" in str(outcome[0])
+
+
+def test_a_failed_move_keeps_what_the_new_host_wrote_beside_the_slices_data():
+    inv = load(FLEET)
+    kept = inv.failed_move_data_dir(1, "20261202T020000Z")
+    assert kept == f"{inv.slices_data_dir}/.failed-move-1-20261202T020000Z"
+    assert kept not in (inv.slice_data_dir(1), inv.moved_data_dir(1, "20261202T020000Z"))

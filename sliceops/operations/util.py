@@ -46,10 +46,13 @@ def as_script(directory: str, label: str, text: str):
 
     A fleet's worth of statements (200 slices' migrations or `docker run`s) outgrows the
     128 KiB a single `sh -c` argument may hold, so large work travels as a file, runs, and
-    is removed; its exit status is the script's.
+    is removed; its exit status is the script's. It waits in a folder only root may enter:
+    a script may carry SCRAM verifiers (roles) or a tenant's file names, and `directory` (the
+    share folder, readable by all for the migrations) is no place for them even briefly.
     """
-    path = f"{directory}/.{label}.sh"
-    yield StringCommand(command("mkdir", "-p", directory))
+    folder = f"{directory}/.scripts"
+    path = f"{folder}/{label}.sh"
+    yield StringCommand(command("install", "-d", "-m", "0700", folder))
     yield FileUploadCommand(io.BytesIO(text.encode()), path)
     yield StringCommand(f"sh {quote(path)}; rc=$?; rm -f {quote(path)}; exit $rc")
 

@@ -335,7 +335,7 @@ def _script_text(command) -> str | None:
     if isinstance(command, FileUploadCommand):
         return command.src.getvalue().decode()
     text = str(command)
-    if text.startswith(("mkdir -p ", "sh ")):
+    if text.startswith(("install -d -m 0700 ", "sh ")):
         return None
     return text
 

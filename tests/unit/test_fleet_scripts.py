@@ -184,3 +184,15 @@ for id in "$@"; do printf '{{"id":"%s","name":"/s-%s","state":{{"Status":"runnin
     assert calls == [CHUNK, CHUNK, 50]
     assert len(fact["containers"]) == 250 and len(fact["env_sha256"]) == 250
     assert len(cmd) < 1024  # the command itself names no container
+
+
+def test_a_script_file_waits_in_a_folder_only_root_may_enter():
+    from pyinfra.api import FileUploadCommand
+
+    from sliceops.operations.util import as_script
+
+    made, upload, run = list(as_script("/usr/local/share/sliceops/main", "roles", "\\set rpw0 'SCRAM-SHA-256$x'\n"))
+    assert str(made) == "install -d -m 0700 /usr/local/share/sliceops/main/.scripts"
+    assert isinstance(upload, FileUploadCommand)
+    assert upload.dest == "/usr/local/share/sliceops/main/.scripts/roles.sh"
+    assert str(run).startswith("sh /usr/local/share/sliceops/main/.scripts/roles.sh; rc=$?; rm -f ")

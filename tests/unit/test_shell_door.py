@@ -444,3 +444,53 @@ def test_host_monitor_credential_and_facts(probe, index):
     assert ["chown", f"{value}:{value}", f"/x/{value}/monitor.password"] in calls
     assert ["chmod", "0400", f"/x/{value}/monitor.password"] in calls
     assert "sliceops_fleet.monitor_hosts" in stdin
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_slice_move_commands(probe, index):
+    """A move's own shell texts (the destination's emptiness and password checks, the
+    password's arrival by standard input) with a hostile instance and data folder: each path
+    arrives as one argument. The hosts are stand-ins that run every `sh -c` under the probe."""
+    from sliceops import moves
+    from sliceops.operations import move
+
+    value = _values(probe.mark)[index]
+    base = load(ROOT / "tests" / "unit" / "data" / "good" / "fleet.yaml")
+    inv = dataclasses.replace(base, instance=value, slice_defaults=dataclasses.replace(
+        base.slice_defaults, data_dir=f"/srv/{value}"))
+    bin_dir = Path(probe.mark).parent / "bin"
+    (bin_dir / "cat").write_text((bin_dir / "mv").read_text())  # the password's writer is a probe too
+    (bin_dir / "cat").chmod(0o755)
+    marked: list[bool] = []
+
+    class Host:
+        def __init__(self, *_):
+            pass
+
+        def run(self, argv, stdin=""):
+            if argv[:2] == ["sh", "-c"]:
+                marked.append(probe(argv[2])[2])
+            return "0" * 64 + "  file\n" if argv[0] == "sha256sum" else ""
+
+        def close(self):
+            pass
+
+        __enter__ = lambda self: self  # noqa: E731
+        __exit__ = lambda self, *exc: None  # noqa: E731
+
+    class Facts:
+        def get_fact(self, cls, **kwargs):
+            return {"DockerImage": "sha256:" + "1" * 64, "DockerCgroupDriver": "cgroupfs"}.get(cls.__name__, "ab" * 32)
+
+    def pipe(src, src_argv, dst, dst_argv):
+        Host().run(dst_argv)
+        return 1
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(move, "Target", Host)
+        mp.setattr(move, "pipe", pipe)
+        move.move(Facts(), inv, moves.Move(1, "app1", "app2"), "STAMP")
+    calls, _, _ = probe("true")
+    assert marked and not any(marked)
+    assert ["docker", "rm", "-f", inv.container_name(1)] in calls
+    assert [inv.secrets_dir] == [argv[-1] for argv in calls if argv[:4] == ["install", "-d", "-m", "0700"]]

@@ -159,6 +159,11 @@ def env_file(inv: Inventory, s: Slice) -> str:
     return f"{inv.secrets_dir}/{s.login_role}.env"
 
 
+def password_file(inv: Inventory, s: Slice) -> str:
+    """The slice's root-only password file, made where the slice runs (the roles step)."""
+    return f"{inv.secrets_dir}/{s.login_role}.password"
+
+
 def cgroup_parent(inv: Inventory, s: Slice, driver: str) -> str:
     """The container's --cgroup-parent: the slice's own cgroup, where the monitor reads its
     state and counters without any Docker API (same path under both drivers)."""

@@ -19,6 +19,7 @@ from sliceops.facts.docker import SliceContainers
 from sliceops.inventory import DESTROYING, SLICE_NAME_PREFIX, Inventory
 from sliceops.names import slice_id_of
 from sliceops.operations import volume
+from sliceops.operations.docker import env_file, password_file
 from sliceops.operations.peers import database_pyinfra_host
 from sliceops.operations.postgres import assert_destroy_allowed, fleet
 from sliceops.operations.util import refuses
@@ -112,7 +113,7 @@ def destroy_script(inv: Inventory, slice_id: int, stamp: str) -> str:
     lock = inv.backup_lock(s.id)
     drop = f"DROP DATABASE IF EXISTS {ident(s.database)} WITH (FORCE);\nDROP ROLE IF EXISTS {ident(s.login_role)};"
     forget = f"DELETE FROM gateway.slices WHERE id = {literal(s.id)};"
-    secrets = [f"{inv.secrets_dir}/{s.login_role}.password", f"{inv.secrets_dir}/{s.login_role}.env"]
+    secrets = [password_file(inv, s), env_file(inv, s)]
     busy = f"sliceops: slice {s.id} is busy (a backup or restore holds {lock}); nothing removed"
     return "\n".join([
         "set -e",

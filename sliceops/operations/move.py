@@ -32,7 +32,7 @@ from sliceops.facts.docker import DockerCgroupDriver, DockerImage
 from sliceops.facts.tls import FileSha256
 from sliceops.inventory import Inventory
 from sliceops.operations import tenants
-from sliceops.operations.docker import DATA_GROUP, DATA_MODE, SLICE_UID, desired_spec, env_file, run_command
+from sliceops.operations.docker import DATA_GROUP, DATA_MODE, SLICE_UID, desired_spec, env_file, password_file, run_command
 from sliceops.operations.peers import database_pyinfra_host
 from sliceops.operations.postgres.state import fleet
 from sliceops.remote import Target, pipe
@@ -94,7 +94,7 @@ def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
     s = inv.slice(m.slice_id)
     mine = inv.for_host(m.destination)
     name, data = inv.container_name(s.id), inv.slice_data_dir(s.id)
-    password = f"{inv.secrets_dir}/{s.login_role}.password"
+    password = password_file(inv, s)
     src = Target(inv, inv.host(m.source).target)
     dst = Target(inv, inv.host(m.destination).target)
     ran = copying = had_password = False
@@ -161,7 +161,7 @@ def _undo(inv: Inventory, m: moves.Move, src: Target, dst: Target, stamp: str, e
     elif copying:
         undo.append(["find", data, "-mindepth", "1", "-delete"])
     if copying:
-        secrets = [env_file(mine, s)] + ([] if had_password else [f"{inv.secrets_dir}/{s.login_role}.password"])
+        secrets = [env_file(mine, s)] + ([] if had_password else [password_file(inv, s)])
         undo.append(["rm", "-f", *secrets])
     for argv in undo:
         try:

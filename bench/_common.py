@@ -201,16 +201,17 @@ class TimedDeploy:
         return DeployResult(self.returncode, self.output).changed_ops
 
 
-def deploy_timed(inventory, timeout: float = 3600) -> TimedDeploy:
-    """`sliceops deploy --inventory <inventory>` (as tests/fix_deploy.py runs it), unbuffered so
-    each line's arrival time is when pyinfra printed it."""
+def deploy_timed(inventory, timeout: float = 3600, pyinfra_args: tuple[str, ...] = ()) -> TimedDeploy:
+    """`sliceops deploy --inventory <inventory> [-- <pyinfra_args>]` (as tests/fix_deploy.py runs
+    it), unbuffered so each line's arrival time is when pyinfra printed it."""
     from tests.fix_deploy import SLICEOPS
 
     env = dict(os.environ, SLICEOPS_INVENTORY=str(inventory), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     marks: list[tuple[str, float]] = []
     lines: list[str] = []
     with Stopwatch() as sw:
-        proc = subprocess.Popen(SLICEOPS + ["deploy", "--inventory", str(inventory)], cwd=ROOT, env=env,
+        extra = ["--", *pyinfra_args] if pyinfra_args else []
+        proc = subprocess.Popen(SLICEOPS + ["deploy", "--inventory", str(inventory), *extra], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         t0 = time.perf_counter()
         for line in proc.stdout:

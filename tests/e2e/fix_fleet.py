@@ -161,10 +161,25 @@ class Fleet:
 @pytest.fixture(scope="session")
 def fleet() -> Iterator[Fleet]:
     """Three freshly booted hosts for the whole session, removed with their network at the end."""
+    keep = os.environ.get("SLICEOPS_KEEP_E2E_FLEET") == "1"
+    fleet = boot_fleet(keep=keep)
+
+    yield fleet
+
+    if keep:
+        _say(f"fleet kept (SLICEOPS_KEEP_E2E_FLEET=1): ssh -F {fleet.workdir / 'ssh_config'} app1")
+        return
+    remove_fleet(fleet)
+
+
+def boot_fleet(keep: bool = False) -> Fleet:
+    """Boot the three hosts (removing a fleet an interrupted run left), install each slice
+    host's engine and load the slice image into it. Used by the fixture above and by
+    bench/fleet_converge.py (a fresh fleet per from-scratch converge). On failure the hosts
+    are removed unless `keep`."""
     _require_docker()
     started = time.monotonic()
     built_in = _ensure_image()
-    keep = os.environ.get("SLICEOPS_KEEP_E2E_FLEET") == "1"
     workdir = Path(tempfile.mkdtemp(prefix="sliceops-e2e-fleet-"))
     key_path, known_hosts_path = workdir / "id_ed25519", workdir / "known_hosts"
     hosts = {
@@ -205,17 +220,16 @@ def fleet() -> Iterator[Fleet]:
         raise
     _say("fleet: " + ", ".join(f"{h.name} {h.address}" for h in hosts.values()) + "; "
          + ", ".join(f"{k} {v:.1f}s" for k, v in fleet.setup_seconds.items()))
+    return fleet
 
-    yield fleet
 
-    if keep:
-        _say(f"fleet kept (SLICEOPS_KEEP_E2E_FLEET=1): ssh -F {workdir / 'ssh_config'} app1")
-        return
-    for h in hosts.values():
+def remove_fleet(fleet: Fleet) -> None:
+    """Close testinfra's connections, remove the hosts, their network and the key's folder."""
+    for h in fleet.hosts.values():
         if "testinfra_host" in h.__dict__:
             h.testinfra_host.backend.client.close()
     _remove(fleet)
-    shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(fleet.workdir, ignore_errors=True)
 
 
 def _write_ssh_client_files(fleet: Fleet) -> None:

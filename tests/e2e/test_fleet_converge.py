@@ -18,6 +18,13 @@ pytestmark = pytest.mark.e2e
 
 SLICES = [{"id": 1, "host": "app1"}, {"id": 2, "host": "app2"}, {"id": 3, "host": "app1"}]
 PORT_BASE = 7401
+SETTINGS = dict(
+    postgres={"port": 5470},
+    docker={"subnet": "172.30.70.0/24"},
+    # No disk quotas: the hosts are containers without loop devices.
+    slice_defaults={"port_base": PORT_BASE, "disk": False},
+    monitor={"interval": 10},
+)
 
 
 def port_of(slice_id: int) -> int:
@@ -26,14 +33,7 @@ def port_of(slice_id: int) -> int:
 
 @pytest.fixture(scope="module")
 def inventory(fleet, tmp_path_factory):
-    return fleet.write_inventory(
-        tmp_path_factory.mktemp("fleet") / "fleet.yaml", SLICES,
-        postgres={"port": 5470},
-        docker={"subnet": "172.30.70.0/24"},
-        # No disk quotas: the hosts are containers without loop devices.
-        slice_defaults={"port_base": PORT_BASE, "disk": False},
-        monitor={"interval": 10},
-    )
+    return fleet.write_inventory(tmp_path_factory.mktemp("fleet") / "fleet.yaml", SLICES, **SETTINGS)
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +109,9 @@ def test_second_converge_changes_nothing(inventory, first_converge):
     assert again.totals["changed"] == 0, again.changed_ops
 
 
-def _psql_slice(db, sql: str) -> subprocess.CompletedProcess:
+def _psql_slice(db, sql: str, database: str = "wa_slice_1") -> subprocess.CompletedProcess:
     return db.run(["runuser", "-u", "postgres", "--", "psql", "-p", "5470", "-XAtq", "-v", "ON_ERROR_STOP=1",
-                   "-d", "wa_slice_1", "-c", sql], timeout=60)
+                   "-d", database, "-c", sql], timeout=60)
 
 
 def test_a_slice_moves_by_an_edit_with_its_data(fleet, inventory, first_converge, tmp_path):
@@ -129,9 +129,7 @@ def test_a_slice_moves_by_an_edit_with_its_data(fleet, inventory, first_converge
     assert sh(app1, f"echo kept >{data}/moved.txt && chown 10001:10001 {data}/moved.txt").returncode == 0
 
     moved = [dict(s, host="app2") if s["id"] == 1 else s for s in SLICES]
-    edited = fleet.write_inventory(tmp_path / "moved.yaml", moved, postgres={"port": 5470},
-                                   docker={"subnet": "172.30.70.0/24"},
-                                   slice_defaults={"port_base": PORT_BASE, "disk": False}, monitor={"interval": 10})
+    edited = fleet.write_inventory(tmp_path / "moved.yaml", moved, **SETTINGS)
     started = time.monotonic()
     result = run_deploy(edited, timeout=900)
     print(f"\nfleet: move of slice 1 app1 -> app2: {time.monotonic() - started:.1f}s")
@@ -151,3 +149,89 @@ def test_a_slice_moves_by_an_edit_with_its_data(fleet, inventory, first_converge
     assert sh(app1, f"test -e {data}").returncode != 0
     # The password came along: none was made anew, and app1 keeps no copy.
     assert sh(app1, f"test -e {inv.secrets_dir}/wa_slice_1.password").returncode != 0
+
+
+def _gateway_hosts(db) -> dict[str, str]:
+    rows = sh(db, "runuser -u postgres -- psql -p 5470 -AtX -d wank_saas -c 'SELECT id, host FROM gateway.slices'")
+    assert rows.returncode == 0, rows.stderr
+    return dict(row.split("|") for row in rows.stdout.split())
+
+
+def _health_code(host, port: int, wait: float = 60) -> str:
+    """/health's status code on `host`, waiting up to `wait` seconds for a 200."""
+    deadline = time.monotonic() + wait
+    while True:
+        code = sh(host, f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/health").stdout
+        if code == "200" or time.monotonic() > deadline:
+            return code
+        time.sleep(2)
+
+
+SQUATTER = "sliceops-e2e-port-squatter"  # a systemd unit on app2 holding slice 3's port
+
+
+def test_a_failed_move_runs_the_slice_where_it_was_and_the_next_deploy_moves_it(fleet, inventory, first_converge,
+                                                                                   tmp_path):
+    """Slice 3 from app1 to app2 while another program listens on its port on app2: the new
+    container is created there and cannot start (a realistic fault at the move's last steps,
+    after its data and password were copied). The deploy ends non-zero naming the slice; the
+    slice runs on app1 again with its row and file, the gateway row still names app1; on app2
+    no container, the copy moved aside (.failed-move-3-*, never deleted), no password or
+    credentials file. With the port freed, the next deploy moves it."""
+    from sliceops.inventory import load
+    from sliceops.operations.docker import env_file, password_file
+
+    inv = load(inventory)
+    s, data, port = inv.slice(3), inv.slice_data_dir(3), port_of(3)
+    secrets = [password_file(inv, s), env_file(inv, s)]
+    app1, app2, db = fleet.hosts["app1"], fleet.hosts["app2"], fleet.database_host
+    where = _gateway_hosts(db)
+    assert where["3"] == "app1", where
+    insert = ("INSERT INTO \"user\" (id, name, email, \"emailVerified\", \"createdAt\", \"updatedAt\") "
+              "VALUES ('stays-3', 'stays', 'stays@example.org', false, now(), now())")
+    assert _psql_slice(db, insert, database="wa_slice_3").returncode == 0
+    assert sh(app1, f"echo kept >{data}/kept.txt && chown 10001:10001 {data}/kept.txt").returncode == 0
+
+    squat = sh(app2, f"systemd-run --unit={SQUATTER} python3 -m http.server --bind 127.0.0.1 --directory /var/empty {port}")
+    assert squat.returncode == 0, squat.stderr
+    # Slice 1 stays wherever the test above left it: only slice 3 moves here.
+    moved = [{"id": 1, "host": where["1"]}, {"id": 2, "host": "app2"}, {"id": 3, "host": "app2"}]
+    edited = fleet.write_inventory(tmp_path / "move3.yaml", moved, **SETTINGS)
+    try:
+        assert _health_code(app2, port, wait=20) == "404", "the squatter does not listen on app2"
+        started = time.monotonic()
+        failed = run_deploy(edited, timeout=900)
+        print(f"\nfleet: failed move of slice 3 app1 -> app2: {time.monotonic() - started:.1f}s")
+    finally:
+        fixed = sh(app2, f"systemctl stop {SQUATTER}")
+    assert failed.returncode != 0, failed.output[-4000:]
+    assert "slice 3 was not moved from app1 to app2" in failed.output, failed.output[-4000:]
+    assert "runs on app1 again" in failed.output, failed.output[-4000:]
+
+    # Where it was: running, healthy, its data and row intact, the gateway unchanged.
+    assert _health_code(app1, port) == "200"
+    assert sh(app1, f"cat {data}/kept.txt").stdout == "kept\n"
+    assert _psql_slice(db, "SELECT name FROM \"user\" WHERE id = 'stays-3'", database="wa_slice_3").stdout.strip() == "stays"
+    assert _gateway_hosts(db)["3"] == "app1"
+    for path in secrets:
+        assert sh(app1, f"test -s {path}").returncode == 0, f"{path} left app1"
+    # Where it was going: nothing runs, the copy is kept aside, no secret stays.
+    assert sh(app2, "docker ps -a --format '{{.Names}}' --filter name=fleet-wa-slice-3$").stdout.strip() == ""
+    aside = sh(app2, f"cat {inv.slices_data_dir}/.failed-move-3-*/kept.txt")
+    assert aside.stdout == "kept\n", aside.stderr
+    assert sh(app2, f"test -e {data}").returncode != 0
+    for path in secrets:
+        assert sh(app2, f"test -e {path}").returncode != 0, f"{path} stayed on app2"
+
+    # The cause fixed, the next deploy finishes the move.
+    assert fixed.returncode == 0, fixed.stderr
+    started = time.monotonic()
+    again = run_deploy(edited, timeout=900)
+    print(f"\nfleet: move of slice 3 after the fix: {time.monotonic() - started:.1f}s")
+    assert again.returncode == 0, again.output[-6000:]
+    assert "moved slice 3 from app1 to app2" in again.output, again.output[-4000:]
+    assert _gateway_hosts(db)["3"] == "app2"
+    assert _health_code(app2, port) == "200"
+    assert sh(app2, f"cat {data}/kept.txt").stdout == "kept\n"
+    assert _psql_slice(db, "SELECT name FROM \"user\" WHERE id = 'stays-3'", database="wa_slice_3").stdout.strip() == "stays"
+    assert sh(app2, f"cat {inv.slices_data_dir}/.failed-move-3-*/kept.txt").stdout == "kept\n"  # still kept

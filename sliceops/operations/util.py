@@ -41,20 +41,54 @@ def chunked(items: list, size: int = CHUNK) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+# The largest script that travels on the command's standard input (one command, no file): far
+# below what dash reads into memory without strain, and below a pipe's 64 KiB, so pyinfra's
+# write of it never waits on the shell.
+STDIN_SCRIPT_MAX = 48 * 1024
+
+
 def as_script(directory: str, label: str, text: str):
-    """Yield the commands that run `text` as a script file on the target.
+    """Yield the command(s) that run `text` as a shell script on the target; the exit status
+    is the script's.
 
     A fleet's worth of statements (200 slices' migrations or `docker run`s) outgrows the
-    128 KiB a single `sh -c` argument may hold, so large work travels as a file, runs, and
-    is removed; its exit status is the script's. It waits in a folder only root may enter:
-    a script may carry SCRAM verifiers (roles) or a tenant's file names, and `directory` (the
-    share folder, readable by all for the migrations) is no place for them even briefly.
+    128 KiB a single `sh -c` argument may hold, and a script may carry SCRAM verifiers
+    (roles) that no process's argument may show. So the script never is an argument:
+
+    - up to STDIN_SCRIPT_MAX, it is `sh`'s standard input, one command: wrapped in one
+      `{ ...; }` group, which the shell reads whole before running any of it, so a command
+      inside that reads its standard input finds it at its end, never the script's rest;
+    - beyond that (a fleet's first converge), it travels as a file, runs, and is removed,
+      three commands. It waits in a folder only root may enter: `directory` (the share
+      folder, readable by all for the migrations) is no place for it even briefly.
     """
+    body = text.rstrip("\n") or ":"
+    if len(body.encode()) <= STDIN_SCRIPT_MAX:
+        yield ScriptCommand(text, f"{{\n{body}\n}}\n")
+        return
     folder = f"{directory}/.scripts"
     path = f"{folder}/{label}.sh"
     yield StringCommand(command("install", "-d", "-m", "0700", folder))
     yield FileUploadCommand(io.BytesIO(text.encode()), path)
     yield StringCommand(f"sh {quote(path)}; rc=$?; rm -f {quote(path)}; exit $rc")
+
+
+class ScriptCommand(StringCommand):
+    """`sh` running the script it is given on its standard input (see as_script)."""
+
+    def __init__(self, script: str, stdin: str):
+        super().__init__("sh", _stdin=stdin)
+        self.script = script  # as the caller wrote it; `stdin` wraps it
+
+
+def script_text(cmd) -> str | None:
+    """The script a command of as_script's runs, or None for its other commands (tests, dry
+    runs: what would run, whichever way it travels)."""
+    if isinstance(cmd, ScriptCommand):
+        return cmd.script
+    if isinstance(cmd, FileUploadCommand):
+        return cmd.src.getvalue().decode()
+    return None
 
 
 class Changes:

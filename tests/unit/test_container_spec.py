@@ -330,10 +330,11 @@ def refusal_line(command: str) -> str:
 
 
 def _script_text(command) -> str | None:
-    from pyinfra.api import FileUploadCommand
+    from sliceops.operations.util import script_text
 
-    if isinstance(command, FileUploadCommand):
-        return command.src.getvalue().decode()
+    text = script_text(command)
+    if text is not None:
+        return text
     text = str(command)
     if text.startswith(("install -d -m 0700 ", "sh ")):
         return None

@@ -186,13 +186,39 @@ for id in "$@"; do printf '{{"id":"%s","name":"/s-%s","state":{{"Status":"runnin
     assert len(cmd) < 1024  # the command itself names no container
 
 
-def test_a_script_file_waits_in_a_folder_only_root_may_enter():
+def test_a_script_travels_on_standard_input_as_one_command():
+    """One command: the script is sh's standard input, never an argument (a verifier in it
+    would show in the process list), read whole before it runs."""
+    from sliceops.operations.util import as_script, script_text
+
+    text = "\\set rpw0 'SCRAM-SHA-256$x'\n"
+    (run,) = as_script("/usr/local/share/sliceops/main", "roles", text)
+    assert str(run) == "sh"
+    assert "SCRAM" not in str(run) and script_text(run) == text
+    assert run.connector_arguments["_stdin"] == "{\n" + text + "}\n"
+
+
+def test_a_script_on_standard_input_keeps_its_exit_status_and_is_not_read_by_its_commands():
+    """`cat` inside reads nothing of the script's rest (the group is read whole first); set -e
+    and the exit status hold; a here-document holding a brace passes through."""
+    from sliceops.operations.util import as_script, script_text
+
+    text = "set -e\necho one\ncat\ncat <<'X'\nbrace }\nX\nfalse\necho never\n"
+    (run,) = as_script("/x", "t", text)
+    proc = subprocess.run(["sh", "-c", str(run)], input=run.connector_arguments["_stdin"], capture_output=True, text=True)
+    assert (proc.stdout, proc.returncode) == ("one\nbrace }\n", 1)
+
+
+def test_a_large_script_file_waits_in_a_folder_only_root_may_enter():
     from pyinfra.api import FileUploadCommand
 
-    from sliceops.operations.util import as_script
+    from sliceops.operations.util import STDIN_SCRIPT_MAX, as_script, script_text
 
-    made, upload, run = list(as_script("/usr/local/share/sliceops/main", "roles", "\\set rpw0 'SCRAM-SHA-256$x'\n"))
+    text = "\\set rpw0 'SCRAM-SHA-256$x'\n" + "-- padding\n" * (STDIN_SCRIPT_MAX // 10)
+    made, upload, run = list(as_script("/usr/local/share/sliceops/main", "roles", text))
     assert str(made) == "install -d -m 0700 /usr/local/share/sliceops/main/.scripts"
-    assert isinstance(upload, FileUploadCommand)
+    assert isinstance(upload, FileUploadCommand) and script_text(upload) == text
     assert upload.dest == "/usr/local/share/sliceops/main/.scripts/roles.sh"
     assert str(run).startswith("sh /usr/local/share/sliceops/main/.scripts/roles.sh; rc=$?; rm -f ")
+
+

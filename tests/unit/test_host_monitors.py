@@ -68,11 +68,10 @@ def test_the_database_sides_reading():
 
 
 def _run(monkeypatch, op, here: str, facts: dict, peers: dict, executing: bool = True):
-    from pyinfra.api import FileUploadCommand
-
     from sliceops.inventory import load
     from sliceops.operations import peers as peers_mod
     from sliceops.operations.postgres import monitors
+    from sliceops.operations.util import script_text
 
     fake = FakeHost(facts, name=here, data={"sliceops_host": here})
     for module in (monitors, peers_mod):
@@ -82,7 +81,7 @@ def _run(monkeypatch, op, here: str, facts: dict, peers: dict, executing: bool =
     inv = load(Path(__file__).parent / "data" / "good" / "fleet.yaml")
     out = []
     for c in getattr(monitors, op)._inner(inv=inv):
-        out.append(c.src.getvalue().decode() if isinstance(c, FileUploadCommand) else str(c))
+        out.append(script_text(c) or str(c))
     return out, fake.noops
 
 

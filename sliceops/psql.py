@@ -36,6 +36,15 @@ def command(port: int, database: str = "postgres", *, variables: dict | None = N
     return shell.command(*argv(port, database, variables=variables, tuples=tuples))
 
 
+def connect(database: str) -> str:
+    """The psql meta-command moving a script's session to `database` (same socket, port and
+    user): one psql may then work in several databases. Only a plain name, single-quoted
+    (psql reads a quoted meta-command argument as one word and never as connection options)."""
+    if not _DBNAME.match(database):
+        raise ValueError(f"not a plain database name: {database!r}")
+    return f"\\connect {shell.literal(database)}"
+
+
 def heredoc(sql: str) -> str:
     """`sql` as a quoted here-document: the shell passes it on byte for byte."""
     if END in sql.splitlines():

@@ -6,7 +6,7 @@ from sliceops.bundle import tarball
 from sliceops.inventory import Inventory
 from sliceops.migrations import SQL_DIR
 from sliceops.operations import system
-from sliceops.operations.postgres import databases, migrations, registry, roles
+from sliceops.operations.postgres import databases, migrations, newslices, registry, roles
 
 
 def converge(inv: Inventory) -> None:
@@ -17,6 +17,8 @@ def converge(inv: Inventory) -> None:
             tarball(inv.slice_defaults.migrations), inv.sql_dir("slice"), "the slice migrations (slice_defaults.migrations)"
         )
     n = len(inv.kept_slices())
+    # A new tenant on a converged host: all four steps below in one command (or nothing).
+    newslices.add_slices(name="Add new slices (role, database from the template, gateway row) in one step", inv=inv)
     roles.roles(name=f"Create roles and credentials (gateway, slice owner, {n} slice roles, monitor)", inv=inv)
     databases.databases(name=f"Create databases ({inv.gateway.database} and {n} slice databases)", inv=inv)
     migrations.migrations(name=f"Apply migrations to {n + 1} databases", inv=inv)

@@ -682,3 +682,81 @@ def test_anything_beyond_copies_reads_the_cluster_again(inventory):
     drift = dataclasses.replace(state, databases={**state.databases, "wa_slice_2": {
         "owner": "wa_slice", "public_connect": True, "connect": ["wa_slice_2"]}})
     assert copies_only(four, drift) is None  # a grant converged too
+
+
+# --------------------------------------------------------------------------- a new slice in one step
+
+
+def _converged(inv) -> Fleet:
+    """`_converged_three` with what the roles and registration steps leave too: every role with
+    its password, limit and files, one gateway row per slice."""
+    from sliceops.inventory import MONITOR_ROLE
+    from sliceops.operations.postgres.roles import desired_login_roles, tenant_url
+
+    state = _converged_three(inv)
+    limit = inv.slice_defaults.db_connections
+    tenants = {s.login_role: s for s in inv.kept_slices()}
+    roles = {r: {"login": True, "password": True, "connlimit": limit if r in tenants else -1}
+             for r in desired_login_roles(inv)}
+    roles[MONITOR_ROLE] = {"login": True, "password": False, "connlimit": -1}
+    secrets = [f"{r}.password" for r in desired_login_roles(inv)] + [f"{r}.env" for r in tenants]
+    return dataclasses.replace(
+        state, roles=roles, secrets=sorted(secrets),
+        env_urls={f"{r}.env": tenant_url(inv, s, "***") for r, s in tenants.items()},
+        slices={s.id: {"port": s.port, "status": "available", "user_id": None, "host": s.host} for s in inv.slices})
+
+
+def test_a_new_slice_on_a_converged_host_leaves_the_four_steps_nothing(inventory):
+    from sliceops.operations.postgres import newslices
+    from sliceops.operations.postgres.registry import registration_sql
+    from sliceops.operations.postgres.roles import roles_to_converge
+
+    three = inventory({"slices": DEFAULT_SLICES})
+    state = _converged(three)
+    assert newslices.new_slices(three, state) == [] and newslices.after_adding(three, state, []) is None
+    four = inventory({"slices": DEFAULT_SLICES + [{"id": 4}, {"id": 5, "status": "suspended"}]})
+    new = newslices.new_slices(four, state)
+    assert [s.id for s in new] == [4, 5]
+    after = newslices.after_adding(four, state, new)
+    assert after is not None
+    assert (roles_to_converge(four, after), pg.databases_sql(four, after), pg.migration_plan(four, after),
+            registration_sql(four, after.slice_rows)) == ([], [], [], [])
+    assert after.slices[5]["status"] == "suspended" and "wa_slice_4" in after.stamped
+    assert "wa_slice_4" not in state.databases and 4 not in state.slices  # the read is not changed
+
+
+def test_anything_but_new_slices_leaves_the_one_step_to_the_four(inventory):
+    from sliceops.operations.postgres import newslices
+
+    four = inventory({"slices": DEFAULT_SLICES + [{"id": 4}]})
+    state = _converged(inventory({"slices": DEFAULT_SLICES}))
+    new = newslices.new_slices(four, state)
+    lost = dataclasses.replace(state, secrets=[f for f in state.secrets if f != "wa_slice_2.env"])
+    moved = dataclasses.replace(state, slices={**state.slices, 2: {**state.slices[2], "status": "suspended"}})
+    drift = dataclasses.replace(state, databases={**state.databases, "wa_slice_2": {
+        "owner": "wa_slice", "public_connect": True, "connect": ["wa_slice_2"]}})
+    unstamped = dataclasses.replace(state, stamped=["wa_slice_1", "wa_slice_2", "wa_slice_3"])
+    limits = dataclasses.replace(state, roles={**state.roles, "wa_slice_1": {**state.roles["wa_slice_1"], "connlimit": 9}})
+    gateway = dataclasses.replace(state, monitor_ok=False)
+    for other in (lost, moved, drift, unstamped, limits, gateway):
+        assert newslices.after_adding(four, other, newslices.new_slices(four, other)) is None
+    many = inventory({"slices": DEFAULT_SLICES + [{"id": i} for i in range(4, 5 + newslices.MOST)]})
+    assert newslices.after_adding(many, state, newslices.new_slices(many, state)) is None  # progress: the four steps
+    assert newslices.after_adding(four, state, new) is not None
+
+
+def test_the_one_step_is_one_psql_session_through_every_database_it_touches(inventory):
+    from sliceops.operations.postgres import newslices
+
+    four = inventory({"slices": DEFAULT_SLICES + [{"id": 4}]})
+    state = _converged(inventory({"slices": DEFAULT_SLICES}))
+    text = newslices.add_command(four, state, newslices.new_slices(four, state))
+    assert text.count("runuser") == 1 and text.count("python3 -c") == 1
+    sql = text.split("<<'SLICEOPS_SQL'\n", 1)[1]
+    order = [sql.index(part) for part in (
+        "ALTER ROLE \"wa_slice_4\" WITH LOGIN CONNECTION LIMIT 5 PASSWORD :'pw0';",
+        'CREATE DATABASE "wa_slice_4" OWNER "wa_slice" TEMPLATE "sliceops_slice_template"',
+        "\\connect 'wa_slice_4'", 'GRANT USAGE ON SCHEMA public TO "wa_slice_4";', "COMMENT ON DATABASE",
+        "\\connect 'wank_saas'", "INSERT INTO gateway.slices (id, port, status, host) VALUES (4,")]
+    assert order == sorted(order)
+    assert "pg_advisory_xact_lock" in sql  # the migration run's own script, its lock first

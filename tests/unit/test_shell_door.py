@@ -233,21 +233,44 @@ def test_destroy_script(probe, hostile_inventory, index):
     assert rm_rf == [["rm", "-rf", inv.slice_data_dir(sid)]]
 
 
-@pytest.mark.parametrize("index", range(len(HOSTILE)))
-def test_roles_command(probe, hostile_inventory, index):
-    value = _values(probe.mark)[index]
-    inv = hostile_inventory(value, instance=True)
-    text = pg.roles_command(inv, [inv.slices[0].login_role], with_monitor=True)
+def _credentials_run(probe, inv, text: str, role: str):
+    """Run a script that makes credentials under the probes: nothing smuggled ran, the secrets
+    folder was made, and the credentials program (the python3 probe) received its request whole,
+    as JSON on its standard input, naming `role` first. Returns (calls, standard inputs)."""
     # The probes create no directories, so writing the password files fails: go on past it.
     assert text.startswith("set -e\n")
     calls, stdin, marked = probe("set +e\n" + text.removeprefix("set -e\n"))
     assert not marked
     assert ["install", "-d", "-m", "0700", inv.secrets_dir] in calls
-    # The probe stands in for python3: it received the request whole, as JSON on its stdin.
     assert any(argv[:2] == ["python3", "-c"] and len(argv) == 3 for argv in calls)
     request = json.loads(stdin.split("\n}\n")[0] + "\n}")
-    assert request["dir"] == inv.secrets_dir and request["roles"][0][0] == inv.slices[0].login_role
+    assert request["dir"] == inv.secrets_dir and request["roles"][0][0] == role
+    return calls, stdin
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_roles_command(probe, hostile_inventory, index):
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, instance=True)
+    text = pg.roles_command(inv, [inv.slices[0].login_role], with_monitor=True)
+    calls, stdin = _credentials_run(probe, inv, text, inv.slices[0].login_role)
     assert f"ALTER ROLE {shell.ident(inv.slices[0].login_role)} WITH LOGIN CONNECTION LIMIT 5 PASSWORD :'pw0';" in stdin
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_new_slices_in_one_step(probe, hostile_inventory, index):
+    """The one-step add of new slices (operations/postgres/newslices.py) on an empty cluster's
+    read: its secrets folder, the credentials program's request and the one psql session."""
+    from sliceops.facts.postgres import PgFleet
+    from sliceops.operations.postgres import newslices
+
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, instance=True)
+    state = PgFleet.parse(["SECRETS"])
+    new = [s for s in inv.kept_slices()][:1]
+    calls, stdin = _credentials_run(probe, inv, newslices.add_command(inv, state, new), new[0].login_role)
+    psqls = [argv for argv in calls if argv[:5] == ["runuser", "-u", "postgres", "--", "psql"]]
+    assert len(psqls) == 1 and f"\\connect {shell.literal(new[0].database)}" in stdin
 
 
 @pytest.mark.parametrize("index", range(len(HOSTILE)))

@@ -93,6 +93,11 @@ def registration(inv: Inventory):
 
 def registration_command(inv: Inventory, sql: list[str]) -> str:
     """`sql` in one transaction, with a progress line after each new row."""
+    return heredoc(inv, registration_script(sql), inv.gateway.database)
+
+
+def registration_script(sql: list[str]) -> str:
+    """The psql script of `registration_command`, for the gateway database."""
     inserts = sum(1 for q in sql if q.startswith("INSERT INTO gateway.slices"))
     script, done = ["BEGIN;"], 0
     for statement in sql:
@@ -101,7 +106,7 @@ def registration_command(inv: Inventory, sql: list[str]) -> str:
         if m:
             done += 1
             script.append(progress.psql("registration", done, inserts, f"slice-{m[1]}"))
-    return heredoc(inv, "\n".join(script + ["COMMIT;"]), inv.gateway.database)
+    return "\n".join(script + ["COMMIT;"])
 
 
 def assert_destroy_allowed(inv: Inventory, rows: dict | None) -> None:

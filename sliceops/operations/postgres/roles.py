@@ -121,16 +121,28 @@ def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: 
     `remote`: [(role, verifier or None)] of tenants whose password is on their slice host
     (see `remote_to_converge`): only the verifier computed there reaches psql, by the
     shell's builtin printf on psql's standard input."""
-    tenants = {s.login_role for s in inv.kept_slices()}
-    sd = inv.secrets_dir
-    shell = [
+    sql, prelude = roles_sql(inv, roles, with_monitor, limits, remote)
+    return "\n".join(secrets_folder(inv) + [psql.script(inv.postgres.port, sql, prelude=prelude)])
+
+
+def secrets_folder(inv: Inventory) -> list[str]:
+    """Shell lines (ending a script's preamble, `set -e` first) that make the root-only secrets
+    folder the credentials program writes into."""
+    return [
         "set -e",
         "umask 077",
         # The instance's directory stays readable (the monitor reads its config there);
         # only secrets/ is closed.
         f"{command('install', '-d', '-m', '0755', '/etc/sliceops', inv.etc_dir)} && "
-        f"{command('install', '-d', '-m', '0700', sd)}",
+        f"{command('install', '-d', '-m', '0700', inv.secrets_dir)}",
     ]
+
+
+def roles_sql(inv: Inventory, roles: list[str], with_monitor: bool, limits: list[str] = (),
+              remote: list = ()) -> tuple[str, str]:
+    """(the psql script converging `roles`, in one transaction; the prelude whose output,
+    the verifiers as `\\set` lines, psql reads ahead of it: see `psql.script`)."""
+    tenants = {s.login_role for s in inv.kept_slices()}
     sql = ["SET log_statement = 'none';", "BEGIN;"]
     if with_monitor:
         sql.append(_ensure_role_sql(MONITOR_ROLE))
@@ -162,8 +174,7 @@ def roles_command(inv: Inventory, roles: list[str], with_monitor: bool, limits: 
         # printf is the shell's builtin: the verifiers are no process's argument.
         sets = verifier_prelude(verifiers, "rpw")
         prelude = "\n".join(p for p in (prelude, f"printf '%s' {quote(sets)}") if p)
-    shell.append(psql.script(inv.postgres.port, "\n".join(sql), prelude=prelude))
-    return "\n".join(shell)
+    return "\n".join(sql), prelude
 
 
 def _ensure_role_sql(role: str) -> str:

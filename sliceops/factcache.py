@@ -43,11 +43,15 @@ def host_changed(subjects: frozenset | None = None) -> None:
         _changes[subject] += 1
 
 
-def get(cls, reads: frozenset | set | None = None, **kwargs):
+def get(cls, reads: frozenset | set | None = None, owned: bool = False, **kwargs):
     """host.get_fact(cls, **kwargs), cached until an operation touches one of `reads` (None:
-    until any operation changes anything)."""
+    until any operation changes anything). `owned`: what the fact describes is written by
+    sliceops' own operations only, each saying so with `touches` (e.g. the TLS folder, by the
+    certificate step): an operation that said nothing does not make it be read again."""
     key = (host.name, cls, tuple(sorted(kwargs.items())))
     hit = _cache.get(key)
+    if hit is not None and reads and owned and all(hit[0][s] == _changes[s] for s in reads):
+        return hit[1]
     if hit is not None and _fresh(hit[0], reads):
         return hit[1]
     value = host.get_fact(cls, **kwargs)

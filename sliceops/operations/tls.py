@@ -89,13 +89,18 @@ def server_certificate(inv: Inventory):
     """The database host's CA (made once) and a server certificate naming every address
     PostgreSQL listens on, signed by it."""
     sans = certificate_sans(inv)
-    have = factcache.get(PgTls, tls_dir=inv.tls_dir)
+    have = factcache.get(PgTls, reads={TLS}, owned=True, tls_dir=inv.tls_dir)
     new_ca, issue = certificate_plan(have, sans)
     if not issue:
         host.noop(f"PostgreSQL's certificate names {', '.join(sans)}, signed by the instance's CA")
         return
     plan.record("postgres TLS", "CA made" if new_ca else "certificate issued", ", ".join(sans))
+    factcache.touches(TLS)
     yield StringCommand(certificate_command(inv.tls_dir, inv.instance, sans, new_ca))
+
+
+# What the certificate step writes (factcache subject): the database host's TLS folder.
+TLS = "postgres tls"
 
 
 def database_ca(inv: Inventory) -> str | None:
@@ -104,7 +109,8 @@ def database_ca(inv: Inventory) -> str | None:
     through the controller."""
     db = inv.database_host.name
     if db == this_host(inv):
-        return factcache.get(PgTls, tls_dir=inv.tls_dir).ca_pem
+        # Read once per deploy unless the certificate step wrote the folder: nothing else does.
+        return factcache.get(PgTls, reads={TLS}, owned=True, tls_dir=inv.tls_dir).ca_pem
     return peer_fact(db, PgTls, tls_dir=inv.tls_dir).ca_pem
 
 
@@ -113,7 +119,8 @@ def ca_copy(inv: Inventory):
     """The slice host's copy of the database's CA certificate, written in place (a slice
     container's bind mount keeps following the same file)."""
     pem = database_ca(inv)
-    have = host.get_fact(FileSha256, path=inv.pg_ca_file)
+    # The cache's copy: the containers step right after reads the same digest (for their spec).
+    have = factcache.get(FileSha256, path=inv.pg_ca_file)
     if pem is None:
         if state.is_executing:
             yield StringCommand(f"echo {quote('sliceops: the database host has no CA certificate yet')} >&2; exit 1")

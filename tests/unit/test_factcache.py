@@ -99,3 +99,19 @@ def test_a_caller_reading_no_subject_reads_again_only_after_an_undeclared_change
     assert factcache.get(PgFleet, reads=frozenset(), port=5432) == "PgFleet read 1"
     operation_changed()
     assert factcache.get(PgFleet, reads=frozenset(), port=5432) == "PgFleet read 2"
+
+
+def test_a_fact_only_sliceops_writes_is_read_again_only_after_its_writer_changed_it(fake):
+    """The TLS folder: the certificate step says it touches it; pyinfra's own operations (a
+    configuration file written) never write there, so they keep the read."""
+    from sliceops.facts.tls import PgTls
+    from sliceops.operations.tls import TLS
+
+    assert factcache.get(PgTls, reads={TLS}, owned=True, tls_dir="/t") == "PgTls read 1"
+    operation_changed()  # e.g. files.put of the backup agent's configuration
+    operation_changed(ROLES)
+    assert factcache.get(PgTls, reads={TLS}, owned=True, tls_dir="/t") == "PgTls read 1"
+    operation_changed(TLS)  # a certificate issued
+    assert factcache.get(PgTls, reads={TLS}, owned=True, tls_dir="/t") == "PgTls read 2"
+    operation_changed()
+    assert factcache.get(PgTls, reads={TLS}, tls_dir="/t") == "PgTls read 3"  # not owned: any change

@@ -96,6 +96,24 @@ class RecordedDigest(FactBase):
         return None
 
 
+class FileState(FactBase):
+    """{"user", "group", "mode" (octal digits), "sha1"} of a file, in one command; None when
+    it does not exist (see operations.system.config_file)."""
+
+    def command(self, path: str) -> str:
+        p = quote(path)
+        return f"[ -f {p} ] && stat -c '%U %G %a' {p} && sha1sum {p} | cut -d' ' -f1; true"
+
+    def process(self, output):
+        if len(output) < 2 or len(output[0].split()) != 3:
+            return None
+        user, group, mode = output[0].split()
+        return {"user": user, "group": group, "mode": mode, "sha1": output[1].strip()}
+
+    def default(self):
+        return None
+
+
 class DataDirs(FactBase):
     """{path: (group, octal mode)} for every directory under the slices' data root, in one call."""
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from pyinfra import host
-from pyinfra.api import operation
+from pyinfra.api import StringCommand, operation
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
 from pyinfra.operations import files
 
 from sliceops import factcache
 from sliceops.bundle import digest
-from sliceops.facts.host import RecordedDigest
-from sliceops.shell import quote, words
+from sliceops.facts.host import FileState, RecordedDigest
+from sliceops.shell import command, quote, words
 
 
 @operation(is_idempotent=True)
@@ -26,6 +28,36 @@ def packages(names: list[str]):
         "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
         f"apt-get install -y -qq --no-install-recommends {words(missing)}"
     )
+
+
+def config_file_command(dest: str, user: str, group: str, mode: str) -> str:
+    """Shell replacing `dest` by its standard input, owned user:group with `mode`, never
+    half-written (a file beside it, then renamed); it reads its input to the end whatever
+    fails, so the writer of a large input never finds the pipe closed."""
+    folder = dest.rsplit("/", 1)[0] or "/"
+    t = quote(dest + ".sliceops-new")
+    return (
+        f"{{ {command('mkdir', '-p', folder)} && (umask 077 && cat >{t}); }} "
+        f"|| {{ cat >/dev/null; rm -f {t}; exit 1; }}; "
+        f"{command('chown', f'{user}:{group}')} {t} && {command('chmod', mode)} {t} && mv -f {t} {quote(dest)} "
+        f"|| {{ rm -f {t}; exit 1; }}"
+    )
+
+
+@operation(is_idempotent=True)
+def config_file(dest: str, content: str, user: str, group: str, mode: str):
+    """`dest` holds `content`, owned user:group with `mode`: one read, and one command when
+    anything differs, the content on its standard input (never an argument). pyinfra's
+    files.put reads twice and writes in four commands (a configuration that lists the
+    slices changes with every added slice: issue 15)."""
+    if content and not content.endswith("\n"):
+        raise ValueError(f"{dest}: a configuration file's content must end with a newline")
+    have = host.get_fact(FileState, path=dest)
+    want = {"user": user, "group": group, "mode": oct(int(mode, 8))[2:], "sha1": hashlib.sha1(content.encode()).hexdigest()}
+    if have == want:
+        host.noop(f"{dest} is up to date")
+        return
+    yield StringCommand(config_file_command(dest, user, group, mode), _stdin=content)
 
 
 @operation(is_idempotent=True)

@@ -75,9 +75,9 @@ def converge(inv: Inventory) -> None:
     system.ship_tree(tarball("backup"), inv.backup_agent, "the backup agent")
     if inv.backups.copy_parts is not None:
         _copies(inv)
-    files.put(
+    system.config_file(
         name=f"Configure the backup agent ({inv.backup_config}, root only)",
-        src=io.StringIO(json.dumps(agent_config(inv), indent=2) + "\n"),
+        content=json.dumps(agent_config(inv), indent=2) + "\n",
         dest=inv.backup_config, user="root", group="root", mode="600",
     )
     state_dir = inv.backup_state.rsplit("/", 1)[0]

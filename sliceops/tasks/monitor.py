@@ -4,7 +4,6 @@ only when its code or unit did."""
 
 from __future__ import annotations
 
-import io
 import json
 
 from pyinfra import host
@@ -127,9 +126,9 @@ def converge(inv: Inventory, here: str | None = None) -> None:
     # database host (before the service starts, so its first cycle can log in).
     host_monitors.credential(name=f"Make this slice host's monitor password ({inv.monitor_password_file})", inv=inv)
     host_monitors.roles(name="Give each slice host's monitor its role (its host's slices only)", inv=inv)
-    conf = files.put(
+    conf = system.config_file(
         name=f"Configure the monitor ({config_path})",
-        src=io.StringIO(json.dumps(config(inv, here), indent=2) + "\n"),
+        content=json.dumps(config(inv, here), indent=2) + "\n",
         dest=config_path, user="root", group=USER, mode="640",
     )
     variables = dict(

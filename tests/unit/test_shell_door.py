@@ -274,6 +274,27 @@ def test_new_slices_in_one_step(probe, hostile_inventory, index):
 
 
 @pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_config_file_command_and_fact(probe, index):
+    """A configuration file written from standard input (operations.system.config_file) and
+    its one-command read, at a hostile path: each word arrives whole, nothing runs."""
+    from sliceops.facts.host import FileState
+
+    value = _values(probe.mark)[index]
+    # A hostile folder (the probe makes no folder, so the write stops there, cleaning up) ...
+    dest = f"/etc/sliceops/{value}/monitor.json"
+    calls, _, marked = probe(system.config_file_command(dest, "root", "g", "640"))
+    assert not marked
+    assert calls == [["mkdir", "-p", dest.rsplit("/", 1)[0]], ["rm", "-f", dest + ".sliceops-new"]]
+    calls, _, marked = probe(FileState().command(dest))
+    assert not marked
+    # ... and a hostile group, in a folder that exists.
+    dest = str(Path(probe.mark).parent / "monitor.json")
+    calls, _, marked = probe(system.config_file_command(dest, "root", value, "640"))
+    assert not marked
+    assert ["chown", f"root:{value}", dest + ".sliceops-new"] in calls and ["mv", "-f", dest + ".sliceops-new", dest] in calls
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
 def test_slice_host_tenant_credentials_and_facts(probe, hostile_inventory, index):
     from sliceops.facts.tenant_credentials import StoredVerifiers, TenantCredentials
     from sliceops.operations import tenants

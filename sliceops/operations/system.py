@@ -12,7 +12,7 @@ from pyinfra.operations import files
 
 from sliceops import factcache
 from sliceops.bundle import digest
-from sliceops.facts.host import FileState, RecordedDigest
+from sliceops.facts.host import FileState, RecordedDigest, SystemUser
 from sliceops.shell import command, quote, words
 
 
@@ -58,6 +58,29 @@ def config_file(dest: str, content: str, user: str, group: str, mode: str):
         host.noop(f"{dest} is up to date")
         return
     yield StringCommand(config_file_command(dest, user, group, mode), _stdin=content)
+
+
+@operation(is_idempotent=True)
+def system_user(user: str, group: str, home: str, shell: str, not_in: tuple[str, ...] = ()):
+    """A system user (its group already made) with this primary group, home (never created)
+    and shell, member of none of `not_in`: one read of that user alone, then only the commands
+    that differ (pyinfra's server.user reads every user of the host, twice with this task's
+    own check, on every deploy)."""
+    have = host.get_fact(SystemUser, user=user)
+    if have is None:
+        yield command("useradd", "--system", "--gid", group, "--home-dir", home, "--shell", shell, "--no-create-home", user)
+        return
+    changes = []
+    for flag, key, want in (("--gid", "group", group), ("--home", "home", home), ("--shell", "shell", shell)):
+        if have[key] != want:
+            changes += [flag, want]
+    if changes:
+        yield command("usermod", *changes, user)
+    for other in not_in:
+        if other in have["groups"]:
+            yield command("gpasswd", "-d", user, other) + " >/dev/null"
+    if not changes and not set(not_in) & set(have["groups"]):
+        host.noop(f"{user} exists (group {group}, home {home}, shell {shell})")
 
 
 @operation(is_idempotent=True)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-from pyinfra import host
-from pyinfra.facts.server import Users
 from pyinfra.operations import files, server
 
 from sliceops.bundle import digest, tarball
@@ -93,16 +91,11 @@ def converge(inv: Inventory, here: str | None = None) -> None:
     server.group(name=f"Create group {USER}", group=USER, system=True)
     # Container states and counters come from the slices' cgroups: no Docker API, whose
     # socket would let it `docker inspect` every slice's DATABASE_URL.
-    server.user(
+    # Out of the docker group: the engine's socket is root in all but name.
+    system.system_user(
         name=f"Create system user {USER} (no docker group, no secrets)",
-        user=USER, group=USER, system=True, shell="/usr/sbin/nologin",
-        home="/nonexistent", create_home=False,
+        user=USER, group=USER, home="/nonexistent", shell="/usr/sbin/nologin", not_in=("docker",),
     )
-    if "docker" in (host.get_fact(Users).get(USER) or {}).get("groups", ()):
-        server.shell(
-            name=f"Take {USER} out of the docker group (the engine's socket is root in all but name)",
-            commands=[f"gpasswd -d {USER} docker >/dev/null"],
-        )
     source = tarball("monitor")
     files.put(name=f"Ship the monitor's code to {base}", src=source, dest=f"{base}/monitor.tar", mode="644")
     code = system.stamped(

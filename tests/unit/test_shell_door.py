@@ -292,6 +292,10 @@ def test_config_file_command_and_fact(probe, index):
     calls, _, marked = probe(system.config_file_command(dest, "root", value, "640"))
     assert not marked
     assert ["chown", f"root:{value}", dest + ".sliceops-new"] in calls and ["mv", "-f", dest + ".sliceops-new", dest] in calls
+    from sliceops.facts.host import SystemUser
+
+    calls, _, marked = probe(SystemUser().command(value))
+    assert not marked
 
 
 @pytest.mark.parametrize("index", range(len(HOSTILE)))

@@ -33,7 +33,10 @@ with for_pyinfra():  # a refusal stops the deploy as one line, as pyinfra's own 
     if database_host:
         postgres_server.converge(inv)  # PostgreSQL installed, configured, running, enabled at boot
         databases.converge(inv)  # roles and secrets, databases, migrations, gateway.slices rows
-        backups.converge(inv)  # backup agent and its nightly schedule (the destroy uses it too)
+    # The backup agent and its nightly schedule on every host (the destroy uses it too): the
+    # database host dumps every slice's database and the gateway, each host archives the data
+    # directories of the slices that run on it.
+    backups.converge(inv, here)
     if slice_host:
         firewall.converge(mine)  # slices reach PostgreSQL and nothing else on the host; egress per inventory
         slices.converge(mine, inv)  # image, isolated network, slices moved here, one container per slice, destroys

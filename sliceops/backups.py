@@ -5,11 +5,17 @@ container starts again.
 
 The agent (backup/sliceops_backup, shipped by the deploy) does the work as root on the target;
 nothing here reads a secret or a backup.
+
+In a fleet each host keeps its part: the database host's agent has every slice's dump and the
+gateway's, a pure slice host's agent the archives of its own slices' data directories. A
+command runs the agent on the database host and on each slice host that keeps a part of what
+it names, one after the other.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -64,19 +70,46 @@ def run(command: str, inv: Inventory, request: argparse.Namespace) -> int:
     return {"backup": cmd_backup, "backups": cmd_backups, "drill": cmd_drill}[command](inv, request)
 
 
-def agent_argv(inv: Inventory, *args: str) -> list[str]:
-    """The command that runs the agent on the inventory's target, as root (over SSH: the host
-    key checked against the inventory's known-hosts file, as the deploy checks it)."""
+def agent_argv(inv: Inventory, *args: str, target: str | None = None) -> list[str]:
+    """The command that runs the agent on `target` (default: the database host's), as root (over
+    SSH: the host key checked against the inventory's known-hosts file, as the deploy checks it)."""
     argv = inv.backup_command(*args)
-    if inv.target == "@local":
+    target = target or inv.target
+    if target == "@local":
         return argv
-    user, hostname, port = ssh_parts(inv.target)
+    user, hostname, port = ssh_parts(target)
     ssh = ["ssh", "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
            "-o", f"UserKnownHostsFile={known_hosts_path(inv.ssh_known_hosts)}", "-o", "LogLevel=ERROR"]
     if inv.ssh_key:
         ssh += ["-i", os.path.expanduser(inv.ssh_key)]
     remote = shell.command(*(argv if user == "root" else ["sudo", "-n", *argv]))
     return ssh + [f"{user}@{hostname}", remote]
+
+
+def data_hosts(inv: Inventory, ids: list[int] | None = None) -> dict[str, list[int]]:
+    """The hosts other than the database host that keep the data part of slices `ids` (None:
+    every slice host, with or without slices), with those slices' ids; empty for a `target:`
+    file and for slices on the database host."""
+    db = inv.database_host.name
+    out: dict[str, list[int]] = {} if ids is not None else {h.name: [] for h in inv.hosts if h.name != db}
+    for s in inv.slices:
+        if (ids is None or s.id in ids) and inv.backup_data_host(s) != db:
+            out.setdefault(inv.backup_data_host(s), []).append(s.id)
+    return out
+
+
+def _on_each(inv: Inventory, database: list[str] | None, hosts: dict[str, list[str]]) -> int:
+    """Run the agent on the database host (`database` None: not there) then on each slice host
+    with its own arguments, saying which host answers when there are several; the worst status."""
+    runs = ([(inv.database_host.name, inv.target, database)] if database is not None else [])
+    runs += [(name, inv.host(name).target, args) for name, args in hosts.items()]
+    rc = 0
+    for name, target, args in runs:
+        if len(runs) > 1:
+            part = "databases" if name == inv.database_host.name else "data directories"
+            print(f"sliceops: on {name} ({part}):", file=sys.stderr, flush=True)
+        rc = max(rc, subprocess.call(agent_argv(inv, *args, target=target)))
+    return rc
 
 
 def _ids(inv: Inventory, ids: list[str]) -> list[int]:
@@ -100,15 +133,34 @@ def cmd_backup(inv: Inventory, args) -> int:
     if not (ids or args.all or args.gateway):
         raise SliceopsError("backup: name slice ids, --all or --gateway")
     agent = ["run", *map(str, ids)] + (["--all"] if args.all else []) + (["--gateway"] if args.gateway else [])
-    return subprocess.call(agent_argv(inv, *agent))
+    # Each slice host archives the data directories of its own slices named (or of all of them).
+    parts = {} if not (ids or args.all) else data_hosts(inv, None if args.all else ids)
+    return _on_each(inv, agent, {h: ["run", *map(str, sids)] if ids else ["run", "--all"]
+                                 for h, sids in parts.items() if sids})
 
 
 def cmd_backups(inv: Inventory, args) -> int:
     agent = ["list"]
     if args.id is not None:
         agent.append(str(args.id))  # a destroyed slice (no longer listed) still has its final backup
-    agent += (["--gateway"] if args.gateway else []) + (["--json"] if args.json else [])
-    return subprocess.call(agent_argv(inv, *agent))
+    agent += (["--gateway"] if args.gateway else [])
+    hosts: list[str] = []
+    if not args.gateway:
+        listed = args.id is not None and args.id in inv.slice_ids
+        # A destroyed slice's final data backup may be on any slice host: ask them all.
+        hosts = list(data_hosts(inv, [args.id]) if listed else data_hosts(inv))
+    if not args.json or not hosts:
+        return _on_each(inv, agent + (["--json"] if args.json else []), {h: agent for h in hosts})
+    rows, rc = [], 0
+    for name, target in [(inv.database_host.name, inv.target)] + [(h, inv.host(h).target) for h in hosts]:
+        proc = subprocess.run(agent_argv(inv, *agent, "--json", target=target), stdout=subprocess.PIPE, text=True)
+        rc = max(rc, proc.returncode)
+        try:
+            rows += [{"host": name, **row} for row in json.loads(proc.stdout or "[]")]
+        except ValueError:
+            rc = max(rc, 1)
+    print(json.dumps(rows, indent=2))
+    return rc
 
 
 def cmd_drill(inv: Inventory, args) -> int:
@@ -151,7 +203,20 @@ def cmd_restore(inv: Inventory, args, deploy) -> int:
         agent += ["--at", args.at]
     if args.from_path:
         agent += ["--from", args.from_path]
-    rc = subprocess.call(agent_argv(inv, *agent))
+    hosts = {} if args.gateway else data_hosts(inv, [sid, dest])
+    if hosts:
+        # The data part first, on the slice's own host: its agent stops the container there
+        # (so nothing writes while the database is replaced), saves the data as it is, restores.
+        if inv.backup_data_host(inv.slice(sid)) != inv.backup_data_host(inv.slice(dest)):
+            raise SliceopsError(f"{inv.path}: restore --as {dest}: slices {sid} and {dest} run on different hosts "
+                                "(the data backup is on the first one's); use a suspended slice on the same host")
+        if args.from_path:
+            raise SliceopsError(f"restore: --from names a folder on one host, and slice {sid}'s backup has a part on "
+                                f"{inv.database_host.name} and one on {next(iter(hosts))}: use --at")
+        rc = _on_each(inv, None, {h: agent for h in hosts})
+        if rc != 0:
+            return rc
+    rc = _on_each(inv, agent, {})
     if rc != 0:
         return rc
     print("sliceops: converging the target: grants, stamp and pending migrations of the restored database; "

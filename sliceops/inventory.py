@@ -363,6 +363,11 @@ class Inventory:
     def backup_dir(self) -> str:
         return f"{self.backups.dir or self.slice_defaults.backup_dir}/{self.instance}"
 
+    def backup_data_host(self, s: Slice) -> str:
+        """The host whose backup agent archives slice `s`'s data directory: the host it runs on
+        (a `target:` file's one host). Its database is dumped on the database host."""
+        return s.host if self.multi_host else self.database_host.name
+
     def backup_lock(self, slice_id: int | None) -> str:
         """The flock a backup, a restore and the destroy of one slice (None: the gateway) share."""
         return f"/run/lock/sliceops-{self.instance}-backup-{'gateway' if slice_id is None else slice_id}.lock"

@@ -80,7 +80,9 @@ def cmd_run(cfg, args) -> int:
         for t in targets:
             if t.status not in ("active", "suspended"):
                 raise BadRequest(f"{t.label} is marked {t.status}; its final backup is taken by the destroy")
-    if args.gateway or args.scheduled:
+    if args.gateway and cfg.gateway is None:
+        raise BadRequest("the gateway database is backed up on the database host, not here")
+    if (args.gateway or args.scheduled) and cfg.gateway is not None:
         targets.append(cfg.gateway)
     if not targets:
         raise BadRequest("nothing to back up: name slice ids, --all or --gateway")
@@ -95,7 +97,7 @@ def cmd_list(cfg, args) -> int:
     elif args.id is not None:
         owners = [args.id]
     else:
-        owners = sorted(set(cfg.slices) | _folders(cfg)) + [None]
+        owners = sorted(set(cfg.slices) | _folders(cfg)) + ([None] if cfg.gateway is not None else [])
     rows = []
     for sid in owners:
         for b in store.listing(cfg.root, sid):
@@ -132,11 +134,14 @@ def cmd_restore(cfg, args) -> int:
     if args.gateway:
         if args.id is not None or args.as_id is not None:
             raise BadRequest("restore --gateway takes no slice id and no --as")
+        if cfg.gateway is None:
+            raise BadRequest("the gateway database is restored on the database host, not here")
         source = dest = cfg.gateway
     else:
         if args.id is None:
             raise BadRequest("restore needs a slice id (or --gateway)")
-        source = cfg.slices.get(args.id) or agent.Target(args.id, f"wa_slice_{args.id}", "", "/dev/null")
+        source = cfg.slices.get(args.id) or agent.Target(
+            args.id, f"wa_slice_{args.id}" if cfg.cluster is not None else None, "", "/dev/null")
         dest = _slice(cfg, args.as_id if args.as_id is not None else args.id)
         if args.as_id is not None:
             if args.as_id == args.id:
@@ -151,6 +156,8 @@ def cmd_restore(cfg, args) -> int:
 
 
 def cmd_drill(cfg, args) -> int:
+    if cfg.cluster is None:
+        raise BadRequest("drills restore database dumps: run them on the database host, not here")
     if args.id is not None:
         _slice(cfg, args.id)
     return 0 if agent.drill(cfg, args.id, verbose=True) else 1
@@ -160,8 +167,11 @@ def cmd_final(cfg, args) -> int:
     target = cfg.slice(args.id)
     if not args.lock_held:
         raise BadRequest("final is the destroy's step: it runs under the slice's lock (--lock-held)")
-    if not cfg.cluster.exists(target.database) and not (target.data_dir and os.path.isdir(target.data_dir)):
-        print(f"backup of {target.label} skipped: neither its database nor its data directory is left")
+    database = target.database is not None and cfg.cluster.exists(target.database)
+    if not database and not (target.data_dir and os.path.isdir(target.data_dir)):
+        gone = "its data directory is not here" if target.database is None else \
+            "neither its database nor its data directory is left"
+        print(f"backup of {target.label} skipped: {gone}")
         return 0
     b = agent.backup(cfg, target, "final")
     agent._note_backup(cfg, target, b, None)
@@ -170,8 +180,7 @@ def cmd_final(cfg, args) -> int:
               f"{b.manifest['error']}; nothing removed", file=sys.stderr)
         return 1
     # "backup ...": the deploy relays lines with this prefix (sliceops/report.py).
-    print(f"backup {b.path} verified (final backup of {target.label}: {len(b.manifest['tables'])} tables, "
-          f"{agent._size(b.size)})")
+    print(f"backup {b.path} verified (final backup of {target.label}: {agent.contents(b)}, {agent._size(b.size)})")
     if cfg.copy is not None:
         # Reported, never fatal: the destroy goes on from the verified local backup.
         agent.copy_off(cfg, target, out=lambda line: print(f"backup {line}"))

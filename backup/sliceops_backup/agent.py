@@ -4,6 +4,11 @@ Every slice (and the gateway) has a lock file on the target; the deploy's destro
 same lock, so a backup never runs concurrently with a destroy or a restore of that slice.
 Results go to a JSON state file the monitor and `sliceops status` read without opening a
 backup.
+
+In a fleet a slice's backup has two parts on two hosts: the database host's agent dumps every
+slice's database (and archives the data directories of the slices that run there), a pure slice
+host's agent archives its own slices' data directories (its configuration has no cluster, no
+gateway, and no database for its slices: `Target.database` None).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ class Target:
     """What one backup covers: a slice (database + data directory) or the gateway database."""
 
     slice_id: int | None
-    database: str
+    database: str | None  # None: this host keeps only the slice's data directory (a pure slice host)
     owner: str
     lock: str
     data_dir: str | None = None
@@ -60,8 +65,8 @@ class Config:
     def __init__(self, data: dict):
         self.data = data
         self.instance = data["instance"]
-        c = data["cluster"]
-        self.cluster = Cluster(c["version"], c["name"], c["port"])
+        c = data.get("cluster")  # None: a pure slice host (no PostgreSQL here)
+        self.cluster = Cluster(c["version"], c["name"], c["port"]) if c else None
         self.root = Path(data["dir"])
         self.keep_daily = data["keep_daily"]
         self.keep_weekly = data["keep_weekly"]
@@ -70,8 +75,8 @@ class Config:
         self.state_file = Path(data["state_file"])
         self.state_group = data.get("state_group")
         self.copy = offsite.Remote.from_config(data.get("copy"))
-        gw = data["gateway"]
-        self.gateway = Target(None, gw["database"], gw["owner"], gw["lock"])
+        gw = data.get("gateway")
+        self.gateway = Target(None, gw["database"], gw["owner"], gw["lock"]) if gw else None
         self.slices = {
             s["id"]: Target(s["id"], s["database"], data["slice_owner"], s["lock"], s["data_dir"], s["container"],
                             s["status"])
@@ -211,7 +216,9 @@ def _take(cfg: Config, target: Target, kind: str, started: dt.datetime, work: Pa
     problems: list[str] = []
     files: list[tuple[str, Path]] = []
     counts, level, toc = {}, "", []
-    if kind == "final" and not cfg.cluster.exists(target.database):
+    if target.database is None:
+        problems_if_empty = "no data directory to back up"  # this host keeps only the data part
+    elif kind == "final" and not cfg.cluster.exists(target.database):
         problems_if_empty = "neither database nor data directory left to back up"
     else:
         problems_if_empty = ""
@@ -293,7 +300,7 @@ def run(cfg: Config, targets: list[Target], kind: str, scheduled: bool = False, 
                 b = backup(cfg, target, kind)
             _note_backup(cfg, target, b, None)
             if b.verified:
-                out(f"{target.label}: backup {b.path} verified ({len(b.manifest['tables'])} tables, {_size(b.size)})")
+                out(f"{target.label}: backup {b.path} verified ({contents(b)}, {_size(b.size)})")
             else:
                 out(f"{target.label}: backup {b.path} FAILED verification: {b.manifest['error']}")
             return target, b
@@ -365,6 +372,14 @@ def prune(cfg: Config, target: Target) -> list[store.Backup]:
     return gone
 
 
+def contents(b: store.Backup) -> str:
+    """What a backup holds, for its one line: '19 tables', 'data directory only: 12 entries'."""
+    m = b.manifest
+    if m.get("database") is None:
+        return f"data directory only: {m.get('data_entries') or 0} entries"
+    return f"{len(m['tables'])} tables" + ("" if m.get("data_dir") else ", database only")
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -377,6 +392,8 @@ def _size(n: int) -> str:
 
 
 def drill_due(cfg: Config) -> bool:
+    if cfg.cluster is None:
+        return False  # drills restore dumps: the database host's
     every = DRILL_EVERY.get(cfg.drill)
     if every is None:
         return False
@@ -388,6 +405,8 @@ def drill(cfg: Config, slice_id: int | None = None, out=print, verbose: bool = F
     """Restore one slice's latest verified backup into a scratch database and compare its row
     counts with the manifest's. Without `slice_id`: the slice drilled longest ago.
     `verbose`: one line per table (restored rows against the manifest's)."""
+    if cfg.cluster is None:
+        raise AgentError("drills restore database dumps: run them on the database host")
     state = read_state(cfg)
     candidates = [t for t in cfg.backed_up() if store.latest_verified(store.listing(cfg.root, t.slice_id))]
     if slice_id is not None:
@@ -490,7 +509,8 @@ def restore(cfg: Config, source: Target, dest: Target, at=None, from_path=None, 
         for path in locks:
             stack.enter_context(locked(path, wait, dest.label))
         b = choose(cfg, source, at, from_path)
-        if cfg.cluster.exists(dest.database):
+        if (dest.database is not None and cfg.cluster.exists(dest.database)) or \
+                (dest.database is None and dest.data_dir and os.path.isdir(dest.data_dir)):
             before = backup(cfg, dest, "pre-restore")
             _note_backup(cfg, dest, before, None)
             if not before.verified:
@@ -499,11 +519,14 @@ def restore(cfg: Config, source: Target, dest: Target, at=None, from_path=None, 
             out(f"{dest.label}: current state saved in {before.path}")
         if dest.container:
             subprocess.run(["docker", "stop", "-t", "20", dest.container], capture_output=True)
-        try:
-            cfg.cluster.recreate(dest.database, dest.owner)
-            cfg.cluster.restore(b.file("database"), dest.database)
-        except PgError as exc:
-            raise AgentError(f"{dest.label}: {exc}") from None
+        if dest.database is not None:
+            if b.file("database") is None:
+                raise AgentError(f"{b.path} holds no database dump (a data-directory backup); nothing restored")
+            try:
+                cfg.cluster.recreate(dest.database, dest.owner)
+                cfg.cluster.restore(b.file("database"), dest.database)
+            except PgError as exc:
+                raise AgentError(f"{dest.label}: {exc}") from None
         if dest.data_dir:
             _restore_data(b.file("data"), Path(dest.data_dir))
         out(f"{dest.label}: restored from {b.path} (taken {b.manifest['started']}, "

@@ -1,0 +1,199 @@
+"""Backups in a fleet (issue 14): the database host's agent dumps every slice's database and
+the gateway, each slice host's agent archives the data directories of the slices that run
+there. The configuration each host gets, and the agent's data-only part run for real on this
+machine's tar (no PostgreSQL: a pure slice host has none)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from sliceops.inventory import load
+from sliceops.tasks.backups import agent_config
+from sliceops_backup import __main__ as agent_cli
+from sliceops_backup import agent, store
+
+DATA = Path(__file__).parent / "data"
+
+
+def _parts(cfg: dict) -> dict:
+    return {s["id"]: (s["database"], s["data_dir"], s["container"]) for s in cfg["slices"]}
+
+
+def test_each_host_keeps_its_part_of_every_slices_backup():
+    inv = load(DATA / "good" / "fleet.yaml")  # slices 1 and 3 on app1, 2 on app2, 4 on db1 (the database host)
+    db = agent_config(inv, "db1")
+    assert db == agent_config(inv)  # the default is the database host
+    assert db["cluster"] is not None and db["gateway"]["database"] == inv.gateway.database
+    assert _parts(db) == {
+        1: ("wa_slice_1", None, None), 2: ("wa_slice_2", None, None), 3: ("wa_slice_3", None, None),
+        4: ("wa_slice_4", inv.slice_data_dir(4), inv.container_name(4)),
+    }
+    app1 = agent_config(inv, "app1")
+    assert app1["cluster"] is None and app1["gateway"] is None
+    assert _parts(app1) == {1: (None, inv.slice_data_dir(1), inv.container_name(1)),
+                            3: (None, inv.slice_data_dir(3), inv.container_name(3))}
+    assert _parts(agent_config(inv, "app2")) == {2: (None, inv.slice_data_dir(2), inv.container_name(2))}
+    # The same lock names on every host: each host's destroy takes its own agent's lock.
+    assert [s["lock"] for s in app1["slices"]] == [inv.backup_lock(1), inv.backup_lock(3)]
+    assert {k: v for k, v in app1.items() if k not in ("cluster", "gateway", "slices")} == \
+        {k: v for k, v in db.items() if k not in ("cluster", "gateway", "slices")}
+
+
+def test_a_target_file_keeps_both_parts_on_its_one_host(tmp_path):
+    path = tmp_path / "inv.yaml"
+    path.write_text("target: '@local'\ninstance: unitsp\nslices:\n  - {id: 1}\n  - {id: 2, status: suspended}\n")
+    inv = load(path)
+    cfg = agent_config(inv, inv.database_host.name)
+    assert cfg["cluster"] is not None and cfg["gateway"] is not None
+    assert _parts(cfg) == {i: (f"wa_slice_{i}", inv.slice_data_dir(i), inv.container_name(i)) for i in (1, 2)}
+
+
+def test_each_hosts_copies_go_to_a_folder_of_its_own(tmp_path):
+    """The far side prunes by what is in the folder: a slice host's data parts must never count
+    against the database host's dumps of the same slice (one a day would be kept)."""
+    text = (DATA / "good" / "fleet.yaml").read_text() + "backups: {copy_to: 'ssh://bk@vault.example/srv/c'}\n"
+    (tmp_path / "fleet.yaml").write_text(text)
+    inv = load(tmp_path / "fleet.yaml")
+    paths = {h: agent_config(inv, h)["copy"]["path"] for h in ("db1", "app1", "app2")}
+    assert paths == {"db1": "/srv/c/main", "app1": "/srv/c/main-app1", "app2": "/srv/c/main-app2"}
+
+
+def _slice_host_config(tmp_path: Path) -> agent.Config:
+    """A pure slice host's agent configuration, as agent_config writes it (no cluster, no gateway)."""
+    inv = load(DATA / "good" / "fleet.yaml")
+    data = agent_config(inv, "app1")
+    data.update(dir=str(tmp_path / "bk"), state_file=str(tmp_path / "state.json"), state_group="root")
+    for s in data["slices"]:
+        s.update(data_dir=str(tmp_path / f"data-{s['id']}"), lock=str(tmp_path / f"{s['id']}.lock"), container=None)
+        Path(s["data_dir"]).mkdir()
+        (Path(s["data_dir"]) / "media.bin").write_bytes(os.urandom(2048))
+    return agent.Config(data)
+
+
+def test_a_slice_hosts_run_archives_its_data_directories_verified_without_a_database(tmp_path):
+    cfg = _slice_host_config(tmp_path)
+    lines: list[str] = []
+    assert agent.run(cfg, cfg.backed_up(), "manual", out=lines.append)
+    assert [t.slice_id for t in cfg.backed_up()] == [1, 3]
+    for sid in (1, 3):
+        (b,) = store.listing(cfg.root, sid)
+        assert b.verified and b.manifest["database"] is None and b.manifest["tables"] == {}
+        assert [f["role"] for f in b.manifest["files"]] == ["data"]
+        assert b.manifest["data_entries"] == 2  # "./" and media.bin
+        assert store.checksum_problems(b) == []
+    assert any("slice 1: backup" in line and "verified (data directory only: 2 entries" in line for line in lines)
+    state = json.loads(cfg.state_file.read_text())
+    assert state["slices"]["3"]["last_good"]["verified"] is True and "gateway" not in state
+
+
+def test_a_slice_hosts_final_backup_without_its_data_directory_is_not_verified(tmp_path):
+    cfg = _slice_host_config(tmp_path)
+    target = cfg.slice(1)
+    os.rename(target.data_dir, target.data_dir + ".gone")
+    b = agent.backup(cfg, target, "final")
+    assert not b.verified and b.manifest["error"] == "no data directory to back up"
+
+
+def test_a_slice_hosts_restore_puts_the_data_back_after_saving_the_current_state(tmp_path):
+    cfg = _slice_host_config(tmp_path)
+    target = cfg.slice(3)
+    before = (Path(target.data_dir) / "media.bin").read_bytes()
+    assert agent.run(cfg, [target], "manual", out=lambda line: None)
+    (Path(target.data_dir) / "media.bin").write_bytes(b"changed")
+    (Path(target.data_dir) / "new.txt").write_text("written later\n")
+    b = agent.restore(cfg, target, target, out=lambda line: None)
+    assert b.manifest["kind"] == "manual"
+    assert sorted(p.name for p in Path(target.data_dir).iterdir()) == ["media.bin"]
+    assert (Path(target.data_dir) / "media.bin").read_bytes() == before
+    kinds = sorted(x.kind for x in store.listing(cfg.root, 3))
+    assert kinds == ["manual", "pre-restore"]  # what was there is kept too
+
+
+@pytest.mark.parametrize(("command", "args", "message"), [
+    (agent_cli.cmd_run, dict(ids=[], all=False, gateway=True, scheduled=False, wait=1),
+     "the gateway database is backed up on the database host"),
+    (agent_cli.cmd_drill, dict(id=None), "drills restore database dumps: run them on the database host"),
+    (agent_cli.cmd_restore, dict(id=None, gateway=True, as_id=None, at=None, from_path=None, wait=1),
+     "the gateway database is restored on the database host"),
+])
+def test_a_slice_host_refuses_what_only_the_database_host_keeps(tmp_path, command, args, message):
+    with pytest.raises(agent_cli.BadRequest, match=message):
+        command(_slice_host_config(tmp_path), argparse.Namespace(**args))
+
+
+def test_a_scheduled_run_on_a_slice_host_backs_up_its_slices_and_no_gateway(tmp_path, monkeypatch):
+    cfg = _slice_host_config(tmp_path)
+    seen = []
+    monkeypatch.setattr(agent, "run", lambda cfg, targets, kind, **kw: seen.append([t.key for t in targets]) or True)
+    args = argparse.Namespace(ids=[], all=False, gateway=False, scheduled=True, wait=1)
+    assert agent_cli.cmd_run(cfg, args) == 0
+    assert seen == [["1", "3"]]
+
+
+def _calls(monkeypatch) -> list[tuple[str, list[str]]]:
+    """(host address, agent arguments) of each agent the CLI runs, in order; none runs."""
+    from sliceops import backups
+
+    calls: list[tuple[str, list[str]]] = []
+
+    def call(argv):
+        remote = argv[-1].split("backup.json ", 1)[1]
+        calls.append((argv[-2].split("@")[1], remote.split()))
+        return 0
+
+    monkeypatch.setattr(backups.subprocess, "call", call)
+    return calls
+
+
+@pytest.mark.parametrize(("command", "argv", "expected"), [
+    ("backup", ["3"], [("10.0.0.10", ["run", "3"]), ("10.0.0.11", ["run", "3"])]),
+    ("backup", ["4"], [("10.0.0.10", ["run", "4"])]),  # on the database host: both parts there
+    ("backup", ["--all"], [("10.0.0.10", ["run", "--all"]), ("10.0.0.11", ["run", "--all"]),
+                           ("10.0.0.12", ["run", "--all"])]),
+    ("backup", ["--gateway"], [("10.0.0.10", ["run", "--gateway"])]),
+    ("backup", ["1", "2"], [("10.0.0.10", ["run", "1", "2"]), ("10.0.0.11", ["run", "1"]),
+                            ("10.0.0.12", ["run", "2"])]),
+    ("backups", ["2"], [("10.0.0.10", ["list", "2"]), ("10.0.0.12", ["list", "2"])]),
+    ("backups", ["9"], [("10.0.0.10", ["list", "9"]), ("10.0.0.11", ["list", "9"]), ("10.0.0.12", ["list", "9"])]),
+    ("backups", ["--gateway"], [("10.0.0.10", ["list", "--gateway"])]),
+    ("drill", ["1"], [("10.0.0.10", ["drill", "1"])]),
+])
+def test_a_command_runs_the_agent_on_each_host_that_keeps_a_part(monkeypatch, command, argv, expected):
+    from sliceops import backups
+
+    calls = _calls(monkeypatch)
+    inv = load(DATA / "good" / "fleet.yaml")
+    assert backups.run(command, inv, backups.parse(command, argv)) == 0
+    assert calls == expected
+
+
+def test_a_restore_of_a_slice_on_a_slice_host_restores_its_data_there_first(monkeypatch):
+    from sliceops import backups
+
+    calls = _calls(monkeypatch)
+    inv = load(DATA / "good" / "fleet.yaml")
+    deployed = []
+    rc = backups.cmd_restore(inv, backups.parse("restore", ["2", "--at", "2026-12-01T03:00"]),
+                             deploy=lambda: deployed.append(1) or 0)
+    assert rc == 0 and deployed == [1]
+    assert calls == [("10.0.0.12", ["restore", "2", "--at", "2026-12-01T03:00"]),
+                     ("10.0.0.10", ["restore", "2", "--at", "2026-12-01T03:00"])]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["1", "--from", "/b/slice-1/x"], "--from names a folder on one host"),
+])
+def test_a_restore_a_split_backup_cannot_serve_is_refused_before_anything_runs(monkeypatch, argv, message):
+    from sliceops import backups
+    from sliceops.errors import SliceopsError
+
+    calls = _calls(monkeypatch)
+    inv = load(DATA / "good" / "fleet.yaml")
+    with pytest.raises(SliceopsError, match=message):
+        backups.cmd_restore(inv, backups.parse("restore", argv), deploy=lambda: 0)
+    assert calls == []

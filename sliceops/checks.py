@@ -182,15 +182,6 @@ def _fleet(data: dict, report: Report) -> None:
         else:
             report(("slices", i, "host"), f"{name!r} is not of type string")
     database = databases[0] if len(databases) == 1 else None
-    for i, entry in slices:
-        name = entry.get("host", single)
-        if entry.get("status") == "destroying" and database is not None and name in entries and name != database:
-            # The destroy's verified final backup runs where the backup agent is, the database
-            # host: a slice elsewhere has its data directory out of its reach.
-            report(("slices", i, "status"), f"'destroying' for slice {entry.get('id')!r} on host {name!r}: only a "
-                                            f"slice on the database host ({database!r}) can be destroyed yet (its "
-                                            "final backup must take its data directory too); suspend it, or move "
-                                            f"it to {database!r} first")
     for name, entry in entries.items():
         if "address" in entry:
             continue

@@ -44,20 +44,20 @@ class Target:
 
     # ------------------------------------------------------------------ commands
 
-    def run(self, argv: list[str], stdin: str = "") -> str:
+    def run(self, argv: list[str], stdin: str = "", timeout: float = COMMAND_TIMEOUT) -> str:
         """Run argv as root on the target, `stdin` on its standard input; its stdout, or
         RemoteStateError with the first line of stderr."""
         if self.is_local:
             try:
-                proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+                proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
             except FileNotFoundError:
                 raise RemoteStateError(f"{argv[0]} not found on this machine") from None
             except subprocess.TimeoutExpired:
-                raise RemoteStateError(f"{argv[0]} took over {COMMAND_TIMEOUT}s") from None
+                raise RemoteStateError(f"{argv[0]} took over {timeout:.0f}s") from None
             code, out, err = proc.returncode, proc.stdout, proc.stderr
         else:
             channel_in, channel_out, channel_err = self._client().exec_command(
-                command(*argv), timeout=COMMAND_TIMEOUT
+                command(*argv), timeout=timeout
             )
             channel_in.write(stdin)
             channel_in.channel.shutdown_write()

@@ -32,9 +32,10 @@ def converge(inv: Inventory, fleet: Inventory | None = None) -> None:
     n = sum(1 for s in inv.slices if s.in_service)
     docker.containers(name=f"Converge slice containers ({n} in service)", inv=inv)
     lifecycle.destroyed(
-        name="Destroy slices marked destroying (verified backup first)",
+        name="Destroy slices marked destroying (verified final backups first)",
         inv=inv,
         stamp=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        whole=fleet or inv,
     )
 
 

@@ -235,3 +235,109 @@ def test_a_failed_move_runs_the_slice_where_it_was_and_the_next_deploy_moves_it(
     assert sh(app2, f"cat {data}/kept.txt").stdout == "kept\n"
     assert _psql_slice(db, "SELECT name FROM \"user\" WHERE id = 'stays-3'", database="wa_slice_3").stdout.strip() == "stays"
     assert sh(app2, f"cat {inv.slices_data_dir}/.failed-move-3-*/kept.txt").stdout == "kept\n"  # still kept
+
+
+# After the moves above every slice runs on app2 (slice 1 moved, slice 3's move finished by
+# the second deploy). Slice 3 is backed up, destroyed by an edit and brought back by adding
+# it again and restoring its final backups (issue 14: backups and destroy for slices on pure
+# slice hosts). The tests read where it runs from the gateway, so they follow the ones above.
+MARK = "bk14-row-3"
+
+
+def _now(db) -> tuple[list[dict], str | None]:
+    """The slices as the gateway places them now (the inventory that changes nothing), and slice
+    3's host (None: not registered)."""
+    where = _gateway_hosts(db)
+    return [{"id": int(i), "host": h} for i, h in sorted(where.items())], where.get("3")
+
+
+def _backups(inventory, slice_id: int) -> list[dict]:
+    listed = cli("backups", str(slice_id), "--json", "--inventory", str(inventory), timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)
+
+
+def test_a_slice_on_a_slice_host_is_backed_up_in_two_parts_each_verified(fleet, first_converge, tmp_path):
+    """`sliceops backup 3`: its dump on the database host, its data directory's archive on its
+    own slice host, each verified; that host runs the nightly timer too."""
+    from sliceops.inventory import load
+
+    db = fleet.database_host
+    slices, name = _now(db)
+    inventory = fleet.write_inventory(tmp_path / "now.yaml", slices, **SETTINGS)
+    inv = load(inventory)
+    app = fleet.hosts[name]
+    insert = ("INSERT INTO \"user\" (id, name, email, \"emailVerified\", \"createdAt\", \"updatedAt\") "
+              f"VALUES ('{MARK}', 'kept', 'kept3@example.org', false, now(), now())")
+    assert _psql_slice(db, insert, database="wa_slice_3").returncode == 0
+    assert sh(app, f"echo kept >{inv.slice_data_dir(3)}/kept3.txt && chown 10001:10001 "
+                   f"{inv.slice_data_dir(3)}/kept3.txt").returncode == 0
+    started = time.monotonic()
+    backup = cli("backup", "3", "--inventory", str(inventory))
+    print(f"\nfleet: backup of slice 3 (database on db, data on {name}): {time.monotonic() - started:.1f}s")
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    assert "sliceops: on db (databases):" in backup.stderr, backup.stderr
+    assert f"sliceops: on {name} (data directories):" in backup.stderr, backup.stderr
+    rows = {row["host"]: row for row in _backups(inventory, 3)}
+    assert set(rows) == {"db", name} and all(r["verified"] and r["kind"] == "manual" for r in rows.values()), rows
+    assert rows["db"]["migration"]  # a dump knows its migration level; the data part has none
+    assert sh(db, f"test -s {rows['db']['path']}/wa_slice_3.dump && test ! -e {rows['db']['path']}/data.tar.gz"
+              ).returncode == 0
+    listing = sh(app, f"tar -tzf {rows[name]['path']}/data.tar.gz")
+    assert "./kept3.txt" in listing.stdout.split(), listing.stdout
+    assert sh(app, f"test ! -e {rows[name]['path']}/wa_slice_3.dump").returncode == 0
+    assert sh(app, "systemctl is-enabled sliceops-backup-fleet.timer").stdout.strip() == "enabled"
+
+
+def test_a_slice_on_a_slice_host_is_destroyed_after_both_final_backups(fleet, first_converge, tmp_path):
+    from sliceops.inventory import load
+
+    db = fleet.database_host
+    slices, name = _now(db)
+    destroying = [dict(s, status="destroying") if s["id"] == 3 else s for s in slices]
+    inventory = fleet.write_inventory(tmp_path / "destroy.yaml", destroying, **SETTINGS)
+    inv = load(inventory)
+    app = fleet.hosts[name]
+    started = time.monotonic()
+    result = run_deploy(inventory, timeout=900)
+    print(f"\nfleet: destroy of slice 3 on {name}: {time.monotonic() - started:.1f}s")
+    assert result.returncode == 0, result.output[-6000:]
+    assert "destroyed slice 3's database part" in result.output and "destroyed slice 3: container" in result.output
+
+    finals = {row["host"]: row for row in _backups(inventory, 3) if row["kind"] == "final"}
+    assert set(finals) == {"db", name} and all(r["verified"] for r in finals.values()), finals
+    dump = sh(db, f"pg_restore -f - {finals['db']['path']}/wa_slice_3.dump | grep -c {MARK}")
+    assert dump.stdout.strip() == "1", dump.stderr
+    archive = sh(app, f"tar -xzOf {finals[name]['path']}/data.tar.gz ./kept3.txt")
+    assert archive.stdout == "kept\n", archive.stderr
+    # Both parts gone, nothing else touched.
+    assert sh(app, "docker ps -a --format '{{.Names}}' --filter name=fleet-wa-slice-3$").stdout.strip() == ""
+    assert sh(app, f"test -e {inv.slice_data_dir(3)}").returncode != 0
+    assert sh(app, f"test -e {inv.secrets_dir}/wa_slice_3.password").returncode != 0
+    gone = _psql_slice(db, "SELECT count(*) FROM pg_database WHERE datname = 'wa_slice_3'", database="postgres")
+    assert gone.stdout.strip() == "0"
+    assert "3" not in _gateway_hosts(db) and len(_gateway_hosts(db)) == len(slices) - 1
+    again = run_deploy(inventory, timeout=900)
+    assert again.returncode == 0 and again.totals["changed"] == 0, again.changed_ops
+
+
+def test_a_destroyed_slice_on_a_slice_host_comes_back_from_its_final_backups(fleet, first_converge, tmp_path):
+    """Added back on the same host, then `sliceops restore 3`: its row and its file are there again."""
+    from sliceops.inventory import load
+
+    db = fleet.database_host
+    slices, _ = _now(db)
+    name = next(r["host"] for r in _backups(fleet.write_inventory(tmp_path / "probe.yaml", slices, **SETTINGS), 3)
+                if r["kind"] == "final" and r["host"] != "db")
+    inventory = fleet.write_inventory(tmp_path / "back.yaml", slices + [{"id": 3, "host": name}], **SETTINGS)
+    inv = load(inventory)
+    app = fleet.hosts[name]
+    added = run_deploy(inventory, timeout=900)
+    assert added.returncode == 0, added.output[-6000:]
+    started = time.monotonic()
+    restore = cli("restore", "3", "--inventory", str(inventory), timeout=900)
+    print(f"\nfleet: restore of slice 3 from its final backups (and the deploy): {time.monotonic() - started:.1f}s")
+    assert restore.returncode == 0, restore.stdout[-4000:] + restore.stderr[-4000:]
+    assert _psql_slice(db, f"SELECT name FROM \"user\" WHERE id = '{MARK}'", database="wa_slice_3").stdout.strip() == "kept"
+    assert sh(app, f"cat {inv.slice_data_dir(3)}/kept3.txt").stdout == "kept\n"
+    assert _health_code(app, port_of(3)) == "200"

@@ -197,3 +197,36 @@ def test_a_restore_a_split_backup_cannot_serve_is_refused_before_anything_runs(m
     with pytest.raises(SliceopsError, match=message):
         backups.cmd_restore(inv, backups.parse("restore", argv), deploy=lambda: 0)
     assert calls == []
+
+
+def test_a_destroy_on_a_slice_host_is_accepted_by_check():
+    inv = load(DATA / "good" / "fleet_destroy_on_slice_host.yaml")
+    assert [(s.id, s.host, s.status) for s in inv.slices if s.status == "destroying"] == \
+        [(2, "app1", "destroying"), (3, "db1", "destroying")]
+
+
+def _index(lines: list[str], text: str) -> int:
+    return next(i for i, line in enumerate(lines) if text in line)
+
+
+def test_a_split_destroy_removes_nothing_before_its_final_backups_and_the_data_last():
+    """Each step's script: the slice host stops the container before its final data backup and
+    removes nothing; the database host's final dump comes before its drops and it touches no
+    container or data; the slice host's removal takes no backup and drops no database."""
+    from sliceops.operations import lifecycle
+
+    inv = load(DATA / "good" / "fleet_destroy_on_slice_host.yaml")
+    script = {part: lifecycle.destroy_script(inv, 2, "20261201T000000Z", part).splitlines()
+              for part in (lifecycle.DATA_BACKUP, lifecycle.DATABASE, lifecycle.DATA_REMOVAL)}
+    for lines in script.values():  # every step under the slice's lock on its host
+        assert lines[2] == f"exec 9>{inv.backup_lock(2)}" and lines[3].startswith("flock -w 600 9 ||")
+    data = script[lifecycle.DATA_BACKUP]
+    assert _index(data, f"docker stop -t 20 {inv.container_name(2)}") < _index(data, " final 2 --lock-held")
+    assert not any(word in "\n".join(data) for word in ("DROP", "rm -", "docker rm"))
+    db = script[lifecycle.DATABASE]
+    assert _index(db, " final 2 --lock-held") < _index(db, "DROP DATABASE IF EXISTS")
+    assert _index(db, "DROP DATABASE IF EXISTS") < _index(db, "DELETE FROM gateway.slices")
+    assert not any(word in "\n".join(db) for word in ("docker", "rm -", inv.slice_data_dir(2)))
+    removal = "\n".join(script[lifecycle.DATA_REMOVAL])
+    assert f"docker rm -f {inv.container_name(2)}" in removal and f"rm -rf {inv.slice_data_dir(2)}" in removal
+    assert " final " not in removal and "DROP" not in removal

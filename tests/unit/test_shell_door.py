@@ -210,12 +210,13 @@ def hostile_inventory(tmp_path):
     return make
 
 
+@pytest.mark.parametrize("part", [lifecycle.BOTH, lifecycle.DATA_BACKUP, lifecycle.DATABASE, lifecycle.DATA_REMOVAL])
 @pytest.mark.parametrize("index", range(len(HOSTILE)))
-def test_destroy_script(probe, hostile_inventory, index):
+def test_destroy_script(probe, hostile_inventory, index, part):
     value = _values(probe.mark)[index]
     inv = hostile_inventory(value, data_dir=True, backup_dir=True, instance=True)
     sid = inv.slices[0].id
-    text = lifecycle.destroy_script(inv, sid, "20261201T000000Z")
+    text = lifecycle.destroy_script(inv, sid, "20261201T000000Z", part)
     # The slice's lock lives in /run/lock on the target: here in the test's own folder; the
     # backup agent is the probe.
     lock_dir = Path(probe.mark).parent / "lock"
@@ -228,9 +229,11 @@ def test_destroy_script(probe, hostile_inventory, index):
         assert calls == [] and list(lock_dir.iterdir()) == []
         return
     assert [p.name for p in lock_dir.iterdir()] == [Path(inv.backup_lock(sid)).name]
-    assert ["python3", *inv.backup_command("final", str(sid), "--lock-held")[1:]] in calls
+    final = ["python3", *inv.backup_command("final", str(sid), "--lock-held")[1:]]
+    assert (final in calls) is (part != lifecycle.DATA_REMOVAL)
     rm_rf = [argv for argv in calls if argv[:2] == ["rm", "-rf"]]
-    assert rm_rf == [["rm", "-rf", inv.slice_data_dir(sid)]]
+    removes = part in (lifecycle.BOTH, lifecycle.DATA_REMOVAL)
+    assert rm_rf == ([["rm", "-rf", inv.slice_data_dir(sid)]] if removes else [])
 
 
 def _credentials_run(probe, inv, text: str, role: str):

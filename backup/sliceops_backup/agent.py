@@ -143,6 +143,8 @@ def record(cfg: Config, update) -> None:
             state = {}
         state.setdefault("slices", {})
         update(state)
+        # A pure slice host keeps no gateway backups: its monitor leaves the gateway's metric out.
+        state["gateway_here"] = cfg.gateway is not None
         state["updated"] = store.iso(store.now())
         tmp = cfg.state_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)

@@ -21,6 +21,7 @@ class BackupTimes:
     slices: dict[int, float | None] = field(default_factory=dict)
     gateway: float | None = None
     copy_failed: dict[int, bool] = field(default_factory=dict)  # the slice's latest copy off the host failed
+    gateway_here: bool = True  # False on a pure slice host of a fleet: the gateway is backed up elsewhere
 
 
 def _epoch(text) -> float | None:
@@ -45,7 +46,7 @@ def parse(data: dict) -> BackupTimes:
         if isinstance(copy, dict):
             failed[int(key)] = not copy.get("ok", False)
     gateway = _epoch(((data.get("gateway") or {}).get("last_good") or {}).get("at"))
-    return BackupTimes(slices, gateway, failed)
+    return BackupTimes(slices, gateway, failed, data.get("gateway_here") is not False)
 
 
 class ResultsFile:

@@ -136,6 +136,8 @@ class FleetCollector:
                 copy_failed.add_metric(labels, 1 if times.copy_failed[conf.id] else 0)
         yield good
         yield copy_failed
+        if not times.gateway_here:
+            return  # a pure slice host: the database host's monitor serves the gateway's
         yield GaugeMetricFamily("sliceops_gateway_backup_last_success_timestamp_seconds",
                                 "Unix time the gateway database's last verified backup started (0: none yet).",
                                 value=times.gateway or 0)

@@ -48,23 +48,24 @@ def collect(inv: Inventory) -> list[model.SliceStatus]:
             db = pool.submit(gather.read_database, target, inv, slice_stamp(inv))
             here = inv.database_host
             per_host = {here.name: gather.read_containers(target, inv)} if here in inv.slice_hosts else {}
+            data_parts = {}  # a slice host's backup results: its slices' data directories
             for h in inv.slice_hosts:
                 if h.name not in per_host:
-                    per_host[h.name] = _host_containers(inv, h)
-            backups = gather.read_backups(target, inv)
+                    per_host[h.name], data_parts[h.name] = _host_reads(inv, h)
+            backups = gather.merge_backups(inv, gather.read_backups(target, inv), data_parts)
             return model.build_rows(inv, db.result(), gather.merge_containers(inv, per_host), backups)
 
 
-def _host_containers(inv: Inventory, h) -> dict:
-    """One slice host's containers; a host that does not answer is one warning line, and its
-    slices show no container (the gateway's view of them stands)."""
+def _host_reads(inv: Inventory, h) -> tuple[dict, dict | None]:
+    """One slice host's containers and backup results; a host that does not answer is one
+    warning line, and its slices show no container (the gateway's view of them stands)."""
     try:
         with Target(inv, h.target) as other:
             other.connect()
-            return gather.read_containers(other, inv)
+            return gather.read_containers(other, inv), gather.read_backups(other, inv)
     except RemoteStateError as exc:
         print(f"sliceops: warning: host {h.name}: {exc}; its slices show no container", file=sys.stderr)
-        return {}
+        return {}, None
 
 
 def run(inv: Inventory, argv: list[str]) -> int:

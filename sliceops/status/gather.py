@@ -165,6 +165,29 @@ def parse_backups(text: str) -> dict[int, dict] | None:
     return out
 
 
+def merge_backups(inv: Inventory, database: dict[int, dict] | None,
+                  data_parts: dict[str, dict[int, dict] | None]) -> dict[int, dict] | None:
+    """A fleet slice's backup is good as of its older part: the database host's results
+    (`database`, every slice's dump) with, for a slice on another host, that host's results
+    (`data_parts` by host name: its data directory's archive). A part no run has recorded yet
+    counts as none; None when no backup ran anywhere."""
+    if database is None and not any(data_parts.values()):
+        return None
+    out = dict(database or {})
+    for s in inv.slices:
+        if s.host not in data_parts:
+            continue
+        parts = [(database or {}).get(s.id), (data_parts[s.host] or {}).get(s.id)]
+        known = [p for p in parts if p]
+        goods = [p["good_at"] for p in parts if p]
+        out[s.id] = {
+            "good_at": min(goods) if len(goods) == 2 and None not in goods else None,
+            "failed": any(p["failed"] for p in known),
+            "copy_failed": any(p["copy_failed"] for p in known),
+        }
+    return out
+
+
 def read_backups(target: Target, inv: Inventory) -> dict[int, dict] | None:
     """The results file only (never a backup): empty when the host has none yet."""
     return parse_backups(target.run(["sh", "-c", 'cat "$0" 2>/dev/null || true', inv.backup_state]))

@@ -89,6 +89,7 @@ def test_a_slice_hosts_run_archives_its_data_directories_verified_without_a_data
     assert any("slice 1: backup" in line and "verified (data directory only: 2 entries" in line for line in lines)
     state = json.loads(cfg.state_file.read_text())
     assert state["slices"]["3"]["last_good"]["verified"] is True and "gateway" not in state
+    assert state["gateway_here"] is False  # its monitor leaves the gateway's metric out
 
 
 def test_a_slice_hosts_final_backup_without_its_data_directory_is_not_verified(tmp_path):
@@ -230,3 +231,21 @@ def test_a_split_destroy_removes_nothing_before_its_final_backups_and_the_data_l
     removal = "\n".join(script[lifecycle.DATA_REMOVAL])
     assert f"docker rm -f {inv.container_name(2)}" in removal and f"rm -rf {inv.slice_data_dir(2)}" in removal
     assert " final " not in removal and "DROP" not in removal
+
+
+def test_status_counts_a_fleet_slices_backup_as_good_as_its_older_part():
+    """`sliceops status`: the database host's results give every slice's dump, a slice host's
+    its slices' data archives; the age shown is the older part's, a failure of either counts."""
+    from sliceops.status import gather
+
+    inv = load(DATA / "good" / "fleet.yaml")  # 1, 3 on app1; 2 on app2; 4 on db1
+    part = lambda at, failed=False, copy=False: {"good_at": at, "failed": failed, "copy_failed": copy}  # noqa: E731
+    database = {1: part(100.0), 2: part(100.0), 3: part(100.0), 4: part(100.0, copy=True)}
+    merged = gather.merge_backups(inv, database, {"app1": {1: part(90.0), 3: part(110.0, failed=True)}, "app2": None})
+    assert merged[1] == part(90.0)  # the data part is older
+    assert merged[3] == part(100.0, failed=True)
+    assert merged[2] == part(None)  # app2's part unknown (no run there yet, or it did not answer)
+    assert merged[4] == part(100.0, copy=True)  # both parts on the database host: its own results
+    assert gather.merge_backups(inv, None, {"app1": None, "app2": None}) is None
+    target_file = load(DATA / "good" / "every_section.yaml")
+    assert gather.merge_backups(target_file, database, {}) == database

@@ -209,6 +209,21 @@ def test_backup_times_come_from_the_agents_results_file_and_follow_its_changes(t
     assert scrape(ex)["sliceops_slice_backup_last_success_timestamp_seconds"][labels(1)] == at + 86400
 
 
+def test_a_pure_slice_hosts_results_leave_the_gateway_metric_out(tmp_path):
+    """Its agent keeps only data parts (issue 14): a gateway metric of 0 there would fire
+    GatewayBackupMissing on every slice host; the database host's monitor serves it."""
+    import json
+
+    state = tmp_path / "backups.json"
+    state.write_text(json.dumps({"gateway_here": False, "slices": {"1": {"last_good": {"at": "2026-12-01T03:00:02Z"}}}}))
+    ex = Exporter(0)
+    ex.collector.observe(batch(), parse({**RAW, "backup_state": str(state)}), 0.1, 0)
+    got = scrape(ex)
+    assert "sliceops_gateway_backup_last_success_timestamp_seconds" not in got
+    at = datetime(2026, 12, 1, 3, 0, 2, tzinfo=timezone.utc).timestamp()
+    assert got["sliceops_slice_backup_last_success_timestamp_seconds"][labels(1)] == at
+
+
 def test_an_unreadable_results_file_is_logged_once_and_leaves_the_backup_metrics_out(tmp_path, caplog):
     state = tmp_path / "backups.json"
     state.write_text("{not json")

@@ -218,16 +218,15 @@ def test_slice_telemetry_is_fresh(host, inv, active_slice):
 
 
 # --------------------------------------------------------------------------- backups
+# Every host runs the backup agent (a fleet's slice hosts archive their slices' data there).
 
 
-@pytest.mark.database_host
 def test_backup_configuration_is_root_only(host, inv):
     f = host.file(inv.backup_config)
     assert f.exists and f.user == "root" and f.mode == 0o600, (
         f"{inv.backup_config}: owner {f.user}, mode {oct(f.mode)}; want root 0600")
 
 
-@pytest.mark.database_host
 def test_nightly_backups_are_scheduled(host, inv):
     if is_systemd(host):
         timer = host.service(f"{inv.backup_service}.timer")

@@ -150,3 +150,16 @@ class DataDirs(FactBase):
 
     def default(self):
         return {}
+
+
+class TcpListeners(FactBase):
+    """The local "address:port" pairs a TCP socket listens on (`ss -Hltn`), e.g.
+    "172.30.0.1:5432": whether PostgreSQL listens on the slice bridge's address."""
+
+    command = "ss -Hltn 2>/dev/null | awk '{print $4}'; true"
+
+    def process(self, output):
+        return sorted({line.strip() for line in output if line.strip()})
+
+    def default(self):
+        return []

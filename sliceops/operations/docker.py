@@ -22,6 +22,7 @@ from sliceops import factcache, plan, progress
 from sliceops.errors import InventoryError, RemoteStateError
 from sliceops.facts.docker import DockerCgroupDriver, DockerImage, DockerNetwork, ImageLabels, SliceContainers
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory, Slice
+from sliceops.facts.host import TcpListeners
 from sliceops.facts.tls import FileSha256
 from sliceops.names import CONTAINER_PG_CA, bridge_name
 from sliceops.operations import sentences
@@ -139,16 +140,42 @@ def network_plan(inv: Inventory, have: dict | None) -> list[str]:
     return [f"{command('docker', 'network', 'rm', inv.network)} >/dev/null", network_create_command(inv)]
 
 
+def postgres_bind_command(inv: Inventory) -> str:
+    """On the database host, once the slice bridge exists: restart PostgreSQL unless it listens
+    on the bridge's address. It names that address (tuning.listen_addresses) before the bridge
+    exists; net.ipv4.ip_nonlocal_bind lets it bind anyway, but where that cannot be set (a
+    container's read-only /proc/sys) it started without it and only a restart binds it now."""
+    listen = f"{inv.docker.gateway_address}:{int(inv.postgres.port)}"
+    return (f"{{ ss -Hltn | awk '{{print $4}}' | grep -qxF -e {quote(listen)} || "
+            f"{command('pg_ctlcluster', str(inv.postgres.version), inv.cluster, 'restart')}; }}")
+
+
+def postgres_unbound(inv: Inventory, listeners: list[str]) -> bool:
+    """PostgreSQL listens on its port (`listeners`: TcpListeners) but not on the bridge's address."""
+    port = str(int(inv.postgres.port))
+    running = any(address.rpartition(":")[2] == port for address in listeners)
+    return running and f"{inv.docker.gateway_address}:{port}" not in listeners
+
+
 @operation(is_idempotent=True)
 @refuses
-def network(inv: Inventory):
-    """The instance's bridge network, on which slices cannot reach each other."""
+def network(inv: Inventory, database_here: bool = False):
+    """The instance's bridge network, on which slices cannot reach each other; on the database
+    host, PostgreSQL then listening on its address (postgres_bind_command)."""
     commands = network_plan(inv, host.get_fact(DockerNetwork, network=inv.network))
-    if not commands:
+    # A new bridge: PostgreSQL checked once it exists. An existing one: restarted only if it
+    # runs (listens on its port somewhere) but not there (it started while the bridge was
+    # missing); one that is not running binds it when the deploy starts it.
+    unbound = database_here and not commands and postgres_unbound(inv, host.get_fact(TcpListeners))
+    if not commands and not unbound:
         host.noop(f"network {inv.network} exists ({inv.docker.subnet}, inter-container traffic off)")
         return
-    plan.record(f"network {inv.network}", "recreated" if len(commands) > 1 else "created", inv.docker.subnet)
-    yield StringCommand(" && ".join(commands))
+    if commands:
+        plan.record(f"network {inv.network}", "recreated" if len(commands) > 1 else "created", inv.docker.subnet)
+    else:
+        plan.record(f"postgres {inv.postgres.version}/{inv.cluster}", "restarted",
+                    f"to listen on the slice bridge's address {inv.docker.gateway_address}")
+    yield StringCommand(" && ".join(commands + ([postgres_bind_command(inv)] if database_here else [])))
 
 
 # --------------------------------------------------------------------------- containers

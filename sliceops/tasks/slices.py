@@ -22,12 +22,13 @@ def converge(inv: Inventory, fleet: Inventory | None = None) -> None:
         # Air-gapped hosts build the reference image's base from the distribution's packages.
         system.packages(name="Install debootstrap (offline base image)", names=["debootstrap"])
     docker.image_built(name=f"Build the slice image {inv.slice_defaults.image} if missing", inv=inv, images_dir=images)
-    docker.network(name=f"Create the slice network {inv.network} ({inv.docker.subnet}, no inter-slice traffic)", inv=inv)
+    here = this_host(fleet or inv)
+    docker.network(name=f"Create the slice network {inv.network} ({inv.docker.subnet}, no inter-slice traffic)", inv=inv,
+                   database_here=here == (fleet or inv).database_host.name)
     # The monitor's group owns the data directories (it measures them); the user comes later.
     server.group(name=f"Create group {inv.monitor_user}", group=inv.monitor_user, system=True)
     datadirs.data_dirs_shared(name="Let the monitor's group read the slice data directories", inv=inv)
     tls.ca_copy(name=f"Copy PostgreSQL's CA certificate to {inv.pg_ca_file} (mounted read-only in each slice)", inv=inv)
-    here = this_host(fleet or inv)
     move.moved_here(name=f"Move slices to {here} (from their old host, through the controller)", inv=fleet or inv, here=here)
     n = sum(1 for s in inv.slices if s.in_service)
     docker.containers(name=f"Converge slice containers ({n} in service)", inv=inv)

@@ -441,6 +441,50 @@ def test_network_created_recreated_or_refused(tmp_path):
         op.network_plan(inv, {**good, "icc": True})
 
 
+def test_on_the_database_host_a_new_network_makes_postgresql_listen_on_its_bridge(tmp_path, run_op):
+    """PostgreSQL names the bridge's address before the bridge exists; where ip_nonlocal_bind
+    could not be set (a container) it started without it: the network's creation restarts it
+    on the database host unless it already listens there (a slice moved to the database host
+    of the e2e fleet answered 503: its database unreachable on 172.30.70.1)."""
+    inv = inventory(tmp_path, postgres={"port": 5470})
+    create = op.network_plan(inv, None)[0]
+    commands, _ = run_op(op.network, {"DockerNetwork": None}, inv=inv, database_here=True)
+    assert commands == [f"{create} && {op.postgres_bind_command(inv)}"]
+    commands, _ = run_op(op.network, {"DockerNetwork": None}, inv=inv)  # a pure slice host: its own engine only
+    assert commands == [create]
+    good = {"driver": "bridge", "subnet": "172.30.0.0/24", "gateway": "172.30.0.1", "icc": False,
+            "bridge": "so-main", "attached": []}
+    listening = {"TcpListeners": ["127.0.0.1:5470", "172.30.0.1:5470"]}
+    commands, noops = run_op(op.network, {"DockerNetwork": good, **listening}, inv=inv, database_here=True)
+    assert commands == [] and noops  # PostgreSQL listens there: nothing restarts (a no-op stays one)
+    commands, _ = run_op(op.network, {"DockerNetwork": good, "TcpListeners": ["127.0.0.1:5470"]}, inv=inv,
+                         database_here=True)
+    assert commands == [op.postgres_bind_command(inv)]  # the bridge came after PostgreSQL started
+    commands, _ = run_op(op.network, {"DockerNetwork": good, "TcpListeners": ["127.0.0.1:5470"]}, inv=inv)
+    assert commands == []  # not the database host: no PostgreSQL to check
+    commands, _ = run_op(op.network, {"DockerNetwork": good, "TcpListeners": ["127.0.0.1:22"]}, inv=inv,
+                         database_here=True)
+    assert commands == []  # PostgreSQL not running (or no ss): the deploy's start binds it, nothing to restart
+
+    from sliceops.facts.host import TcpListeners
+
+    assert TcpListeners().process(["172.30.0.1:5470", "  ", "127.0.0.1:5470"]) == ["127.0.0.1:5470", "172.30.0.1:5470"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "restarts"
+    (bin_dir / "pg_ctlcluster").write_text(f"#!/bin/sh\necho \"$*\" >>{log}\n")
+    for listening in (["127.0.0.1:5470", "10.214.0.10:5470"], ["127.0.0.1:5470", "172.30.0.1:5470"]):
+        lines = "".join(f"LISTEN 0 244 {a} 0.0.0.0:*\\n" for a in listening)
+        (bin_dir / "ss").write_text(f"#!/bin/sh\nprintf '{lines}'\n")
+        for tool in bin_dir.iterdir():
+            tool.chmod(0o755)
+        log.unlink(missing_ok=True)
+        subprocess.run(["sh", "-c", f"true && {op.postgres_bind_command(inv)}"], check=True,
+                       env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+        restarted = log.read_text() if log.exists() else ""
+        assert restarted == ("" if "172.30.0.1:5470" in listening else "15 main restart\n"), listening
+
+
 def test_bridge_names_fit_linux_interface_names():
     assert op.bridge_name("main") == "so-main"
     assert op.bridge_name("abcdefghijkl") == "so-abcdefghijkl"

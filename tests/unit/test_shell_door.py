@@ -360,10 +360,12 @@ def test_network_and_data_directory_commands(probe, hostile_inventory, index):
         docker.network_create_command(inv),
         DataDirs().command(root=inv.slices_data_dir),
         datadirs.share_command([inv.slice_data_dir(1)]),
+        docker.postgres_bind_command(inv),  # ss is this machine's: it lists no such address
     ])
     calls, _, marked = probe(text)
     assert not marked
     assert calls[0][-1] == inv.network
+    assert calls[-1] == ["pg_ctlcluster", str(inv.postgres.version), inv.cluster, "restart"]
     assert calls[1][-1] == f"{inv.slices_data_dir}/*"  # the glob matched nothing: passed as is
     assert calls[2] == ["chgrp", datadirs.DATA_GROUP, inv.slice_data_dir(1)]
     assert calls[3] == ["chmod", datadirs.DATA_MODE, inv.slice_data_dir(1)]

@@ -96,8 +96,18 @@ def test_one_slice_changed_or_added_touches_only_it(make_inventory):
 
     # Slice 4 added: its container starts, nothing else does; the monitor reloads.
     t0 = newest_row(1)
-    deploy(make_inventory(INSTANCE, edited + [{"id": 4}], **SECTIONS))
+    out = deploy(make_inventory(INSTANCE, edited + [{"id": 4}], **SECTIONS))
     done = time.time()
+    # Its role, database, grants, stamp and gateway row in one step; the four steps found nothing
+    # left (and the deploy below, reading the cluster afresh, changes nothing: the step's own
+    # account of what it left was true).
+    changed = " | ".join(out.changed_ops)
+    assert "Add new slices" in changed, changed
+    for step in ("Create roles", "Create databases", "Apply migrations", "Register slices"):
+        assert step not in changed, changed
+    assert gateway("SELECT status FROM gateway.slices WHERE id = 4") == ["available"]
+    assert gateway("SELECT shobj_description(oid, 'pg_database') LIKE 'sliceops %' FROM pg_database "
+                   "WHERE datname = 'wa_slice_4'") == ["t"]
     added = containers()
     assert sorted(added) == [NAME(1), NAME(2), NAME(3), NAME(4)]
     for sid in (1, 2, 3):

@@ -87,7 +87,8 @@ def add_slices(inv: Inventory):
     new = new_slices(inv, state)
     after = after_adding(inv, state, new) if pyinfra_state.is_executing else None
     if after is None:
-        host.noop("nothing only new slices need (the steps below converge what there is)")
+        host.noop("nothing only new slices need (the steps below converge what there is)" if pyinfra_state.is_executing
+                  else "a dry run: the steps below show what the deploy would do")
         return
     # What the four steps would have said in the plan, from what they would have computed.
     sentences.roles(inv, state.roles, [s.login_role for s in new], None)

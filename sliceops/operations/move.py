@@ -105,12 +105,10 @@ def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
             raise RuntimeError(f"{data} on {m.destination} is not empty: move it aside, then deploy again")
         dst.run(["install", "-d", "-m", "0755", "/etc/sliceops", inv.etc_dir])
         dst.run(["install", "-d", "-m", "0700", inv.secrets_dir])
-        dst.run(["install", "-d", "-o", str(SLICE_UID), "-g", DATA_GROUP, "-m", DATA_MODE, data])
         had_password = bool(dst.run(["sh", "-c", f"test ! -e {quote(password)} || echo present"]).strip())
         src.run(["docker", "stop", name])
         copying = True
-        carried = pipe(src, ["tar", "-C", data, "--numeric-owner", "-cf", "-", "."],
-                       dst, ["tar", "-C", data, "--numeric-owner", "-xpf", "-"])
+        carried = pipe(src, carry_out(inv, s.id, data), dst, carry_in(inv, s.id, data))
         # The password: standard output to standard input, never an argument; root's alone.
         fresh = quote(password + ".new")
         pipe(src, ["cat", password], dst, ["sh", "-c", f"umask 077; cat >{fresh} && mv -f {fresh} {quote(password)}"])
@@ -143,6 +141,28 @@ def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
     finally:
         src.close()
     return carried
+
+
+# Seconds either side of the carry waits for the slice's backup lock (what a backup of the
+# slice holds on that host), as the destroy and a restore wait.
+LOCK_WAIT = 600
+
+
+def carry_out(inv: Inventory, slice_id: int, data: str) -> list[str]:
+    """The old host's side of the carry: the data directory as tar, under the slice's backup
+    lock there, so no archive of it runs while it is read."""
+    return ["flock", "-w", str(LOCK_WAIT), inv.backup_lock(slice_id),
+            "tar", "-C", data, "--numeric-owner", "-cf", "-", "."]
+
+
+def carry_in(inv: Inventory, slice_id: int, data: str) -> list[str]:
+    """The new host's side: the directory made and filled under the slice's backup lock there.
+    The new host's backup agent lists the slice from this deploy on: it finds either no
+    directory (a failed run, said loudly) or the whole copy, never an empty or half-written
+    one it would keep as a verified backup."""
+    make = command("install", "-d", "-o", SLICE_UID, "-g", DATA_GROUP, "-m", DATA_MODE, data)
+    fill = command("tar", "-C", data, "--numeric-owner", "-xpf", "-")
+    return ["flock", "-w", str(LOCK_WAIT), inv.backup_lock(slice_id), "sh", "-c", f"{make} && {fill}"]
 
 
 def _undo(inv: Inventory, m: moves.Move, src: Target, dst: Target, stamp: str, exc: BaseException, *,

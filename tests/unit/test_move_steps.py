@@ -92,7 +92,16 @@ def test_a_move_stops_copies_starts_waits_then_registers_and_archives(run):
     app1, app2, db = "ssh://root@10.0.0.11:2222", "ssh://root@10.0.0.12", "ssh://root@10.0.0.10"
     steps = _steps(log)
     assert (app1, "docker stop") in steps and not any(e[0] == app1 for e in log[:steps.index((app1, "docker stop"))])
-    assert ("pipe", "tar|tar") in steps and ("pipe", "cat|sh") in steps
+    assert ("pipe", "flock|flock") in steps and ("pipe", "cat|sh") in steps
+    carry = next(e for e in log if e[0] == "pipe" and e[1] == "flock")
+    lock = inv.backup_lock(1)  # what a backup of slice 1 holds on either host
+    assert carry[2][:4] == ["flock", "-w", "600", lock] and carry[2][4] == "tar" and "-cf" in carry[2]
+    assert carry[3][:4] == ["flock", "-w", "600", lock] and carry[3][4:6] == ["sh", "-c"]
+    made, filled = carry[3][6].split(" && ")
+    assert made.startswith("install -d -o 10001") and made.endswith(inv.slice_data_dir(1))
+    assert filled.startswith(f"tar -C {inv.slice_data_dir(1)} ") and filled.endswith("-xpf -")
+    # The data directory is made only inside the locked carry: a backup never sees it empty.
+    assert not any(e[2][:2] == ["install", "-d"] and inv.slice_data_dir(1) in e[2] for e in log if e[0] != "pipe")
     health = steps.index((app2, "python3 -c"))
     register = next(i for i, e in enumerate(log) if e[0] == db)
     assert health < register  # the gateway row changes only once /health answered

@@ -249,3 +249,51 @@ def test_status_counts_a_fleet_slices_backup_as_good_as_its_older_part():
     assert gather.merge_backups(inv, None, {"app1": None, "app2": None}) is None
     target_file = load(DATA / "good" / "every_section.yaml")
     assert gather.merge_backups(target_file, database, {}) == database
+
+
+class _FakeTarget:
+    """remote.Target's stand-in: records what runs on which target, fails when told to."""
+
+    ran: list = []
+    fail: Exception | None = None
+
+    def __init__(self, inv, target):
+        self.target = target
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def run(self, argv, stdin="", timeout=60):
+        _FakeTarget.ran.append((self.target, argv, timeout))
+        if _FakeTarget.fail is not None:
+            raise _FakeTarget.fail
+        return "backup /b/slice-2/x-final verified\ndestroyed slice 2's database part: ...\n"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_database_part_runs_on_the_database_host_and_a_failure_stops_the_destroy(monkeypatch, capsys, fails):
+    """Step 2 of a slice host's destroy: the database part's script on the database host's
+    target; a failure returns False (pyinfra then runs no later command of the operation: the
+    slice host's removal) and one line says what is kept."""
+    from types import SimpleNamespace
+
+    from sliceops.errors import RemoteStateError
+    from sliceops.operations import lifecycle
+
+    inv = load(DATA / "good" / "fleet_destroy_on_slice_host.yaml")
+    _FakeTarget.ran, _FakeTarget.fail = [], RemoteStateError("sh on ssh://root@10.0.0.10: pg_dump failed") if fails else None
+    monkeypatch.setattr(lifecycle, "Target", _FakeTarget)
+    ok = lifecycle._database_part(None, SimpleNamespace(print_prefix="[app1] "), inv, 2, "20261201T000000Z")
+    assert ok is (not fails)
+    ((target, argv, timeout),) = _FakeTarget.ran
+    assert target == inv.database_host.target and timeout == lifecycle.DATABASE_PART_TIMEOUT
+    assert argv == ["sh", "-c", lifecycle.destroy_script(inv, 2, "20261201T000000Z", lifecycle.DATABASE)]
+    err = capsys.readouterr().err
+    if fails:
+        assert err.count("\n") == 1 and "slice 2: its database part was not destroyed on db1" in err
+        assert "pg_dump failed" in err and "nothing removed" in err
+    else:
+        assert "[app1] [db1] destroyed slice 2's database part" in err

@@ -84,6 +84,12 @@ def cmd_run(cfg, args) -> int:
         raise BadRequest("the gateway database is backed up on the database host, not here")
     if (args.gateway or args.scheduled) and cfg.gateway is not None:
         targets.append(cfg.gateway)
+    if not targets and (args.all or args.scheduled):
+        # A slice host with no slice in service or suspended (new, or only slices being
+        # destroyed, whose final backups the destroy takes): nothing to do is not a failure,
+        # or its nightly timer would fail every night.
+        print("sliceops-backup: nothing to back up on this host (no slice in service or suspended here)")
+        return 0
     if not targets:
         raise BadRequest("nothing to back up: name slice ids, --all or --gateway")
     ok = agent.run(cfg, targets, "scheduled" if args.scheduled else "manual", scheduled=args.scheduled,

@@ -6,6 +6,7 @@ machine's tar (no PostgreSQL: a pure slice host has none)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -134,6 +135,20 @@ def test_a_scheduled_run_on_a_slice_host_backs_up_its_slices_and_no_gateway(tmp_
     args = argparse.Namespace(ids=[], all=False, gateway=False, scheduled=True, wait=1)
     assert agent_cli.cmd_run(cfg, args) == 0
     assert seen == [["1", "3"]]
+
+
+@pytest.mark.parametrize("how", [dict(all=False, scheduled=True), dict(all=True, scheduled=False)])
+def test_a_slice_host_with_nothing_in_service_runs_its_schedule_and_all_without_failing(tmp_path, monkeypatch,
+                                                                                       capsys, how):
+    cfg = _slice_host_config(tmp_path)
+    # Their final backups are the destroy's.
+    cfg.slices = {k: dataclasses.replace(t, status="destroying") for k, t in cfg.slices.items()}
+    monkeypatch.setattr(agent, "run", lambda *a, **kw: pytest.fail("nothing should run"))
+    args = argparse.Namespace(ids=[], gateway=False, wait=1, **how)
+    assert agent_cli.cmd_run(cfg, args) == 0
+    assert "nothing to back up on this host" in capsys.readouterr().out
+    with pytest.raises(agent_cli.BadRequest, match="name slice ids"):  # asking for nothing still is an error
+        agent_cli.cmd_run(cfg, argparse.Namespace(ids=[], all=False, gateway=False, scheduled=False, wait=1))
 
 
 def _calls(monkeypatch) -> list[tuple[str, list[str]]]:

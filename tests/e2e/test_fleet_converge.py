@@ -167,6 +167,34 @@ def _health_code(host, port: int, wait: float = 60) -> str:
         time.sleep(2)
 
 
+def _leave_a_row_and_a_file(db, host, slice_id: int, data: str, name: str) -> None:
+    """A user row named `name` in the slice's database, kept.txt in its data directory on `host`."""
+    insert = ("INSERT INTO \"user\" (id, name, email, \"emailVerified\", \"createdAt\", \"updatedAt\") "
+              f"VALUES ('row-{slice_id}', '{name}', 'row-{slice_id}@example.org', false, now(), now())")
+    assert _psql_slice(db, insert, database=f"wa_slice_{slice_id}").returncode == 0
+    assert sh(host, f"echo kept >{data}/kept.txt && chown 10001:10001 {data}/kept.txt").returncode == 0
+
+
+def _deploy_move(inventory, slice_id: int, source: str, destination: str, when: str = "") -> None:
+    started = time.monotonic()
+    result = run_deploy(inventory, timeout=900)
+    print(f"\nfleet: move of slice {slice_id} {source} -> {destination}{when}: {time.monotonic() - started:.1f}s")
+    assert result.returncode == 0, result.output[-6000:]
+    assert f"moved slice {slice_id} from {source} to {destination}" in result.output, result.output[-4000:]
+
+
+def _runs_there_with_its_data(db, host, slice_id: int, port: int, data: str, name: str) -> None:
+    """The gateway row names `host`, whose /health answers 200 with the database reached, the
+    file kept.txt and the user row named `name` are there."""
+    assert _gateway_hosts(db)[str(slice_id)] == host.name
+    assert _health_code(host, port) == "200"
+    health = sh(host, f"curl -s http://127.0.0.1:{port}/health")
+    assert json.loads(health.stdout)["db"] == "ok", health.stdout
+    assert sh(host, f"cat {data}/kept.txt").stdout == "kept\n"
+    rows = _psql_slice(db, f"SELECT name FROM \"user\" WHERE name = '{name}'", database=f"wa_slice_{slice_id}")
+    assert rows.stdout.strip() == name, rows.stderr
+
+
 SQUATTER = "sliceops-e2e-port-squatter"  # a systemd unit on app2 holding slice 3's port
 
 
@@ -187,10 +215,7 @@ def test_a_failed_move_runs_the_slice_where_it_was_and_the_next_deploy_moves_it(
     app1, app2, db = fleet.hosts["app1"], fleet.hosts["app2"], fleet.database_host
     where = _gateway_hosts(db)
     assert where["3"] == "app1", where
-    insert = ("INSERT INTO \"user\" (id, name, email, \"emailVerified\", \"createdAt\", \"updatedAt\") "
-              "VALUES ('stays-3', 'stays', 'stays@example.org', false, now(), now())")
-    assert _psql_slice(db, insert, database="wa_slice_3").returncode == 0
-    assert sh(app1, f"echo kept >{data}/kept.txt && chown 10001:10001 {data}/kept.txt").returncode == 0
+    _leave_a_row_and_a_file(db, app1, 3, data, "stays")
 
     squat = sh(app2, f"systemd-run --unit={SQUATTER} python3 -m http.server --bind 127.0.0.1 --directory /var/empty {port}")
     assert squat.returncode == 0, squat.stderr
@@ -211,7 +236,7 @@ def test_a_failed_move_runs_the_slice_where_it_was_and_the_next_deploy_moves_it(
     # Where it was: running, healthy, its data and row intact, the gateway unchanged.
     assert _health_code(app1, port) == "200"
     assert sh(app1, f"cat {data}/kept.txt").stdout == "kept\n"
-    assert _psql_slice(db, "SELECT name FROM \"user\" WHERE id = 'stays-3'", database="wa_slice_3").stdout.strip() == "stays"
+    assert _psql_slice(db, "SELECT name FROM \"user\" WHERE id = 'row-3'", database="wa_slice_3").stdout.strip() == "stays"
     assert _gateway_hosts(db)["3"] == "app1"
     for path in secrets:
         assert sh(app1, f"test -s {path}").returncode == 0, f"{path} left app1"
@@ -225,15 +250,8 @@ def test_a_failed_move_runs_the_slice_where_it_was_and_the_next_deploy_moves_it(
 
     # The cause fixed, the next deploy finishes the move.
     assert fixed.returncode == 0, fixed.stderr
-    started = time.monotonic()
-    again = run_deploy(edited, timeout=900)
-    print(f"\nfleet: move of slice 3 after the fix: {time.monotonic() - started:.1f}s")
-    assert again.returncode == 0, again.output[-6000:]
-    assert "moved slice 3 from app1 to app2" in again.output, again.output[-4000:]
-    assert _gateway_hosts(db)["3"] == "app2"
-    assert _health_code(app2, port) == "200"
-    assert sh(app2, f"cat {data}/kept.txt").stdout == "kept\n"
-    assert _psql_slice(db, "SELECT name FROM \"user\" WHERE id = 'stays-3'", database="wa_slice_3").stdout.strip() == "stays"
+    _deploy_move(edited, 3, "app1", "app2", " after the fix")
+    _runs_there_with_its_data(db, app2, 3, port, data, "stays")
     assert sh(app2, f"cat {inv.slices_data_dir}/.failed-move-3-*/kept.txt").stdout == "kept\n"  # still kept
 
 
@@ -341,3 +359,35 @@ def test_a_destroyed_slice_on_a_slice_host_comes_back_from_its_final_backups(fle
     assert _psql_slice(db, f"SELECT name FROM \"user\" WHERE id = '{MARK}'", database="wa_slice_3").stdout.strip() == "kept"
     assert sh(app, f"cat {inv.slice_data_dir(3)}/kept3.txt").stdout == "kept\n"
     assert _health_code(app, port_of(3)) == "200"
+
+
+# Last: slice 2 (on app2 since the first converge; the tests above leave it there) moves to
+# the database host.
+def test_a_slice_moves_to_the_database_host(fleet, inventory, first_converge, tmp_path):
+    """Slice 2 from app2 to db, the host with PostgreSQL and no slices until now: the deploy
+    makes db a slice host too; the slice reaches its database there through the bridge, with
+    its data and its password (the verifier PostgreSQL keeps) carried along. db gets its engine
+    and the slice image before the deploy, as the bed gives every slice host (building the
+    reference image offline is a debootstrap)."""
+    from sliceops.inventory import load
+    from sliceops.operations.docker import env_file, password_file
+    from tests.e2e.fix_fleet import _provision_engine
+
+    inv = load(inventory)
+    s, data, port = inv.slice(2), inv.slice_data_dir(2), port_of(2)
+    app2, db = fleet.hosts["app2"], fleet.database_host
+    where = _gateway_hosts(db)
+    assert where["2"] == "app2", where
+    _leave_a_row_and_a_file(db, app2, 2, data, "to db")
+    started = time.monotonic()
+    _provision_engine(db)
+    print(f"\nfleet: docker.io and the slice image on db: {time.monotonic() - started:.1f}s")
+
+    moved = [{"id": i, "host": "db" if i == 2 else where[str(i)]} for i in (1, 2, 3)]
+    edited = fleet.write_inventory(tmp_path / "to-db.yaml", moved, **SETTINGS)
+    _deploy_move(edited, 2, "app2", "db")
+    _runs_there_with_its_data(db, db, 2, port, data, "to db")
+    assert sh(app2, f"cat {inv.slices_data_dir}/.moved-2-*/kept.txt").stdout == "kept\n"
+    assert sh(app2, "docker ps -a --format '{{.Names}}' --filter name=fleet-wa-slice-2$").stdout.strip() == ""
+    for path in (password_file(inv, s), env_file(inv, s)):
+        assert sh(app2, f"test -e {path}").returncode != 0, f"{path} stayed on app2"

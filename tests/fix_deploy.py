@@ -40,8 +40,9 @@ class DeployResult:
         """Names of operations that executed commands (pyinfra's Success column)."""
         rows = []
         for line in self.output.splitlines():
-            m = re.match(r"^\s{4}(\S.*?)\s{2,}1\s+(\S+)\s+(\S+)\s+(\S+)\s*$", line)
-            if m and m[2] == "1":
+            # Operation, then its Hosts, Success, Error and No Change counts ("-" for none).
+            m = re.match(r"^\s{4}(\S.*?)\s{2,}(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$", line)
+            if m and m[3].isdigit() and int(m[3]) > 0 and m[1] != "Grand total":
                 rows.append(m[1])
         return rows
 

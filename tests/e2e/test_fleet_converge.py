@@ -106,7 +106,7 @@ def test_second_converge_changes_nothing(inventory, first_converge):
     again = run_deploy(inventory, timeout=900)
     print(f"\nfleet: no-op converge of 3 hosts: {time.monotonic() - started:.1f}s")
     assert again.returncode == 0, again.output[-4000:]
-    assert again.totals["changed"] == 0, again.changed_ops
+    assert again.totals["changed"] == 0, again.changed_ops or again.output[-8000:]
 
 
 def _psql_slice(db, sql: str, database: str = "wa_slice_1") -> subprocess.CompletedProcess:

@@ -174,21 +174,7 @@ def destroyed(inv: Inventory, stamp: str, whole: Inventory | None = None):
     if whole.multi_host and this_host(whole) != whole.database_host.name:
         yield from _destroyed_on_slice_host(inv, whole, stamp)
         return
-    state = fleet(inv)
-    docker = factcache.get(SliceContainers, instance=inv.instance, secrets_dir=inv.secrets_dir)
-    containers = docker["containers"] if docker else {}
-    todo = []
-    for s in inv.slices:
-        if s.status != DESTROYING:
-            continue
-        present = (
-            s.database in state.databases
-            or s.login_role in state.roles
-            or s.id in state.slice_rows
-            or inv.container_name(s.id) in containers
-        )
-        if present:
-            todo.append(s.id)
+    todo = _left(inv, fleet(inv))
     if not todo:
         n = sum(1 for s in inv.slices if s.status == DESTROYING)
         host.noop(f"{n} slice(s) marked destroying, none left on the host")
@@ -199,6 +185,24 @@ def destroyed(inv: Inventory, stamp: str, whole: Inventory | None = None):
         yield StringCommand(destroy_script(inv, sid, stamp))
 
 
+def _left(inv: Inventory, state, data_here: bool = False) -> list[int]:
+    """Ids of the slices marked destroying of which something is left: a database, role or
+    gateway row (`state`, the cluster), a container on this host, or (`data_here`, a pure
+    slice host, whose cluster is elsewhere) its data directory here."""
+    docker = factcache.get(SliceContainers, instance=inv.instance, secrets_dir=inv.secrets_dir)
+    containers = docker["containers"] if docker else {}
+    return [
+        s.id for s in inv.slices
+        if s.status == DESTROYING and (
+            s.database in state.databases
+            or s.login_role in state.roles
+            or s.id in state.slice_rows
+            or inv.container_name(s.id) in containers
+            or (data_here and bool(host.get_fact(Directory, path=inv.slice_data_dir(s.id))))
+        )
+    ]
+
+
 def _destroyed_on_slice_host(inv: Inventory, whole: Inventory, stamp: str):
     """The destroy of slices that run on this pure slice host (the module's three steps)."""
     database = database_pyinfra_host(whole)
@@ -207,22 +211,7 @@ def _destroyed_on_slice_host(inv: Inventory, whole: Inventory, stamp: str):
                        "no slice is destroyed here this time (the next deploy does it)")
         host.noop("no slice destroyed: the database host is not connected")
         return
-    state = fleet(whole, on=database)
-    docker = factcache.get(SliceContainers, instance=inv.instance, secrets_dir=inv.secrets_dir)
-    containers = docker["containers"] if docker else {}
-    todo = []
-    for s in inv.slices:
-        if s.status != DESTROYING:
-            continue
-        present = (
-            s.database in state.databases
-            or s.login_role in state.roles
-            or s.id in state.slice_rows
-            or inv.container_name(s.id) in containers
-            or bool(host.get_fact(Directory, path=inv.slice_data_dir(s.id)))
-        )
-        if present:
-            todo.append(s.id)
+    todo = _left(inv, fleet(whole, on=database), data_here=True)
     if not todo:
         n = sum(1 for s in inv.slices if s.status == DESTROYING)
         host.noop(f"{n} slice(s) marked destroying, none left on this host or the database host")

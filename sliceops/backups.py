@@ -23,7 +23,8 @@ import sys
 from sliceops.errors import SliceopsError
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
 from sliceops.hostkeys import known_hosts_path, ssh_parts
-from sliceops import shell
+from sliceops import moves, psql, shell
+from sliceops.remote import Target
 
 COMMANDS = ("backup", "backups", "restore", "drill")
 
@@ -122,6 +123,37 @@ def _ids(inv: Inventory, ids: list[str]) -> list[int]:
     return out
 
 
+def gateway_hosts(inv: Inventory) -> dict[int, dict]:
+    """{slice id: {"host": name}}: where the gateway's rows say each slice runs, read on the
+    database host; {} for a `target:` file, whose one host runs every slice."""
+    if not inv.multi_host:
+        return {}
+    with Target(inv, inv.database_host.target) as db:
+        out = db.run(psql.argv(inv.postgres.port, inv.gateway.database, tuples=True),
+                     stdin="SELECT id, host FROM gateway.slices WHERE host IS NOT NULL;\n")
+    rows = {}
+    for line in out.splitlines():
+        sid, _, name = line.partition("|")
+        if sid.strip().isdigit():
+            rows[int(sid)] = {"host": name.strip()}
+    return rows
+
+
+def refuse_moving(inv: Inventory, ids: list[int], what: str) -> None:
+    """A slice whose move has not finished (its gateway row names another host than the
+    file: the move is pending, or failed and was undone) has its data on the old host while
+    the file names the new one: a backup or restore now would look on, or write to, the
+    wrong host. Refused, one line, before any agent runs."""
+    if not ids:
+        return
+    moving = [m for m in moves.pending(inv, gateway_hosts(inv)) if m.slice_id in ids]
+    if moving:
+        m = moving[0]
+        raise SliceopsError(f"{inv.path}: {what} slice {m.slice_id}: it is being moved from {m.source} to "
+                            f"{m.destination} and its data is still on {m.source}: deploy to finish the move "
+                            f"(or set its host back to {m.source}), then {what} it")
+
+
 def cmd_backup(inv: Inventory, args) -> int:
     ids = _ids(inv, args.ids)
     if args.all and ids:
@@ -132,6 +164,7 @@ def cmd_backup(inv: Inventory, args) -> int:
                                 "its final backup is the destroy's")
     if not (ids or args.all or args.gateway):
         raise SliceopsError("backup: name slice ids, --all or --gateway")
+    refuse_moving(inv, ids, "back up")
     agent = ["run", *map(str, ids)] + (["--all"] if args.all else []) + (["--gateway"] if args.gateway else [])
     # Each slice host archives the data directories of its own slices named (or of all of them).
     parts = {} if not (ids or args.all) else data_hosts(inv, None if args.all else ids)
@@ -204,6 +237,8 @@ def cmd_restore(inv: Inventory, args, deploy) -> int:
     if args.from_path:
         agent += ["--from", args.from_path]
     hosts = {} if args.gateway else data_hosts(inv, [sid, dest])
+    if not args.gateway:
+        refuse_moving(inv, sorted({sid, dest}), "restore")
     if hosts:
         # The data part first, on the slice's own host: its agent stops the container there
         # (so nothing writes while the database is replaced), saves the data as it is, restores.

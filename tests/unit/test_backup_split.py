@@ -156,6 +156,7 @@ def _calls(monkeypatch) -> list[tuple[str, list[str]]]:
     from sliceops import backups
 
     calls: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(backups, "gateway_hosts", lambda inv: {})  # no move pending
 
     def call(argv):
         remote = argv[-1].split("backup.json ", 1)[1]
@@ -312,3 +313,37 @@ def test_the_database_part_runs_on_the_database_host_and_a_failure_stops_the_des
         assert "pg_dump failed" in err and "nothing removed" in err
     else:
         assert "[app1] [db1] destroyed slice 2's database part" in err
+
+
+@pytest.mark.parametrize(("command", "argv"), [("backup", ["1"]), ("backup", ["1", "2"]), ("restore", ["1"])])
+def test_a_slice_whose_move_has_not_finished_is_neither_backed_up_nor_restored(monkeypatch, command, argv):
+    """The gateway row still names app2 while the file says app1: the data is on app2."""
+    from sliceops import backups
+    from sliceops.errors import SliceopsError
+
+    calls = _calls(monkeypatch)
+    monkeypatch.setattr(backups, "gateway_hosts", lambda inv: {1: {"host": "app2"}, 2: {"host": "app2"}})
+    inv = load(DATA / "good" / "fleet.yaml")
+    with pytest.raises(SliceopsError, match="slice 1: it is being moved from app2 to app1 and its data is still on app2"):
+        if command == "backup":
+            backups.run(command, inv, backups.parse(command, argv))
+        else:
+            backups.cmd_restore(inv, backups.parse(command, argv), deploy=lambda: 0)
+    assert calls == []
+
+
+def test_a_slice_whose_row_names_its_host_is_backed_up(monkeypatch):
+    from sliceops import backups
+
+    calls = _calls(monkeypatch)
+    monkeypatch.setattr(backups, "gateway_hosts", lambda inv: {1: {"host": "app1"}, 2: {"host": "app2"}})
+    inv = load(DATA / "good" / "fleet.yaml")
+    assert backups.run("backup", inv, backups.parse("backup", ["1"])) == 0
+    assert calls == [("10.0.0.10", ["run", "1"]), ("10.0.0.11", ["run", "1"])]
+
+
+def test_the_gateways_hosts_are_not_asked_for_a_target_file(monkeypatch):
+    from sliceops import backups
+
+    monkeypatch.setattr(backups, "Target", lambda *a: pytest.fail("a target: file has no slice to move"))
+    assert backups.gateway_hosts(load(DATA / "good" / "every_section.yaml")) == {}

@@ -50,9 +50,7 @@ def get(cls, reads: frozenset | set | None = None, owned: bool = False, **kwargs
     certificate step): an operation that said nothing does not make it be read again."""
     key = (host.name, cls, tuple(sorted(kwargs.items())))
     hit = _cache.get(key)
-    if hit is not None and reads and owned and all(hit[0][s] == _changes[s] for s in reads):
-        return hit[1]
-    if hit is not None and _fresh(hit[0], reads):
+    if hit is not None and _fresh(hit[0], reads, owned):
         return hit[1]
     value = host.get_fact(cls, **kwargs)
     _cache[key] = (Counter(_changes), value)
@@ -65,7 +63,9 @@ def put(cls, value, **kwargs) -> None:
     _cache[(host.name, cls, tuple(sorted(kwargs.items())))] = (Counter(_changes), value)
 
 
-def _fresh(seen: Counter, reads) -> bool:
+def _fresh(seen: Counter, reads, owned: bool = False) -> bool:
     if reads is None:
         return seen == _changes
-    return all(seen[s] == _changes[s] for s in (EVERYTHING, *reads))
+    # An owned fact with subjects named ignores changes nobody declared (EVERYTHING).
+    subjects = tuple(reads) if owned and reads else (EVERYTHING, *reads)
+    return all(seen[s] == _changes[s] for s in subjects)

@@ -140,13 +140,17 @@ def network_plan(inv: Inventory, have: dict | None) -> list[str]:
     return [f"{command('docker', 'network', 'rm', inv.network)} >/dev/null", network_create_command(inv)]
 
 
+def bridge_listen(inv: Inventory) -> str:
+    """PostgreSQL's "address:port" on the slice bridge, as TcpListeners reports it."""
+    return f"{inv.docker.gateway_address}:{int(inv.postgres.port)}"
+
+
 def postgres_bind_command(inv: Inventory) -> str:
     """On the database host, once the slice bridge exists: restart PostgreSQL unless it listens
     on the bridge's address. It names that address (tuning.listen_addresses) before the bridge
     exists; net.ipv4.ip_nonlocal_bind lets it bind anyway, but where that cannot be set (a
     container's read-only /proc/sys) it started without it and only a restart binds it now."""
-    listen = f"{inv.docker.gateway_address}:{int(inv.postgres.port)}"
-    return (f"{{ ss -Hltn | awk '{{print $4}}' | grep -qxF -e {quote(listen)} || "
+    return (f"{{ {{ {TcpListeners.command}; }} | grep -qxF -e {quote(bridge_listen(inv))} || "
             f"{command('pg_ctlcluster', str(inv.postgres.version), inv.cluster, 'restart')}; }}")
 
 
@@ -154,7 +158,7 @@ def postgres_unbound(inv: Inventory, listeners: list[str]) -> bool:
     """PostgreSQL listens on its port (`listeners`: TcpListeners) but not on the bridge's address."""
     port = str(int(inv.postgres.port))
     running = any(address.rpartition(":")[2] == port for address in listeners)
-    return running and f"{inv.docker.gateway_address}:{port}" not in listeners
+    return running and bridge_listen(inv) not in listeners
 
 
 @operation(is_idempotent=True)

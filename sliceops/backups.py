@@ -87,15 +87,16 @@ def agent_argv(inv: Inventory, *args: str, target: str | None = None) -> list[st
     return ssh + [f"{user}@{hostname}", remote]
 
 
-def data_hosts(inv: Inventory, ids: list[int] | None = None) -> dict[str, list[int]]:
+def data_hosts(inv: Inventory, ids: list[int] | None = None, rows: dict[int, dict] | None = None) -> dict[str, list[int]]:
     """The hosts other than the database host that keep the data part of slices `ids` (None:
     every slice host, with or without slices), with those slices' ids; empty for a `target:`
-    file and for slices on the database host."""
+    file and for slices on the database host. `rows` (gateway_hosts): a slice whose move has
+    not finished has its data part on its old host (moves.data_hosts)."""
     db = inv.database_host.name
     out: dict[str, list[int]] = {} if ids is not None else {h.name: [] for h in inv.hosts if h.name != db}
-    for s in inv.slices:
-        if (ids is None or s.id in ids) and inv.backup_data_host(s) != db:
-            out.setdefault(inv.backup_data_host(s), []).append(s.id)
+    for sid, name in moves.data_hosts(inv, rows).items():
+        if (ids is None or sid in ids) and name != db:
+            out.setdefault(name, []).append(sid)
     return out
 
 
@@ -139,14 +140,13 @@ def gateway_hosts(inv: Inventory) -> dict[int, dict]:
     return rows
 
 
-def refuse_moving(inv: Inventory, ids: list[int], what: str) -> None:
-    """A slice whose move has not finished (its gateway row names another host than the
+def refuse_moving(inv: Inventory, ids: list[int], what: str, rows: dict[int, dict]) -> None:
+    """A slice whose move has not finished (its gateway row `rows` names another host than the
     file: the move is pending, or failed and was undone) has its data on the old host while
-    the file names the new one: a backup or restore now would look on, or write to, the
-    wrong host. Refused, one line, before any agent runs."""
-    if not ids:
-        return
-    moving = [m for m in moves.pending(inv, gateway_hosts(inv)) if m.slice_id in ids]
+    the file names the new one, and the next deploy moves it: a restore now would put back
+    a slice the deploy that follows it moves. Refused, one line, before any agent runs (a
+    backup of it is taken where its data is: data_hosts)."""
+    moving = [m for m in moves.pending(inv, rows) if m.slice_id in ids]
     if moving:
         m = moving[0]
         raise SliceopsError(f"{inv.path}: {what} slice {m.slice_id}: it is being moved from {m.source} to "
@@ -164,10 +164,10 @@ def cmd_backup(inv: Inventory, args) -> int:
                                 "its final backup is the destroy's")
     if not (ids or args.all or args.gateway):
         raise SliceopsError("backup: name slice ids, --all or --gateway")
-    refuse_moving(inv, ids, "back up")
     agent = ["run", *map(str, ids)] + (["--all"] if args.all else []) + (["--gateway"] if args.gateway else [])
-    # Each slice host archives the data directories of its own slices named (or of all of them).
-    parts = {} if not (ids or args.all) else data_hosts(inv, None if args.all else ids)
+    # Each slice host archives the data directories of the slices named (or of all of them)
+    # whose data is there: a slice whose move has not finished, on its old host.
+    parts = {} if not (ids or args.all) else data_hosts(inv, None if args.all else ids, gateway_hosts(inv))
     return _on_each(inv, agent, {h: ["run", *map(str, sids)] if ids else ["run", "--all"]
                                  for h, sids in parts.items() if sids})
 
@@ -181,7 +181,7 @@ def cmd_backups(inv: Inventory, args) -> int:
     if not args.gateway:
         listed = args.id is not None and args.id in inv.slice_ids
         # A destroyed slice's final data backup may be on any slice host: ask them all.
-        hosts = list(data_hosts(inv, [args.id]) if listed else data_hosts(inv))
+        hosts = list(data_hosts(inv, [args.id], gateway_hosts(inv)) if listed else data_hosts(inv))
     if not args.json or not hosts:
         return _on_each(inv, agent + (["--json"] if args.json else []), {h: agent for h in hosts})
     rows, rc = [], 0
@@ -236,13 +236,15 @@ def cmd_restore(inv: Inventory, args, deploy) -> int:
         agent += ["--at", args.at]
     if args.from_path:
         agent += ["--from", args.from_path]
-    hosts = {} if args.gateway else data_hosts(inv, [sid, dest])
+    rows = {} if args.gateway else gateway_hosts(inv)
+    hosts = {} if args.gateway else data_hosts(inv, [sid, dest], rows)
     if not args.gateway:
-        refuse_moving(inv, sorted({sid, dest}), "restore")
+        refuse_moving(inv, sorted({sid, dest}), "restore", rows)
     if hosts:
         # The data part first, on the slice's own host: its agent stops the container there
         # (so nothing writes while the database is replaced), saves the data as it is, restores.
-        if inv.backup_data_host(inv.slice(sid)) != inv.backup_data_host(inv.slice(dest)):
+        where = moves.data_hosts(inv, rows)
+        if where[sid] != where[dest]:
             raise SliceopsError(f"{inv.path}: restore --as {dest}: slices {sid} and {dest} run on different hosts "
                                 "(the data backup is on the first one's); use a suspended slice on the same host")
         if args.from_path:

@@ -37,6 +37,17 @@ def pending(inv: Inventory, rows: dict[int, dict] | None) -> list[Move]:
     ]
 
 
+def data_hosts(inv: Inventory, rows: dict[int, dict] | None) -> dict[int, str]:
+    """{slice id: the host whose backup agent archives its data directory}: where its data is.
+    That is the host it runs on (`Inventory.backup_data_host`), except while its move has not
+    finished (pending, or failed and undone): the gateway row still names the old host, and
+    the data is there. One host per slice, never two and never none, for the agents'
+    configurations, `backup`, `backups`, `restore` and `status` alike."""
+    hosts = {h.name for h in inv.hosts}
+    away = {m.slice_id: m.source for m in pending(inv, rows) if m.source in hosts}
+    return {s.id: away.get(s.id) or inv.backup_data_host(s) for s in inv.slices}
+
+
 def moving_roles(inv: Inventory, rows: dict[int, dict] | None) -> dict[str, str]:
     """{tenant login role: the host it runs on now} of the slices being moved."""
     return {inv.slice(m.slice_id).login_role: m.source for m in pending(inv, rows)}

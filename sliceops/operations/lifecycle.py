@@ -33,6 +33,7 @@ from sliceops.operations import volume
 from sliceops.operations.docker import env_file, password_file
 from sliceops.operations.peers import database_pyinfra_host, this_host
 from sliceops.operations.postgres import assert_destroy_allowed, fleet
+from sliceops.operations.postgres.state import fleet_rows
 from sliceops.operations.util import refuses
 from sliceops.remote import Target
 from sliceops.shell import command, echo, ident, literal, quote, words
@@ -85,8 +86,7 @@ def preflight(inv: Inventory, here: str | None = None):
     if here != inv.database_host.name:
         # The gateway is on the database host: a slice host refuses what it refuses too, so
         # no container starts for a slice whose data is on a host the file dropped.
-        database = database_pyinfra_host(inv)
-        rows = fleet(inv, on=database).slice_rows if database is not None else {}
+        rows = fleet_rows(inv)
         gone = abandoned_hosts(inv, rows)
         if gone:
             raise InventoryError([_abandoned(inv, name, sids) for name, sids in gone.items()])

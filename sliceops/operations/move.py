@@ -10,7 +10,9 @@ Run on the new host, before its containers are converged, one slice at a time:
    password: PostgreSQL's verifier does not change) and run its container there;
 4. wait for `/health` (200 only once the slice reached its database);
 5. only then set `gateway.slices.host`, then remove the old container and archive the old
-   data directory on the old host (`<data>/.moved-<id>-<stamp>`: never deleted).
+   data directory on the old host (`<data>/.moved-<id>-<stamp>`: never deleted), and hand the
+   slice's data part over from the old host's backup agent to the new host's (until then the
+   old host's agent archives it: that is where its data is).
 
 A data directory on the new host that is not empty is never written over: the move stops
 there, naming it. On any failure before step 5 the new container is removed, the copy too
@@ -21,6 +23,7 @@ still names the old host, so the next deploy tries again.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import click
@@ -28,13 +31,13 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 
 from sliceops import moves, plan, psql
+from sliceops.backup_config import config_text
 from sliceops.facts.docker import DockerCgroupDriver, DockerImage
 from sliceops.facts.tls import FileSha256
 from sliceops.inventory import Inventory
-from sliceops.operations import tenants
+from sliceops.operations import system, tenants
 from sliceops.operations.docker import DATA_GROUP, DATA_MODE, SLICE_UID, desired_spec, env_file, password_file, run_command
-from sliceops.operations.peers import database_pyinfra_host
-from sliceops.operations.postgres.state import fleet
+from sliceops.operations.postgres.state import fleet_rows
 from sliceops.remote import Target, pipe
 from sliceops.shell import command, quote
 
@@ -53,8 +56,7 @@ except Exception:
 
 def moves_to(inv: Inventory, here: str) -> list[moves.Move]:
     """The moves whose destination is `here`, from the gateway's rows on the database host."""
-    database = database_pyinfra_host(inv)
-    rows = fleet(inv, on=database).slice_rows if database is not None else {}
+    rows = fleet_rows(inv)
     return [m for m in moves.pending(inv, rows) if m.destination == here]
 
 
@@ -69,15 +71,15 @@ def moved_here(inv: Inventory, here: str):
     for m in todo:
         plan.for_slice(m.slice_id, "moved", f"from {m.source} to {m.destination} (data and password through the "
                                             "controller; gateway row after /health; old copy archived)")
-    yield FunctionCommand(_move_all, (inv, here, todo), {})
+    yield FunctionCommand(_move_all, (inv, here, todo, fleet_rows(inv)), {})
 
 
-def _move_all(state, host, inv: Inventory, here: str, todo: list) -> bool:
+def _move_all(state, host, inv: Inventory, here: str, todo: list, rows: dict[int, dict]) -> bool:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     ok = True
     for m in todo:
         try:
-            carried = move(host, inv, m, stamp)
+            carried = move(host, inv, m, stamp, rows)
             # As report.py relays our commands' lines: at pyinfra's default verbosity.
             click.echo(f"    {host.print_prefix}sliceops: moved slice {m.slice_id} from {m.source} to {m.destination} "
                        f"({carried} bytes of data); the old copy is {inv.moved_data_dir(m.slice_id, stamp)} on "
@@ -89,8 +91,9 @@ def _move_all(state, host, inv: Inventory, here: str, todo: list) -> bool:
     return ok
 
 
-def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
-    """Move one slice (see the module's docstring); the bytes of data carried."""
+def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str, rows: dict[int, dict] | None = None) -> int:
+    """Move one slice (see the module's docstring); the bytes of data carried. `rows`: the
+    gateway's rows the deploy planned from (the backup agents' configurations follow them)."""
     s = inv.slice(m.slice_id)
     mine = inv.for_host(m.destination)
     name, data = inv.container_name(s.id), inv.slice_data_dir(s.id)
@@ -140,7 +143,37 @@ def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str) -> int:
                        f"(remove its stopped container and archive {data} by hand)")
     finally:
         src.close()
+    try:
+        hand_over_backup(inv, m, rows or {})
+    except Exception as exc:  # the slice runs on its new host; its next deploy writes both configurations
+        logger.warning(f"sliceops: slice {s.id} moved to {m.destination}, but its backup agents' configurations "
+                       f"were not rewritten ({exc}): the old host's agent still names its data part until the "
+                       "next deploy")
     return carried
+
+
+# The moves this deploy finished (slice id -> its new host), over the gateway's rows the deploy
+# planned from: what the backup agents' configurations must say now. The moves to different
+# hosts run side by side (pyinfra's hosts are greenlets; threading's lock is gevent's then), and
+# two of them may rewrite one old host's configuration: each writes under the lock what every
+# move finished so far makes it, so the last write is never an older view.
+_moved: dict[int, str] = {}
+_handing_over = threading.Lock()
+
+
+def hand_over_backup(inv: Inventory, m: moves.Move, rows: dict[int, dict]) -> None:
+    """The slice's data part passes from its old host's backup agent to its new host's, once its
+    gateway row names the new host: both hosts' configurations written as the next deploy
+    would write them (before this the old host's agent archives the data, which is there)."""
+    with _handing_over:
+        _moved[m.slice_id] = m.destination
+        now = {sid: dict(row) for sid, row in rows.items()}
+        for sid, name in _moved.items():
+            now.setdefault(sid, {})["host"] = name
+        for name in (m.source, m.destination):
+            with Target(inv, inv.host(name).target) as there:
+                there.run(["sh", "-c", system.config_file_command(inv.backup_config, "root", "root", "600")],
+                          stdin=config_text(inv, name, now))
 
 
 # Seconds either side of the carry waits for the slice's backup lock (what a backup of the
@@ -157,9 +190,9 @@ def carry_out(inv: Inventory, slice_id: int, data: str) -> list[str]:
 
 def carry_in(inv: Inventory, slice_id: int, data: str) -> list[str]:
     """The new host's side: the directory made and filled under the slice's backup lock there.
-    The new host's backup agent lists the slice from this deploy on: it finds either no
-    directory (a failed run, said loudly) or the whole copy, never an empty or half-written
-    one it would keep as a verified backup."""
+    The new host's backup agent lists the slice once the move has succeeded (and a manual
+    backup names the host its data is on), so it never finds an empty or half-written copy it
+    would keep as a verified backup."""
     make = command("install", "-d", "-o", SLICE_UID, "-g", DATA_GROUP, "-m", DATA_MODE, data)
     fill = command("tar", "-C", data, "--numeric-owner", "-xpf", "-")
     return ["flock", "-w", str(LOCK_WAIT), inv.backup_lock(slice_id), "sh", "-c", f"{make} && {fill}"]

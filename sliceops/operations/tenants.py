@@ -12,8 +12,8 @@ from pyinfra.api import operation
 from sliceops import moves, plan
 from sliceops.facts.tenant_credentials import TenantCredentials
 from sliceops.inventory import SLICE_NAME_PREFIX, Inventory
-from sliceops.operations.peers import database_pyinfra_host, this_host
-from sliceops.operations.postgres.state import fleet
+from sliceops.operations.peers import this_host
+from sliceops.operations.postgres.state import fleet_rows
 from sliceops.operations.util import as_script
 from sliceops.operations.postgres.roles import CREDENTIALS_PY, REQUEST_END, credentials_request, tenant_url
 from sliceops.shell import command, quote
@@ -57,8 +57,7 @@ def credentials(inv: Inventory):
     tenants = here_tenants(inv, here)
     if tenants:
         # A slice moving here brings its password with it (operations/move.py).
-        database = database_pyinfra_host(inv)
-        rows = fleet(inv, on=database).slice_rows if database is not None else {}
+        rows = fleet_rows(inv)
         for role in moves.moving_roles(inv, rows):
             tenants.pop(role, None)
     if not tenants:

@@ -52,8 +52,10 @@ def collect(inv: Inventory) -> list[model.SliceStatus]:
             for h in inv.slice_hosts:
                 if h.name not in per_host:
                     per_host[h.name], data_parts[h.name] = _host_reads(inv, h)
-            backups = gather.merge_backups(inv, gather.read_backups(target, inv), data_parts)
-            return model.build_rows(inv, db.result(), gather.merge_containers(inv, per_host), backups)
+            database = gather.read_backups(target, inv)
+            state = db.result()
+            backups = gather.merge_backups(inv, database, data_parts, state["slices"])
+            return model.build_rows(inv, state, gather.merge_containers(inv, per_host), backups)
 
 
 def _host_reads(inv: Inventory, h) -> tuple[dict, dict | None]:

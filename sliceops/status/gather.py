@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from sliceops import psql
+from sliceops import moves, psql
 from sliceops.errors import RemoteStateError
 from sliceops.operations.postgres.stamps import stamp_comment
 from sliceops.inventory import SLICE_NAME_PREFIX, Inventory
@@ -166,21 +166,23 @@ def parse_backups(text: str) -> dict[int, dict] | None:
 
 
 def merge_backups(inv: Inventory, database: dict[int, dict] | None,
-                  data_parts: dict[str, dict[int, dict] | None]) -> dict[int, dict] | None:
+                  data_parts: dict[str, dict[int, dict] | None], rows: dict[int, dict] | None = None) -> dict[int, dict] | None:
     """A fleet slice's backup is good as of its older part: the database host's results
-    (`database`, every slice's dump) with, for a slice on another host, that host's results
-    (`data_parts` by host name: its data directory's archive). A part no run has recorded yet
-    counts as none; None when no backup ran anywhere."""
+    (`database`, every slice's dump) with, for a slice whose data is on another host, that
+    host's results (`data_parts` by host name: its data directory's archive; `rows`, the
+    gateway's: a slice whose move has not finished has its data on its old host,
+    moves.data_hosts). A part no run has recorded yet counts as none; None when no backup ran
+    anywhere."""
     if database is None and not any(data_parts.values()):
         return None
     out = dict(database or {})
-    for s in inv.slices:
-        if s.host not in data_parts:
+    for sid, name in moves.data_hosts(inv, rows).items():
+        if name not in data_parts:
             continue
-        parts = [(database or {}).get(s.id), (data_parts[s.host] or {}).get(s.id)]
+        parts = [(database or {}).get(sid), (data_parts[name] or {}).get(sid)]
         known = [p for p in parts if p]
         goods = [p["good_at"] for p in parts if p]
-        out[s.id] = {
+        out[sid] = {
             "good_at": min(goods) if len(goods) == 2 and None not in goods else None,
             "failed": any(p["failed"] for p in known),
             "copy_failed": any(p["copy_failed"] for p in known),

@@ -3,78 +3,25 @@ nightly schedule (a systemd timer, or a cron entry where PID 1 is not systemd).
 
 Every host of a fleet runs the agent: the database host's dumps every slice's database and the
 gateway (and archives the data directories of slices that run there); a pure slice host's
-archives the data directories of its own slices (`Inventory.backup_data_host`)."""
+archives the data directories of the slices whose data is there (`moves.data_hosts`: where they
+run, or where a slice whose move has not finished still has its data)."""
 
 from __future__ import annotations
 
 import io
-import json
 
 from pyinfra.operations import files
 
 from sliceops import factcache, hostkeys
+from sliceops.backup_config import config_text
 from sliceops.bundle import tarball
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import Inventory
 from sliceops.operations import service, system
+from sliceops.operations.postgres.state import fleet_rows
 from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
 from sliceops.shell import command
-
-STATE_GROUP = "sliceops-monitor"  # the monitor reads the results; the backups stay root's
-
-
-def agent_config(inv: Inventory, here: str | None = None) -> dict:
-    """The agent's configuration on host `here` (default: the database host) (backup/README.md):
-    every name it uses, computed by the model. Only the parts this host keeps: the database
-    host has the cluster, the gateway and every slice's database; a slice's data directory and
-    container are named on the host it runs on."""
-    b = inv.backups
-    here = here or inv.database_host.name
-    dumps = here == inv.database_host.name
-    data = {s.id for s in inv.slices if inv.backup_data_host(s) == here}
-    return {
-        "instance": inv.instance,
-        "cluster": {"version": inv.postgres.version, "name": inv.cluster, "port": inv.postgres.port} if dumps else None,
-        "dir": inv.backup_dir,
-        "keep_daily": b.keep_daily,
-        "keep_weekly": b.keep_weekly,
-        "drill": b.drill,
-        "parallel": b.parallel,
-        "state_file": inv.backup_state,
-        "state_group": STATE_GROUP,
-        "gateway": {"database": inv.gateway.database, "owner": inv.gateway.role, "lock": inv.backup_lock(None)}
-        if dumps else None,
-        "slice_owner": inv.slice_defaults.role,
-        "copy": copy_config(inv, here),
-        "slices": [
-            {
-                "id": s.id,
-                "database": s.database if dumps else None,
-                "data_dir": inv.slice_data_dir(s.id) if s.id in data else None,
-                "container": inv.container_name(s.id) if s.id in data else None,
-                "status": s.status,
-                "lock": inv.backup_lock(s.id),
-            }
-            for s in inv.slices
-            if dumps or s.id in data
-        ],
-    }
-
-
-def copy_config(inv: Inventory, here: str | None = None) -> dict | None:
-    """backups.copy_to for the agent on host `here` (default: the database host)
-    (backup/sliceops_backup/offsite.py); None: no copies. A pure slice host's copies go to a
-    folder of their own (`<path>/<instance>-<host>`): the far side prunes by what is in the
-    folder, and one host's data parts must never count against another host's dumps."""
-    parts = inv.backups.copy_parts
-    if parts is None:
-        return None
-    user, hostname, port, path = parts
-    folder = inv.instance if here in (None, inv.database_host.name) else f"{inv.instance}-{here}"
-    return {"user": user, "host": hostname, "port": port, "path": f"{path.rstrip('/')}/{folder}",
-            "identity": inv.backup_copy_identity, "known_hosts": inv.backup_copy_known_hosts}
-
 
 def scheduled_command(inv: Inventory) -> str:
     """The exact command the timer or cron entry runs."""
@@ -82,7 +29,9 @@ def scheduled_command(inv: Inventory) -> str:
 
 
 def converge(inv: Inventory, here: str | None = None) -> None:
-    """The agent on host `here` (default: the database host), with its part of every backup."""
+    """The agent on host `here` (default: the database host), with its part of every backup: a
+    slice's data part stays with its old host's agent until its move has succeeded (the move
+    then hands it over: operations/move.py)."""
     systemd = factcache.get(InitSystem) == "systemd"
     # The agent is stdlib Python; minimal hosts (debootstrap's minbase) have no python3.
     system.packages(
@@ -94,7 +43,7 @@ def converge(inv: Inventory, here: str | None = None) -> None:
         _copies(inv)
     system.config_file(
         name=f"Configure the backup agent ({inv.backup_config}, root only)",
-        content=json.dumps(agent_config(inv, here), indent=2) + "\n",
+        content=config_text(inv, here, fleet_rows(inv) if inv.multi_host else None),
         dest=inv.backup_config, user="root", group="root", mode="600",
     )
     state_dir = inv.backup_state.rsplit("/", 1)[0]

@@ -247,12 +247,22 @@ def test_a_failed_move_runs_the_slice_where_it_was_and_the_next_deploy_moves_it(
     assert sh(app2, f"test -e {data}").returncode != 0
     for path in secrets:
         assert sh(app2, f"test -e {path}").returncode != 0, f"{path} stayed on app2"
+    # Its move not finished, its data part is backed up where the data is: on app1, not app2.
+    backup = cli("backup", "3", "--inventory", str(edited), timeout=300)
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    assert "sliceops: on app1 (data directories):" in backup.stderr and "on app2" not in backup.stderr, backup.stderr
+    parts = {row["host"]: row for row in _backups(edited, 3) if row["kind"] == "manual"}
+    assert set(parts) == {"db", "app1"} and all(r["verified"] for r in parts.values()), parts
+    assert "./kept.txt" in sh(app1, f"tar -tzf {parts['app1']['path']}/data.tar.gz").stdout.split()
 
-    # The cause fixed, the next deploy finishes the move.
+    # The cause fixed, the next deploy finishes the move, and hands the data part to app2's agent.
     assert fixed.returncode == 0, fixed.stderr
     _deploy_move(edited, 3, "app1", "app2", " after the fix")
     _runs_there_with_its_data(db, app2, 3, port, data, "stays")
     assert sh(app2, f"cat {inv.slices_data_dir}/.failed-move-3-*/kept.txt").stdout == "kept\n"  # still kept
+    agents = {name: json.loads(sh(fleet.hosts[name], f"cat {inv.backup_config}").stdout) for name in ("app1", "app2")}
+    assert [x["data_dir"] for x in agents["app2"]["slices"] if x["id"] == 3] == [data], agents["app2"]
+    assert [x for x in agents["app1"]["slices"] if x["id"] == 3] == [], agents["app1"]
 
 
 # After the moves above every slice runs on app2 (slice 1 moved, slice 3's move finished by

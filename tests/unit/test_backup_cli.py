@@ -13,7 +13,8 @@ import yaml
 
 from sliceops.inventory import load
 from sliceops.paths import ROOT, TEMPLATES
-from sliceops.tasks.backups import agent_config, scheduled_command
+from sliceops.backup_config import agent_config
+from sliceops.tasks.backups import scheduled_command
 
 
 def inventory(tmp_path: Path, **sections) -> Path:

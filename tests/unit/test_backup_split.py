@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sliceops.inventory import load
-from sliceops.tasks.backups import agent_config
+from sliceops.backup_config import agent_config
 from sliceops_backup import __main__ as agent_cli
 from sliceops_backup import agent, store
 
@@ -265,6 +265,12 @@ def test_status_counts_a_fleet_slices_backup_as_good_as_its_older_part():
     assert gather.merge_backups(inv, None, {"app1": None, "app2": None}) is None
     target_file = load(DATA / "good" / "every_section.yaml")
     assert gather.merge_backups(target_file, database, {}) == database
+    # Slice 2's move to app2 has not finished (its row names app1): its data part is app1's.
+    moving = gather.merge_backups(inv, database, {"app1": {2: part(80.0)}, "app2": {2: part(120.0)}},
+                                  {2: {"host": "app1"}})
+    assert moving[2] == part(80.0)
+    # Slice 1's, moving from db1 (its row) to app1: both parts are db1's, app1's results ignored.
+    assert gather.merge_backups(inv, database, {"app1": {1: part(10.0)}}, {1: {"host": "db1"}})[1] == part(100.0)
 
 
 class _FakeTarget:
@@ -315,9 +321,9 @@ def test_the_database_part_runs_on_the_database_host_and_a_failure_stops_the_des
         assert "[app1] [db1] destroyed slice 2's database part" in err
 
 
-@pytest.mark.parametrize(("command", "argv"), [("backup", ["1"]), ("backup", ["1", "2"]), ("restore", ["1"])])
-def test_a_slice_whose_move_has_not_finished_is_neither_backed_up_nor_restored(monkeypatch, command, argv):
-    """The gateway row still names app2 while the file says app1: the data is on app2."""
+def test_a_slice_whose_move_has_not_finished_is_not_restored(monkeypatch):
+    """The gateway row still names app2 while the file says app1: the data is on app2, and the
+    deploy after a restore would move the slice."""
     from sliceops import backups
     from sliceops.errors import SliceopsError
 
@@ -325,11 +331,34 @@ def test_a_slice_whose_move_has_not_finished_is_neither_backed_up_nor_restored(m
     monkeypatch.setattr(backups, "gateway_hosts", lambda inv: {1: {"host": "app2"}, 2: {"host": "app2"}})
     inv = load(DATA / "good" / "fleet.yaml")
     with pytest.raises(SliceopsError, match="slice 1: it is being moved from app2 to app1 and its data is still on app2"):
-        if command == "backup":
-            backups.run(command, inv, backups.parse(command, argv))
-        else:
-            backups.cmd_restore(inv, backups.parse(command, argv), deploy=lambda: 0)
+        backups.cmd_restore(inv, backups.parse("restore", ["1"]), deploy=lambda: 0)
     assert calls == []
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["1"], [("10.0.0.10", ["run", "1"]), ("10.0.0.12", ["run", "1"])]),
+    (["1", "3"], [("10.0.0.10", ["run", "1", "3"]), ("10.0.0.12", ["run", "1"]), ("10.0.0.11", ["run", "3"])]),
+    (["--all"], [("10.0.0.10", ["run", "--all"]), ("10.0.0.11", ["run", "--all"]), ("10.0.0.12", ["run", "--all"])]),
+])
+def test_a_slice_whose_move_has_not_finished_is_backed_up_where_its_data_is(monkeypatch, argv, expected):
+    """Slice 1 is moving from app2 (its gateway row) to app1 (the file), or its move failed:
+    its data part is taken on app2, where the data is, and not on app1."""
+    from sliceops import backups
+
+    calls = _calls(monkeypatch)
+    monkeypatch.setattr(backups, "gateway_hosts", lambda inv: {1: {"host": "app2"}, 3: {"host": "app1"}})
+    inv = load(DATA / "good" / "fleet.yaml")
+    assert backups.run("backup", inv, backups.parse("backup", argv)) == 0
+    assert calls == expected
+
+
+def test_the_listing_of_a_slice_whose_move_has_not_finished_asks_its_old_host(monkeypatch):
+    from sliceops import backups
+
+    calls = _calls(monkeypatch)
+    monkeypatch.setattr(backups, "gateway_hosts", lambda inv: {1: {"host": "app2"}})
+    assert backups.run("backups", load(DATA / "good" / "fleet.yaml"), backups.parse("backups", ["1"])) == 0
+    assert calls == [("10.0.0.10", ["list", "1"]), ("10.0.0.12", ["list", "1"])]
 
 
 def test_a_slice_whose_row_names_its_host_is_backed_up(monkeypatch):
@@ -347,3 +376,27 @@ def test_the_gateways_hosts_are_not_asked_for_a_target_file(monkeypatch):
 
     monkeypatch.setattr(backups, "Target", lambda *a: pytest.fail("a target: file has no slice to move"))
     assert backups.gateway_hosts(load(DATA / "good" / "every_section.yaml")) == {}
+
+
+@pytest.mark.parametrize("gateway", [
+    {},  # a fresh fleet: no rows yet
+    {1: {"host": "app1"}, 2: {"host": "app2"}, 3: {"host": "app1"}, 4: {"host": "db1"}},  # settled
+    {1: {"host": "app2"}, 2: {"host": "app2"}, 3: {"host": "db1"}, 4: {"host": "app1"}},  # three moves unfinished
+])
+def test_every_slices_data_part_is_in_exactly_one_agents_configuration_where_its_data_is(gateway):
+    """Never both hosts, never neither: a slice whose move is pending or failed (its gateway row
+    names its old host) has its data part with the old host's agent; its dump stays on db1."""
+    from sliceops import moves
+
+    inv = load(DATA / "good" / "fleet.yaml")
+    configs = {h: agent_config(inv, h, gateway) for h in ("db1", "app1", "app2")}
+    keeps = {sid: [h for h, cfg in configs.items() for s in cfg["slices"] if s["id"] == sid and s["data_dir"]]
+             for sid in inv.slice_ids}
+    assert keeps == {sid: [h] for sid, h in moves.data_hosts(inv, gateway).items()}
+    for sid, (host,) in keeps.items():
+        entry = next(s for s in configs[host]["slices"] if s["id"] == sid)
+        assert entry["data_dir"] == inv.slice_data_dir(sid) and entry["container"] == inv.container_name(sid)
+    assert [s["id"] for s in configs["db1"]["slices"] if s["database"]] == list(inv.slice_ids)
+    if gateway and gateway[1]["host"] == "app2":
+        assert keeps[1] == ["app2"] and keeps[3] == ["db1"] and keeps[4] == ["app1"]
+        assert [s["id"] for s in configs["app1"]["slices"]] == [4]  # 1 and 3 not yet: their data is elsewhere

@@ -5,11 +5,13 @@ no container touched it, kept aside once one ran; the secrets the move brought r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from sliceops import moves
+from sliceops.backup_config import agent_config
 from sliceops.inventory import load
 from sliceops.operations import move
 
@@ -70,6 +72,7 @@ def run(monkeypatch):
         monkeypatch.setattr(move, "pipe", recorder.pipe)
         monkeypatch.setattr(move, "HEALTH_TIMEOUT", 0)
         monkeypatch.setattr(move.time, "sleep", lambda s: None)
+        monkeypatch.setattr(move, "_moved", {})
         inv = load(FLEET)
         try:
             move.move(FakeHost(), inv, moves.Move(1, "app1", "app2"), "STAMP")
@@ -107,7 +110,8 @@ def test_a_move_stops_copies_starts_waits_then_registers_and_archives(run):
     assert health < register  # the gateway row changes only once /health answered
     assert "UPDATE gateway.slices SET host = :'host'" in log[register][3]
     assert "host=app2" in log[register][2] and "id=1" in log[register][2]
-    assert steps[register + 1:] == [(app1, "docker rm"), (app1, "mv /srv/sliceops/main/slices/1"), (app1, "rm -f")]
+    assert steps[register + 1:] == [(app1, "docker rm"), (app1, "mv /srv/sliceops/main/slices/1"), (app1, "rm -f"),
+                                    (app1, "sh -c"), (app2, "sh -c")]  # the backup agents' data part handed over
     assert log[register + 2][2] == ["mv", inv.slice_data_dir(1), inv.moved_data_dir(1, "STAMP")]
     assert not any(e[2][:2] == ["rm", "-rf"] for e in log if e[0] != "pipe")  # the old data is never deleted
 
@@ -150,3 +154,41 @@ def test_a_destination_that_holds_data_is_never_written_over_nor_touched_and_not
     assert not any(e[2][:2] == ["docker", "stop"] or e[2][:1] in (["find"], ["install"], ["rm"], ["mv"])
                    for e in log if e[0] != "pipe")
     assert not any(e[0] == "pipe" for e in log)
+
+
+def _agent_configs(log) -> dict[str, dict]:
+    """The backup agent configurations the move wrote, by target (the last one of each)."""
+    return {e[0]: json.loads(e[3]) for e in log if e[0] != "pipe" and "backup.json" in " ".join(e[2])}
+
+
+def test_a_finished_move_hands_the_slices_data_part_to_the_new_hosts_backup_agent(run):
+    """Until the gateway row names app2, app1's agent archives slice 1's data (the deploy wrote
+    its configuration so); once it does, both configurations are what the next deploy writes."""
+    inv, log, error = run()
+    assert error is None
+    configs = _agent_configs(log)
+    app1, app2 = inv.host("app1").target, inv.host("app2").target
+    assert sorted(configs) == sorted([app1, app2])
+    gateway = {1: {"host": "app2"}}
+    assert configs[app1] == agent_config(inv, "app1", gateway) and configs[app2] == agent_config(inv, "app2", gateway)
+    assert [s["id"] for s in configs[app1]["slices"]] == [3]  # slice 1's data part left app1 ...
+    assert [s["id"] for s in configs[app2]["slices"]] == [1, 2]  # ... for app2, where its data now is
+    write = next(e for e in log if e[0] == app2 and "backup.json" in " ".join(e[2]))
+    assert write[2][:2] == ["sh", "-c"] and inv.backup_config in write[2][2] and "chmod 600" in write[2][2]
+
+
+def test_a_failed_move_leaves_the_data_part_with_the_old_hosts_agent(run):
+    inv, log, error = run(fail_on="python3")  # /health never answers: undone
+    assert error is not None and _agent_configs(log) == {}
+
+
+def test_two_moves_from_one_host_leave_its_configuration_with_neither(run, monkeypatch):
+    """Moves from app1 to two hosts finish side by side: each rewrites app1's configuration with
+    every move finished so far, so the last write lists neither slice."""
+    inv, log, _ = run()
+    monkeypatch.setattr(move, "Target", Recorder(log, None).target)
+    move.hand_over_backup(inv, moves.Move(3, "app1", "db1"), {})
+    app1 = inv.host("app1").target
+    assert [s["id"] for s in _agent_configs(log)[app1]["slices"]] == []
+    db1 = next(s for s in _agent_configs(log)[inv.host("db1").target]["slices"] if s["id"] == 3)
+    assert db1["data_dir"] == inv.slice_data_dir(3) and db1["database"] == "wa_slice_3"

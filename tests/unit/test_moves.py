@@ -119,3 +119,17 @@ def test_a_failed_move_keeps_what_the_new_host_wrote_beside_the_slices_data():
     kept = inv.failed_move_data_dir(1, "20261202T020000Z")
     assert kept == f"{inv.slices_data_dir}/.failed-move-1-20261202T020000Z"
     assert kept not in (inv.slice_data_dir(1), inv.moved_data_dir(1, "20261202T020000Z"))
+
+
+def test_a_slices_data_part_is_kept_where_its_data_is_until_its_move_has_finished():
+    """moves.data_hosts: the file's host, except while the gateway row names another host of
+    the inventory (a pending or failed move): the old host, where the data still is."""
+    inv = load(FLEET)
+    settled = {1: "app1", 2: "app2", 3: "app1", 4: "db1"}
+    assert moves.data_hosts(inv, None) == settled == moves.data_hosts(inv, rows(s1="app1", s2="app2"))
+    assert moves.data_hosts(inv, rows(s1="app2", s3="db1", s4="app1")) == {1: "app2", 2: "app2", 3: "db1", 4: "app1"}
+    # A row naming a host the file no longer lists (the deploy refuses that) or none: the file's.
+    assert moves.data_hosts(inv, rows(s1="app9", s2=None)) == settled
+    target = load(Path(__file__).parents[2] / "inventory" / "slices.yaml")
+    other = {s.id: {"host": "old-name"} for s in target.slices}
+    assert set(moves.data_hosts(target, other).values()) == {target.database_host.name}

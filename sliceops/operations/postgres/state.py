@@ -18,6 +18,15 @@ def fleet(inv: Inventory, on=None, reads=FLEET) -> Fleet:
     return on.get_fact(PgFleet, **kwargs) if on is not None else factcache.get(PgFleet, reads=reads, **kwargs)
 
 
+def fleet_rows(inv: Inventory) -> dict[int, dict]:
+    """The gateway's rows (`Fleet.slice_rows`) as the database host holds them, read from any
+    host of the deploy; {} when the database host is not connected."""
+    from sliceops.operations.peers import database_pyinfra_host
+
+    database = database_pyinfra_host(inv)
+    return fleet(inv, on=database).slice_rows if database is not None else {}
+
+
 def planned(inv: Inventory, after: Fleet) -> None:
     """The cluster as a step will leave it: the steps after it plan from this, not from a read."""
     factcache.put(PgFleet, after, **_fact_arguments(inv))

@@ -146,9 +146,8 @@ def move(pyinfra_host, inv: Inventory, m: moves.Move, stamp: str, rows: dict[int
     try:
         hand_over_backup(inv, m, rows or {})
     except Exception as exc:  # the slice runs on its new host; its next deploy writes both configurations
-        logger.warning(f"sliceops: slice {s.id} moved to {m.destination}, but its backup agents' configurations "
-                       f"were not rewritten ({exc}): the old host's agent still names its data part until the "
-                       "next deploy")
+        logger.warning(f"sliceops: slice {s.id} moved to {m.destination}, but the backup agents' configurations on "
+                       f"{m.destination} and {m.source} were not both rewritten ({exc}): the next deploy writes them")
     return carried
 
 
@@ -170,7 +169,9 @@ def hand_over_backup(inv: Inventory, m: moves.Move, rows: dict[int, dict]) -> No
         now = {sid: dict(row) for sid, row in rows.items()}
         for sid, name in _moved.items():
             now.setdefault(sid, {})["host"] = name
-        for name in (m.source, m.destination):
+        # The new host first: should the old host then not answer, its agent still names the
+        # slice and its nightly run fails loudly on the archived directory, never silently skips it.
+        for name in (m.destination, m.source):
             with Target(inv, inv.host(name).target) as there:
                 there.run(["sh", "-c", system.config_file_command(inv.backup_config, "root", "root", "600")],
                           stdin=config_text(inv, name, now))

@@ -366,6 +366,9 @@ def test_a_destroyed_slice_on_a_slice_host_comes_back_from_its_final_backups(fle
     restore = cli("restore", "3", "--inventory", str(inventory), timeout=900)
     print(f"\nfleet: restore of slice 3 from its final backups (and the deploy): {time.monotonic() - started:.1f}s")
     assert restore.returncode == 0, restore.stdout[-4000:] + restore.stderr[-4000:]
+    # Both parts of one run (the destroy's final backups), chosen before any agent restored.
+    assert f"({name}: its data directory)" in restore.stderr and "restoring the backup taken" in restore.stderr
+    assert restore.stdout.count("-final (taken") == 2, restore.stdout
     assert _psql_slice(db, f"SELECT name FROM \"user\" WHERE id = '{MARK}'", database="wa_slice_3").stdout.strip() == "kept"
     assert sh(app, f"cat {inv.slice_data_dir(3)}/kept3.txt").stdout == "kept\n"
     assert _health_code(app, port_of(3)) == "200"

@@ -262,6 +262,9 @@ def test_status_counts_a_fleet_slices_backup_as_good_as_its_older_part():
     assert merged[3] == part(100.0, failed=True)
     assert merged[2] == part(None)  # app2's part unknown (no run there yet, or it did not answer)
     assert merged[4] == part(100.0, copy=True)  # both parts on the database host: its own results
+    # A failed dump of a slice on app1 (db1's results) shows as its slice's failure, whatever app1 says.
+    dump_failed = gather.merge_backups(inv, {**database, 1: part(60.0, failed=True)}, {"app1": {1: part(120.0)}})
+    assert dump_failed[1] == part(60.0, failed=True)
     assert gather.merge_backups(inv, None, {"app1": None, "app2": None}) is None
     target_file = load(DATA / "good" / "every_section.yaml")
     assert gather.merge_backups(target_file, database, {}) == database

@@ -111,7 +111,7 @@ def test_a_move_stops_copies_starts_waits_then_registers_and_archives(run):
     assert "UPDATE gateway.slices SET host = :'host'" in log[register][3]
     assert "host=app2" in log[register][2] and "id=1" in log[register][2]
     assert steps[register + 1:] == [(app1, "docker rm"), (app1, "mv /srv/sliceops/main/slices/1"), (app1, "rm -f"),
-                                    (app1, "sh -c"), (app2, "sh -c")]  # the backup agents' data part handed over
+                                    (app2, "sh -c"), (app1, "sh -c")]  # the backup agents' data part handed over
     assert log[register + 2][2] == ["mv", inv.slice_data_dir(1), inv.moved_data_dir(1, "STAMP")]
     assert not any(e[2][:2] == ["rm", "-rf"] for e in log if e[0] != "pipe")  # the old data is never deleted
 

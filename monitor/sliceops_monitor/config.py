@@ -57,6 +57,15 @@ class SliceConfig:
 
 
 @dataclass(frozen=True)
+class DumpedSlice:
+    """A slice that runs on another host of the fleet and whose database this host's backup
+    agent dumps (the database host): its dump's backup time is served here."""
+
+    id: int
+    container: str
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     instance: str = "main"
     # The inventory's name of the host this monitor runs on: the label of its
@@ -79,6 +88,8 @@ class MonitorConfig:
     metrics_port: int = 0  # Prometheus text exposition on 127.0.0.1:<port>; 0: off
     backup_state: str | None = None  # the backup agent's results file, shown by the metrics
     slices: tuple[SliceConfig, ...] = ()
+    # The database host of a fleet: the slices elsewhere whose dumps its agent takes.
+    backup_dumps: tuple[DumpedSlice, ...] = ()
     path: str = ""
 
     @property
@@ -145,7 +156,7 @@ _TOP_KEYS = {
     "instance", "host", "database", "interval", "retention_days", "prune_interval", "prune", "database_sizes",
     "health_timeout",
     "health_workers", "cgroup_root", "disk_path", "disk_interval",
-    "buffer_cycles", "metrics_port", "backup_state", "slices",
+    "buffer_cycles", "metrics_port", "backup_state", "slices", "backup_dumps",
 }
 _DB_KEYS = {
     "host", "port", "dbname", "user", "password_file", "application_name", "connect_timeout",
@@ -153,6 +164,7 @@ _DB_KEYS = {
 }
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _SLICE_KEYS = {"id", "port", "container", "cgroup", "data_dir", "status", "disk_quota_bytes"}
+_DUMP_KEYS = {"id", "container"}
 
 
 def key_lines(text: str) -> dict[str, int]:
@@ -241,6 +253,7 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
 
     database = _parse_database(c, data.get("database", {}), instance)
     slices = _parse_slices(c, data.get("slices", []))
+    backup_dumps = _parse_dumps(c, data.get("backup_dumps", []), slices)
 
     config = MonitorConfig(
         instance=instance,
@@ -260,6 +273,7 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
         metrics_port=c.number(data, "metrics_port", "", d.metrics_port, integer=True, minimum=0, maximum=65535),
         backup_state=c.string(data, "backup_state", "", d.backup_state, absolute=True),
         slices=slices,
+        backup_dumps=backup_dumps,
         path=path,
     )
     if c.problems:
@@ -306,22 +320,29 @@ def _parse_database(c: _Checker, raw: Any, instance: str) -> DatabaseConfig:
     )
 
 
-def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
+def _objects(c: _Checker, raw: Any, name: str, known: set[str], required: tuple[str, ...]):
+    """Each object of the list `name` as (index, its key prefix, the object, the problems
+    count before it), its unknown and missing keys reported; what is not one, reported."""
     if not isinstance(raw, list):
-        c.problem("slices", "must be a list")
-        return ()
-    slices: list[SliceConfig] = []
-    seen: dict[str, dict[Any, int]] = {"id": {}, "port": {}, "container": {}, "cgroup": {}}
+        c.problem(name, "must be a list")
+        return
     for i, item in enumerate(raw):
-        w = f"slices[{i}]."
         if not isinstance(item, dict):
-            c.problem(f"slices[{i}]", "must be an object")
+            c.problem(f"{name}[{i}]", "must be an object")
             continue
         before = len(c.problems)
-        c.unknown(item, _SLICE_KEYS, w)
-        for key in ("id", "port", "container", "cgroup", "data_dir"):
+        w = f"{name}[{i}]."
+        c.unknown(item, known, w)
+        for key in required:
             if key not in item:
                 c.problem(f"{w}{key}", "is required")
+        yield i, w, item, before
+
+
+def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
+    slices: list[SliceConfig] = []
+    seen: dict[str, dict[Any, int]] = {"id": {}, "port": {}, "container": {}, "cgroup": {}}
+    for i, w, item, before in _objects(c, raw, "slices", _SLICE_KEYS, ("id", "port", "container", "cgroup", "data_dir")):
         sid = c.number(item, "id", w, None, integer=True, minimum=1)
         port = c.number(item, "port", w, None, integer=True, minimum=1, maximum=65535)
         container = c.string(item, "container", w, None, pattern=CONTAINER_RE)
@@ -341,6 +362,21 @@ def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
             slices.append(SliceConfig(id=sid, port=port, container=container, cgroup=cgroup,
                                       data_dir=data_dir, status=status, disk_quota_bytes=quota))
     return tuple(slices)
+
+
+def _parse_dumps(c: _Checker, raw: Any, slices: tuple[SliceConfig, ...]) -> tuple[DumpedSlice, ...]:
+    out: list[DumpedSlice] = []
+    seen = {s.id: "slices" for s in slices}
+    for i, w, item, before in _objects(c, raw, "backup_dumps", _DUMP_KEYS, ("id", "container")):
+        sid = c.number(item, "id", w, None, integer=True, minimum=1)
+        container = c.string(item, "container", w, None, pattern=CONTAINER_RE)
+        if sid is not None and sid in seen:
+            c.problem(f"{w}id", f"{sid} is also listed in {seen[sid]}")
+        elif sid is not None:
+            seen[sid] = f"backup_dumps[{i}]"
+        if len(c.problems) == before:
+            out.append(DumpedSlice(id=sid, container=container))
+    return tuple(out)
 
 
 def load(path: str) -> MonitorConfig:

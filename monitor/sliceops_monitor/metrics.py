@@ -116,7 +116,8 @@ class FleetCollector:
         yield from self._server(cycle)
 
     def _backup_times(self, cycle: _Cycle) -> Iterator:
-        """From the backup agent's results file, for every configured slice. Once backups have
+        """From the backup agent's results file, for every configured slice (and every slice
+        whose dump this host takes: backup_dumps). Once backups have
         run on the host (the file exists), a slice without a verified one shows 0, so "no good
         backup in 26 h" fires for it too; before that the families are absent."""
         self.backup_results(cycle.config.backup_state)
@@ -129,7 +130,10 @@ class FleetCollector:
         copy_failed = GaugeMetricFamily("sliceops_slice_backup_copy_failed",
                                         "1 when the latest copy of the slice's backups off the host failed.",
                                         labels=SLICE_LABELS)
-        for conf in cycle.config.slices:
+        # The database host of a fleet serves, beside its own slices', the dump part of every
+        # slice elsewhere (its slice host serves the data part): a failed or stale dump alerts
+        # as a local backup does.
+        for conf in cycle.config.slices + cycle.config.backup_dumps:
             labels = [str(conf.id), conf.container]
             good.add_metric(labels, times.slices.get(conf.id) or 0)
             if conf.id in times.copy_failed:

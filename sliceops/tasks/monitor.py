@@ -43,6 +43,7 @@ def config(inv: Inventory, host_name: str | None = None) -> dict:
     the database host): it watches the slices that run there and labels its server rows so."""
     here = host_name or inv.database_host.name
     database = database_config(inv, here)
+    local = {s.id for s in inv.slices_on(here)}
     return {
         "instance": inv.instance,
         "host": here,
@@ -71,6 +72,14 @@ def config(inv: Inventory, host_name: str | None = None) -> dict:
             for s in inv.slices_on(here)
             if s.status in (ACTIVE, SUSPENDED)
         ],
+        # The database host's agent dumps every slice's database: the dumps of the slices that
+        # run elsewhere get their backup metric here too (their hosts' monitors serve the data
+        # parts), so a failed dump alerts wherever the slice runs.
+        **({"backup_dumps": [
+            {"id": s.id, "container": inv.container_name(s.id)}
+            for s in inv.slices
+            if s.status in (ACTIVE, SUSPENDED) and s.id not in local
+        ]} if here == inv.database_host.name and inv.multi_host else {}),
     }
 
 

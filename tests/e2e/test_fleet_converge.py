@@ -6,6 +6,7 @@ changes nothing."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -18,12 +19,13 @@ pytestmark = pytest.mark.e2e
 
 SLICES = [{"id": 1, "host": "app1"}, {"id": 2, "host": "app2"}, {"id": 3, "host": "app1"}]
 PORT_BASE = 7401
+METRICS_PORT = 9670  # every host's monitor, on its own loopback
 SETTINGS = dict(
     postgres={"port": 5470},
     docker={"subnet": "172.30.70.0/24"},
     # No disk quotas: the hosts are containers without loop devices.
     slice_defaults={"port_base": PORT_BASE, "disk": False},
-    monitor={"interval": 10},
+    monitor={"interval": 10, "metrics_port": METRICS_PORT},
 )
 
 
@@ -315,6 +317,32 @@ def test_a_slice_on_a_slice_host_is_backed_up_in_two_parts_each_verified(fleet, 
     assert "./kept3.txt" in listing.stdout.split(), listing.stdout
     assert sh(app, f"test ! -e {rows[name]['path']}/wa_slice_3.dump").returncode == 0
     assert sh(app, "systemctl is-enabled sliceops-backup-fleet.timer").stdout.strip() == "enabled"
+    # Each part's time is served where it is kept: the dump's by db's monitor (slice 3 runs
+    # elsewhere), the data part's by its own host's, so either failing fires SliceBackupMissing.
+    for host, part in ((db, rows["db"]), (app, rows[name])):
+        served = _backup_metric(host, 3)
+        assert served == _epoch(part["at"]), (served, part)
+
+
+def _epoch(at: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+
+
+def _backup_metric(host, slice_id: int) -> float | None:
+    """sliceops_slice_backup_last_success_timestamp_seconds of the slice, from the host's monitor."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scrape = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics').read().decode())"
+    deadline = time.monotonic() + 30
+    while True:
+        text = sh(host, f"python3 -c {shlex.quote(scrape)}").stdout
+        values = [s.value for f in text_string_to_metric_families(text) for s in f.samples
+                  if s.name == "sliceops_slice_backup_last_success_timestamp_seconds" and s.labels["slice"] == str(slice_id)]
+        if values or time.monotonic() > deadline:
+            return values[0] if values else None
+        time.sleep(2)
 
 
 def test_a_slice_on_a_slice_host_is_destroyed_after_both_final_backups(fleet, first_converge, tmp_path):

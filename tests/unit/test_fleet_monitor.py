@@ -23,10 +23,20 @@ def test_each_host_s_monitor_watches_its_own_slices_and_labels_its_rows():
     assert monitor.config(inv, "app2")["host"] == "app2"
 
 
+def test_the_database_host_s_monitor_serves_the_dump_of_every_slice_elsewhere():
+    """Its agent dumps every slice's database: a failed dump of slice 1 (on app1) shows in its
+    backup metric there, as its data part does on app1's."""
+    inv = load(FLEET)  # 1, 3 on app1; 2 on app2; 4 on db1
+    doc = monitor.config(inv, "db1")
+    assert doc["backup_dumps"] == [{"id": i, "container": inv.container_name(i)} for i in (1, 2, 3)]
+    assert [d.id for d in monitor_config.parse(doc).backup_dumps] == [1, 2, 3]
+    assert all("backup_dumps" not in monitor.config(inv, h) for h in ("app1", "app2"))
+
+
 def test_a_single_host_monitor_watches_every_slice_as_before_and_the_file_it_renders_loads():
     inv = load(DEFAULT_INVENTORY)
     doc = monitor.config(inv)
-    assert doc["host"] == "local"
+    assert doc["host"] == "local" and "backup_dumps" not in doc
     assert [s["id"] for s in doc["slices"]] == [1, 2, 3]
     assert monitor_config.parse(doc).host == "local"
 

@@ -224,6 +224,39 @@ def test_a_pure_slice_hosts_results_leave_the_gateway_metric_out(tmp_path):
     assert got["sliceops_slice_backup_last_success_timestamp_seconds"][labels(1)] == at
 
 
+def test_the_database_hosts_monitor_serves_the_dumps_of_slices_elsewhere(tmp_path):
+    """A fleet's database host dumps slices 7 and 8 that run on other hosts (backup_dumps): a
+    failed or missing dump shows as 0 here, so SliceBackupMissing fires for it as for a local one."""
+    import json
+
+    state = tmp_path / "backups.json"
+    state.write_text(json.dumps({"slices": {
+        "1": {"last_good": {"at": "2026-12-01T03:00:02Z"}},
+        "7": {"last_good": {"at": "2026-12-01T03:00:05Z"}, "copy": {"ok": False}},
+        "8": {"last": {"verified": False, "error": "pg_dump: connection refused"}}}}))
+    dumps = [{"id": 7, "container": "t1-wa-slice-7"}, {"id": 8, "container": "t1-wa-slice-8"}]
+    ex = Exporter(0)
+    ex.collector.observe(batch(), parse({**RAW, "backup_state": str(state), "backup_dumps": dumps}), 0.1, 0)
+    got = scrape(ex)
+    at = datetime(2026, 12, 1, 3, 0, 2, tzinfo=timezone.utc).timestamp()
+    assert got["sliceops_slice_backup_last_success_timestamp_seconds"] == {
+        labels(1): at, labels(2): 0, labels(3): 0, labels(7): at + 3, labels(8): 0}
+    assert got["sliceops_slice_backup_copy_failed"][labels(7)] == 1
+
+
+@pytest.mark.parametrize(("dumps", "problem"), [
+    ({}, "backup_dumps: must be a list"),
+    ([{"id": 7}], "backup_dumps[0].container: is required"),
+    ([{"id": 2, "container": "t1-wa-slice-2"}], "backup_dumps[0].id: 2 is also listed in slices"),
+    ([{"id": 7, "container": "a"}, {"id": 7, "container": "b"}], "backup_dumps[1].id: 7 is also listed in backup_dumps[0]"),
+    ([{"id": 7, "container": "a", "port": 1}], "backup_dumps[0].port: unknown key"),
+])
+def test_bad_backup_dumps_are_reported(dumps, problem):
+    with pytest.raises(ConfigError) as err:
+        parse({**RAW, "backup_dumps": dumps})
+    assert problem in err.value.problems
+
+
 def test_an_unreadable_results_file_is_logged_once_and_leaves_the_backup_metrics_out(tmp_path, caplog):
     state = tmp_path / "backups.json"
     state.write_text("{not json")

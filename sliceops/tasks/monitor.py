@@ -38,12 +38,15 @@ def database_config(inv: Inventory, here: str) -> dict:
             "sslmode": "verify-full", "sslrootcert": inv.pg_ca_file}
 
 
-def config(inv: Inventory, host_name: str | None = None) -> dict:
+def config(inv: Inventory, host_name: str | None = None, whole: Inventory | None = None) -> dict:
     """The monitor's JSON configuration (keys: monitor/README.md) on host `host_name` (default:
-    the database host): it watches the slices that run there and labels its server rows so."""
+    the database host): it watches the slices that run there and labels its server rows so.
+    `whole`: the fleet, when `inv` is this host's view (Inventory.for_host): the database host
+    serves the dumps of the slices elsewhere."""
     here = host_name or inv.database_host.name
     database = database_config(inv, here)
-    local = {s.id for s in inv.slices_on(here)}
+    whole = whole or inv
+    local = {s.id for s in whole.slices_on(here)}
     return {
         "instance": inv.instance,
         "host": here,
@@ -76,15 +79,16 @@ def config(inv: Inventory, host_name: str | None = None) -> dict:
         # run elsewhere get their backup metric here too (their hosts' monitors serve the data
         # parts), so a failed dump alerts wherever the slice runs.
         **({"backup_dumps": [
-            {"id": s.id, "container": inv.container_name(s.id)}
-            for s in inv.slices
+            {"id": s.id, "container": whole.container_name(s.id)}
+            for s in whole.slices
             if s.status in (ACTIVE, SUSPENDED) and s.id not in local
-        ]} if here == inv.database_host.name and inv.multi_host else {}),
+        ]} if here == whole.database_host.name and whole.multi_host else {}),
     }
 
 
-def converge(inv: Inventory, here: str | None = None) -> None:
-    """The monitor of host `here` (default: the database host; every host runs one)."""
+def converge(inv: Inventory, here: str | None = None, whole: Inventory | None = None) -> None:
+    """The monitor of host `here` (default: the database host; every host runs one); `inv`:
+    this host's view of the inventory, `whole`: the fleet (see config)."""
     base = inv.opt_dir
     venv = f"{base}/monitor-venv"
     name = inv.monitor_service
@@ -130,7 +134,7 @@ def converge(inv: Inventory, here: str | None = None) -> None:
     host_monitors.roles(name="Give each slice host's monitor its role (its host's slices only)", inv=inv)
     conf = system.config_file(
         name=f"Configure the monitor ({config_path})",
-        content=json.dumps(config(inv, here), indent=2) + "\n",
+        content=json.dumps(config(inv, here, whole), indent=2) + "\n",
         dest=config_path, user="root", group=USER, mode="640",
     )
     variables = dict(

@@ -27,8 +27,10 @@ def test_the_database_host_s_monitor_serves_the_dump_of_every_slice_elsewhere():
     """Its agent dumps every slice's database: a failed dump of slice 1 (on app1) shows in its
     backup metric there, as its data part does on app1's."""
     inv = load(FLEET)  # 1, 3 on app1; 2 on app2; 4 on db1
-    doc = monitor.config(inv, "db1")
+    doc = monitor.config(inv.for_host("db1"), "db1", inv)  # as deploy.py calls it: this host's view, the fleet
     assert doc["backup_dumps"] == [{"id": i, "container": inv.container_name(i)} for i in (1, 2, 3)]
+    assert [s["id"] for s in doc["slices"]] == [4]
+    assert doc == monitor.config(inv, "db1")
     assert [d.id for d in monitor_config.parse(doc).backup_dumps] == [1, 2, 3]
     assert all("backup_dumps" not in monitor.config(inv, h) for h in ("app1", "app2"))
 

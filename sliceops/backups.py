@@ -23,7 +23,7 @@ import sys
 from sliceops.errors import SliceopsError
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
 from sliceops.hostkeys import known_hosts_path, ssh_parts
-from sliceops import moves, psql, shell
+from sliceops import backup_pairs, moves, psql, shell
 from sliceops.remote import Target
 
 COMMANDS = ("backup", "backups", "restore", "drill")
@@ -64,7 +64,15 @@ def parser(command: str) -> argparse.ArgumentParser:
 
 
 def parse(command: str, rest: list[str]) -> argparse.Namespace:
-    return parser(command).parse_intermixed_args(rest)
+    args = parser(command).parse_intermixed_args(rest)
+    if command == "restore" and args.at is not None:
+        try:
+            backup_pairs.parse_time(args.at)
+        except ValueError:
+            # Before the lock, the host key or any agent: the agent would refuse it only there.
+            raise SliceopsError(f"restore: --at: {args.at!r} is not a time (ISO 8601, UTC unless it names a zone: "
+                                "2026-12-01T03:00:00Z, 2026-12-01T04:00, 2026-12-01)") from None
+    return args
 
 
 def run(command: str, inv: Inventory, request: argparse.Namespace) -> int:
@@ -207,6 +215,36 @@ def cmd_drill(inv: Inventory, args) -> int:
     return subprocess.call(agent_argv(inv, *agent))
 
 
+def _pair(inv: Inventory, sid: int, name: str, at: str | None) -> backup_pairs.Pair:
+    """The dump on the database host and the data archive on host `name` of one run of slice
+    `sid`'s backups (backup_pairs), the newest at or before `at`; refused, one line naming the
+    slice and both hosts, when no such pair exists."""
+    db = inv.database_host.name
+    listed = {host: _list_json(inv, host, ["list", str(sid)]) for host in (db, name)}
+    pair = backup_pairs.choose(listed[db], listed[name], backup_pairs.parse_time(at) if at else None)
+    if pair is None:
+        when = f" at or before {at}" if at else ""
+        raise SliceopsError(f"{inv.path}: restore slice {sid}: no verified backup of its database on {db} and of its "
+                            f"data directory on {name} from one run{when} (sliceops backups {sid} lists both)")
+    print(f"sliceops: slice {sid}: restoring the backup taken {pair.database['at']} ({db}: its database) and "
+          f"{pair.data['at']} ({name}: its data directory)", file=sys.stderr, flush=True)
+    return pair
+
+
+def _list_json(inv: Inventory, name: str, agent: list[str]) -> list[dict]:
+    """The rows of `agent --json` (a `list`) run on host `name`; SliceopsError when it fails."""
+    proc = subprocess.run(agent_argv(inv, *agent, "--json", target=inv.host(name).target),
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        rows = json.loads(proc.stdout or "[]") if proc.returncode == 0 else None
+    except ValueError:
+        rows = None
+    if not isinstance(rows, list):
+        raise SliceopsError(f"{' '.join(agent)}: the backup agent on {name} did not answer with its list "
+                            f"(exit status {proc.returncode}); nothing changed")
+    return rows
+
+
 def cmd_restore(inv: Inventory, args, deploy) -> int:
     """Agent restore, then the deploy (the caller holds the deploy lock around both)."""
     if args.at and args.from_path:
@@ -250,9 +288,14 @@ def cmd_restore(inv: Inventory, args, deploy) -> int:
         if args.from_path:
             raise SliceopsError(f"restore: --from names a folder on one host, and slice {sid}'s backup has a part on "
                                 f"{inv.database_host.name} and one on {next(iter(hosts))}: use --at")
-        rc = _on_each(inv, None, {h: agent for h in hosts})
+        # Both parts from one run: the pair is chosen here, then each agent restores its part of it.
+        (name,) = hosts
+        pair = _pair(inv, sid, name, args.at)
+        base = [a for a in agent if a not in ("--at", args.at)]
+        rc = _on_each(inv, None, {name: base + ["--from", pair.data["path"]]})
         if rc != 0:
             return rc
+        agent = base + ["--from", pair.database["path"]]
     rc = _on_each(inv, agent, {})
     if rc != 0:
         return rc

@@ -38,7 +38,11 @@ def sliceops(*args: str) -> subprocess.CompletedProcess:
     (["restore", "1", "--as", "2"], "slice 2 must be suspended"),
     (["restore", "1", "--as", "1"], "--as names the slice itself"),
     (["restore", "1", "2"], "name exactly one slice id"),
-    (["restore", "1", "--at", "x", "--from", "/y"], "--at and --from exclude each other"),
+    (["restore", "1", "--at", "2026-12-01", "--from", "/y"], "--at and --from exclude each other"),
+    # Refused by the CLI before the lock, the host key or any agent (the agent refused it, on the host).
+    (["restore", "1", "--at", "x"], "restore: --at: 'x' is not a time (ISO 8601"),
+    (["restore", "1", "--at", "2026-13-01T03:00"], "restore: --at: '2026-13-01T03:00' is not a time"),
+    (["restore", "--gateway", "--at", "yesterday"], "restore: --at: 'yesterday' is not a time"),
     (["restore", "--gateway", "--as", "3"], "restore --gateway takes no slice id and no --as"),
     (["backups", "x"], "backups: argument ID: invalid int value: 'x'"),
     (["restore", "1", "--as"], "restore: argument --as: expected one argument"),

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -189,17 +190,94 @@ def test_a_command_runs_the_agent_on_each_host_that_keeps_a_part(monkeypatch, co
     assert calls == expected
 
 
-def test_a_restore_of_a_slice_on_a_slice_host_restores_its_data_there_first(monkeypatch):
+def _row(at: str, path: str, kind: str = "scheduled", verified: bool = True) -> dict:
+    return {"slice": 2, "at": at, "path": path, "kind": kind, "verified": verified, "size": 1, "migration": None}
+
+
+# Slice 2's backups as each host's agent lists them (`list 2 --json`): db1 keeps the dumps,
+# app2 the data archives. The night of the 2nd the data part failed; on the 3rd the dump did.
+LISTED = {
+    "10.0.0.10": [_row("2026-12-01T03:00:04Z", "/b/slice-2/20261201T030004Z"),
+                  _row("2026-12-02T03:00:05Z", "/b/slice-2/20261202T030005Z"),
+                  _row("2026-12-03T03:00:03Z", "/b/slice-2/20261203T030003Z", verified=False),
+                  _row("2026-12-03T09:10:00Z", "/b/slice-2/20261203T091000Z-pre-restore", kind="pre-restore")],
+    "10.0.0.12": [_row("2026-12-01T03:00:01Z", "/b/slice-2/20261201T030001Z"),
+                  _row("2026-12-02T03:00:02Z", "/b/slice-2/20261202T030002Z", verified=False),
+                  _row("2026-12-03T03:00:02Z", "/b/slice-2/20261203T030002Z"),
+                  _row("2026-12-03T09:10:01Z", "/b/slice-2/20261203T091001Z-pre-restore", kind="pre-restore")],
+}
+
+
+def _listings(monkeypatch, listed=LISTED) -> list[str]:
+    """Each host's agent answers `list ID --json` with `listed[address]`; the hosts asked, in order."""
     from sliceops import backups
 
+    asked = []
+
+    def run(argv, **kwargs):
+        address = argv[-2].split("@")[1]
+        assert argv[-1].split("backup.json ", 1)[1].split()[0] == "list" and argv[-1].endswith(" --json")
+        asked.append(address)
+        return subprocess.CompletedProcess(argv, 0, json.dumps(listed[address]), None)
+
+    monkeypatch.setattr(backups.subprocess, "run", run)
+    return asked
+
+
+@pytest.mark.parametrize(("at", "data", "dump"), [
+    # The newest run whose two parts verified: the 1st (the 2nd's data and the 3rd's dump failed),
+    # never the 3rd's data with the 2nd's dump, nor a pre-restore.
+    (None, "/b/slice-2/20261201T030001Z", "/b/slice-2/20261201T030004Z"),
+    ("2026-12-01T03:00:03", None, None),  # the 1st's dump started after that: no whole run
+    ("2026-12-01T04:00", "/b/slice-2/20261201T030001Z", "/b/slice-2/20261201T030004Z"),
+])
+def test_a_fleet_restore_puts_back_both_parts_of_one_run(monkeypatch, capsys, at, data, dump):
+    from sliceops import backups
+    from sliceops.errors import SliceopsError
+
     calls = _calls(monkeypatch)
+    asked = _listings(monkeypatch)
     inv = load(DATA / "good" / "fleet.yaml")
     deployed = []
-    rc = backups.cmd_restore(inv, backups.parse("restore", ["2", "--at", "2026-12-01T03:00"]),
-                             deploy=lambda: deployed.append(1) or 0)
-    assert rc == 0 and deployed == [1]
-    assert calls == [("10.0.0.12", ["restore", "2", "--at", "2026-12-01T03:00"]),
-                     ("10.0.0.10", ["restore", "2", "--at", "2026-12-01T03:00"])]
+    request = backups.parse("restore", ["2"] + (["--at", at] if at else []))
+    if data is None:
+        with pytest.raises(SliceopsError) as refused:
+            backups.cmd_restore(inv, request, deploy=lambda: deployed.append(1) or 0)
+        assert str(refused.value) == (
+            f"{inv.path}: restore slice 2: no verified backup of its database on db1 and of its data directory on "
+            f"app2 from one run at or before {at} (sliceops backups 2 lists both)")
+        assert calls == [] and deployed == []  # no agent restored anything
+        return
+    assert backups.cmd_restore(inv, request, deploy=lambda: deployed.append(1) or 0) == 0
+    assert asked == ["10.0.0.10", "10.0.0.12"] and deployed == [1]
+    # The data part first, on app2 (its agent stops the container there), then the dump, each by folder.
+    assert calls == [("10.0.0.12", ["restore", "2", "--from", data]), ("10.0.0.10", ["restore", "2", "--from", dump])]
+    assert "sliceops: slice 2: restoring the backup taken 2026-12-01T03:00:04Z (db1: its database) and " \
+           "2026-12-01T03:00:01Z (app2: its data directory)" in capsys.readouterr().err
+
+
+def test_a_fleet_restore_as_another_slice_restores_the_pair_into_it(monkeypatch, tmp_path):
+    from sliceops import backups
+
+    text = (DATA / "good" / "fleet.yaml").read_text().replace("{id: 3, host: app1}", "{id: 3, host: app2, status: suspended}")
+    (tmp_path / "fleet.yaml").write_text(text)
+    calls = _calls(monkeypatch)
+    _listings(monkeypatch)
+    assert backups.cmd_restore(load(tmp_path / "fleet.yaml"), backups.parse("restore", ["2", "--as", "3"]),
+                               deploy=lambda: 0) == 0
+    assert calls == [("10.0.0.12", ["restore", "2", "--as", "3", "--from", "/b/slice-2/20261201T030001Z"]),
+                     ("10.0.0.10", ["restore", "2", "--as", "3", "--from", "/b/slice-2/20261201T030004Z"])]
+
+
+def test_a_host_whose_agent_does_not_list_refuses_the_restore_before_anything(monkeypatch):
+    from sliceops import backups
+    from sliceops.errors import SliceopsError
+
+    calls = _calls(monkeypatch)
+    monkeypatch.setattr(backups.subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(argv, 255, "", None))
+    with pytest.raises(SliceopsError, match="list 2: the backup agent on db1 did not answer with its list"):
+        backups.cmd_restore(load(DATA / "good" / "fleet.yaml"), backups.parse("restore", ["2"]), deploy=lambda: 0)
+    assert calls == []
 
 
 @pytest.mark.parametrize(("argv", "message"), [

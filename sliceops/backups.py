@@ -270,10 +270,6 @@ def cmd_restore(inv: Inventory, args, deploy) -> int:
             agent += ["--as", str(dest)]
         elif inv.slice(sid).status not in (ACTIVE, SUSPENDED):
             raise SliceopsError(f"{inv.path}: slice {sid} is marked {inv.slice(sid).status}")
-    if args.at:
-        agent += ["--at", args.at]
-    if args.from_path:
-        agent += ["--from", args.from_path]
     rows = {} if args.gateway else gateway_hosts(inv)
     hosts = {} if args.gateway else data_hosts(inv, [sid, dest], rows)
     if not args.gateway:
@@ -291,11 +287,12 @@ def cmd_restore(inv: Inventory, args, deploy) -> int:
         # Both parts from one run: the pair is chosen here, then each agent restores its part of it.
         (name,) = hosts
         pair = _pair(inv, sid, name, args.at)
-        base = [a for a in agent if a not in ("--at", args.at)]
-        rc = _on_each(inv, None, {name: base + ["--from", pair.data["path"]]})
+        rc = _on_each(inv, None, {name: agent + ["--from", pair.data["path"]]})
         if rc != 0:
             return rc
-        agent = base + ["--from", pair.database["path"]]
+        agent = agent + ["--from", pair.database["path"]]
+    else:  # both parts on one host: its agent chooses
+        agent += (["--at", args.at] if args.at else []) + (["--from", args.from_path] if args.from_path else [])
     rc = _on_each(inv, agent, {})
     if rc != 0:
         return rc

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pyinfra.api import FactBase
 
 from sliceops import psql
-from sliceops.shell import quote
+from sliceops.names import TARGET_PYTHON
+from sliceops.shell import command, quote
 
 # PostgreSQL's verifier format (RFC 5802/7677) with a salt derived from the password itself,
 # so the same password always gives the same verifier and a deploy can compare it with the
@@ -31,7 +32,7 @@ class MonitorVerifier(FactBase):
     """The verifier of the password file at `path` (None while it does not exist)."""
 
     def command(self, path: str) -> str:
-        return f"if [ -s {quote(path)} ]; then python3 -c {quote(VERIFIER_PY)} {quote(path)}; fi; true"
+        return f"if [ -s {quote(path)} ]; then {command(*TARGET_PYTHON, '-c', VERIFIER_PY, path)}; fi; true"
 
     def process(self, output):
         for line in output:

@@ -10,7 +10,8 @@ from pyinfra.api import FactBase
 from sliceops import psql
 from sliceops.facts.monitor_credential import DERIVED_VERIFIER_PY
 from sliceops.facts.postgres import env_urls_command
-from sliceops.shell import literal, quote
+from sliceops.names import TARGET_PYTHON
+from sliceops.shell import command, literal, quote
 
 # argv: password files (an unmatched glob arrives as itself and is skipped).
 TENANT_VERIFIERS_PY = DERIVED_VERIFIER_PY + """\
@@ -31,7 +32,7 @@ class TenantCredentials(FactBase):
 
     def command(self, secrets_dir: str, prefix: str) -> str:
         glob = f"{quote(secrets_dir)}/{quote(prefix)}*.password"
-        return (f"command -v python3 >/dev/null && python3 -c {quote(TENANT_VERIFIERS_PY)} {glob}; "
+        return (f"[ -x {quote(TARGET_PYTHON[0])} ] && {command(*TARGET_PYTHON, '-c', TENANT_VERIFIERS_PY)} {glob}; "
                 f"{env_urls_command(secrets_dir)}; true")
 
     def process(self, output):

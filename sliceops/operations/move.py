@@ -35,6 +35,7 @@ from sliceops.backup_config import config_text
 from sliceops.facts.docker import DockerCgroupDriver, DockerImage
 from sliceops.facts.tls import FileSha256
 from sliceops.inventory import Inventory
+from sliceops.names import TARGET_PYTHON
 from sliceops.operations import system, tenants
 from sliceops.operations.docker import DATA_GROUP, DATA_MODE, SLICE_UID, desired_spec, env_file, password_file, run_command
 from sliceops.operations.postgres.state import fleet_rows
@@ -238,7 +239,7 @@ def _wait_healthy(dst: Target, port: int) -> None:
     deadline = time.monotonic() + HEALTH_TIMEOUT
     while True:
         try:
-            dst.run(["python3", "-c", HEALTH_PY, str(port)])
+            dst.run([*TARGET_PYTHON, "-c", HEALTH_PY, str(port)])
             return
         except Exception:
             if time.monotonic() > deadline:

@@ -12,6 +12,7 @@ from pyinfra.api import operation
 from sliceops import moves, plan
 from sliceops.facts.tenant_credentials import TenantCredentials
 from sliceops.inventory import SLICE_NAME_PREFIX, Inventory
+from sliceops.names import TARGET_PYTHON
 from sliceops.operations.peers import this_host
 from sliceops.operations.postgres.state import fleet_rows
 from sliceops.operations.util import as_script
@@ -45,7 +46,7 @@ def credentials_command(inv: Inventory, roles: list[str]) -> str:
         "umask 077",
         f"{command('install', '-d', '-m', '0755', '/etc/sliceops', inv.etc_dir)} && "
         f"{command('install', '-d', '-m', '0700', inv.secrets_dir)}",
-        f"python3 -c {quote(CREDENTIALS_PY)} >/dev/null <<'{REQUEST_END}'\n{request}\n{REQUEST_END}",
+        f"{command(*TARGET_PYTHON, '-c', CREDENTIALS_PY)} >/dev/null <<'{REQUEST_END}'\n{request}\n{REQUEST_END}",
     ])
 
 

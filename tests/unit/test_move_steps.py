@@ -105,7 +105,7 @@ def test_a_move_stops_copies_starts_waits_then_registers_and_archives(run):
     assert filled.startswith(f"tar -C {inv.slice_data_dir(1)} ") and filled.endswith("-xpf -")
     # The data directory is made only inside the locked carry: a backup never sees it empty.
     assert not any(e[2][:2] == ["install", "-d"] and inv.slice_data_dir(1) in e[2] for e in log if e[0] != "pipe")
-    health = steps.index((app2, "python3 -c"))
+    health = steps.index((app2, "/usr/bin/python3 -I"))
     register = next(i for i, e in enumerate(log) if e[0] == db)
     assert health < register  # the gateway row changes only once /health answered
     assert "UPDATE gateway.slices SET host = :'host'" in log[register][3]
@@ -122,7 +122,7 @@ def test_a_slice_that_never_answers_runs_again_on_its_old_host_and_what_it_wrote
     assert str(error).endswith("; it runs on app1 again")
     steps = _steps(log)
     app1, app2 = "ssh://root@10.0.0.11:2222", "ssh://root@10.0.0.12"
-    tail = steps[steps.index((app2, "python3 -c")) + 1:]
+    tail = steps[steps.index((app2, "/usr/bin/python3 -I")) + 1:]
     assert tail == [(app2, "docker rm"), (app2, "mv -T"), (app2, "rm -f"), (app1, "docker start")]
     aside = next(e[2] for e in log if e[2][:2] == ["mv", "-T"])
     assert aside == ["mv", "-T", inv.slice_data_dir(1), inv.failed_move_data_dir(1, "STAMP")]

@@ -751,7 +751,7 @@ def test_the_one_step_is_one_psql_session_through_every_database_it_touches(inve
     four = inventory({"slices": DEFAULT_SLICES + [{"id": 4}]})
     state = _converged(inventory({"slices": DEFAULT_SLICES}))
     text = newslices.add_command(four, state, newslices.new_slices(four, state))
-    assert text.count("runuser") == 1 and text.count("python3 -c") == 1
+    assert text.count("runuser") == 1 and text.count("/usr/bin/python3 -I -S -c") == 1
     sql = text.split("<<'SLICEOPS_SQL'\n", 1)[1]
     order = [sql.index(part) for part in (
         "ALTER ROLE \"wa_slice_4\" WITH LOGIN CONNECTION LIMIT 5 PASSWORD :'pw0';",

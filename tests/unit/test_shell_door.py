@@ -22,6 +22,7 @@ from sliceops.facts.host import DataDirs, RecordedDigest, ServiceState
 from sliceops.facts.postgres import PgCluster
 from sliceops.inventory import load
 from sliceops.facts.volume import SliceVolume, VolumeState
+from sliceops.names import TARGET_PYTHON
 from sliceops.operations import datadirs, docker, firewall, lifecycle, system, volume
 from sliceops.operations import postgres as pg
 
@@ -80,6 +81,8 @@ def probe(tmp_path):
         script.chmod(0o755)
 
     def run(text: str):
+        # The tool's programs run as Debian's python3 by its path: here the python3 probe.
+        text = text.replace(shell.words(list(TARGET_PYTHON)), "python3")
         subprocess.run(["sh", "-c", text], cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": "/nonexistent"}, timeout=30)
         raw = log.read_text() if log.exists() else ""

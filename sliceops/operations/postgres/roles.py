@@ -16,6 +16,7 @@ from sliceops import factcache, moves, psql
 from sliceops.facts.postgres import ROLES, ROWS, Fleet
 from sliceops.facts.tenant_credentials import StoredVerifiers, TenantCredentials
 from sliceops.inventory import MONITOR_ROLE, SLICE_NAME_PREFIX, Inventory, Slice
+from sliceops.names import TARGET_PYTHON
 from sliceops.operations.postgres import credentials
 from sliceops.operations.peers import peer_fact
 from sliceops.operations.postgres.monitors import verifier_prelude
@@ -169,7 +170,7 @@ def roles_sql(inv: Inventory, roles: list[str], with_monitor: bool, limits: list
         request = credentials_request(inv, roles)
         if REQUEST_END in request.splitlines():
             raise ValueError(f"a credentials request may not hold a line {REQUEST_END}")
-        prelude = f"python3 -c {quote(CREDENTIALS_PY)} <<'{REQUEST_END}'\n{request}\n{REQUEST_END}"
+        prelude = f"{command(*TARGET_PYTHON, '-c', CREDENTIALS_PY)} <<'{REQUEST_END}'\n{request}\n{REQUEST_END}"
     if verifiers:
         # printf is the shell's builtin: the verifiers are no process's argument.
         sets = verifier_prelude(verifiers, "rpw")

@@ -10,6 +10,7 @@ from sliceops import factcache
 from sliceops.errors import RemoteStateError
 from sliceops.facts.docker import DockerAnswers
 from sliceops.facts.host import InitSystem
+from sliceops.operations.system import PACKAGES
 from sliceops.operations.util import refuses
 
 
@@ -20,6 +21,7 @@ def client_only():
     if factcache.get(DockerAnswers) != "nocli":
         host.noop("the docker client is installed")
         return
+    factcache.touches(factcache.EVERYTHING, PACKAGES)  # docker.io, and whatever it did
     mask = "systemctl mask --quiet docker.service docker.socket; " if factcache.get(InitSystem) == "systemd" else ""
     yield (
         "set -e; printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; "

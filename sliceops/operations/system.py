@@ -16,14 +16,22 @@ from sliceops.facts.host import FileState, RecordedDigest, SystemUser
 from sliceops.shell import command, quote, words
 
 
+# The subject of the installed packages: only an install changes them (see `packages`), so
+# the list read once serves every package step of a deploy, however many other steps change
+# the host (an add read `dpkg -l` four times, 0.05 s each).
+PACKAGES = "debian packages"
+
+
 @operation(is_idempotent=True)
 def packages(names: list[str]):
     """Install missing Debian packages; refresh the index only when something is missing."""
-    installed = factcache.get(DebPackages)
+    installed = factcache.get(DebPackages, reads={PACKAGES}, owned=True)
     missing = [n for n in names if n not in installed]
     if not missing:
         host.noop(f"{', '.join(names)} installed")
         return
+    # The packages, and whatever their scripts did (a cluster made, a service started).
+    factcache.touches(factcache.EVERYTHING, PACKAGES)
     yield (
         "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
         f"apt-get install -y -qq --no-install-recommends {words(missing)}"

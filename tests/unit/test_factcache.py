@@ -115,3 +115,26 @@ def test_a_fact_only_sliceops_writes_is_read_again_only_after_its_writer_changed
     assert factcache.get(PgTls, reads={TLS}, owned=True, tls_dir="/t") == "PgTls read 2"
     operation_changed()
     assert factcache.get(PgTls, reads={TLS}, tls_dir="/t") == "PgTls read 3"  # not owned: any change
+
+
+
+def test_the_installed_packages_are_read_again_only_after_an_install(fake, monkeypatch):
+    """Each package step reads the list through the cache (an add changes several steps
+    before the last package step); an install makes every fact, the list included, stale."""
+    from sliceops.operations import system
+
+    monkeypatch.setattr(system, "host", type("H", (), {"noop": staticmethod(lambda text: None)})())
+    read = fake.get_fact
+    fake.get_fact = lambda cls, **kw: {"python3": ["3.11"]} if cls.__name__ == "DebPackages" and read(cls) else read(cls)
+    packages = system.packages._inner if hasattr(system.packages, "_inner") else system.packages.__wrapped__
+    assert factcache.get(PgFleet, reads={ROWS}, port=5432) == "PgFleet read 1"
+    assert list(packages(["python3"])) == [] and fake.reads["DebPackages"] == 1
+    operation_changed()  # a volume grown, a configuration written: said nothing
+    operation_changed(ROLES)
+    assert list(packages(["python3"])) == [] and fake.reads["DebPackages"] == 1
+    assert factcache.get(PgFleet, reads={ROWS}, port=5432) == "PgFleet read 2"  # (the undeclared change)
+    commands = list(packages(["python3", "cron"]))  # cron is missing: installed
+    assert len(commands) == 1 and "apt-get install" in str(commands[0])
+    factcache.host_changed(factcache.declared("test", "op"))
+    assert list(packages(["python3"])) == [] and fake.reads["DebPackages"] == 2
+    assert factcache.get(PgFleet, reads={ROWS}, port=5432) == "PgFleet read 3"  # its scripts may have done anything

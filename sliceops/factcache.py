@@ -57,6 +57,16 @@ def get(cls, reads: frozenset | set | None = None, owned: bool = False, **kwargs
     return value
 
 
+# The subject of what no step of a deploy changes: nothing touches it.
+_STEADY = "steady"
+
+
+def steady(cls, **kwargs):
+    """A fact no step of a deploy changes (the init system, the memory): read once per deploy
+    and host (an add read the init system four times: once, and again after each change)."""
+    return get(cls, reads={_STEADY}, owned=True, **kwargs)
+
+
 def put(cls, value, **kwargs) -> None:
     """What a step will have made of the fact, for the steps after it to plan from (the
     operation that calls this touches nothing of it: `touches()`)."""

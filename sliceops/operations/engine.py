@@ -22,7 +22,7 @@ def client_only():
         host.noop("the docker client is installed")
         return
     factcache.touches(factcache.EVERYTHING, PACKAGES)  # docker.io, and whatever it did
-    mask = "systemctl mask --quiet docker.service docker.socket; " if factcache.get(InitSystem) == "systemd" else ""
+    mask = "systemctl mask --quiet docker.service docker.socket; " if factcache.steady(InitSystem) == "systemd" else ""
     yield (
         "set -e; printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; "
         f"{mask}export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "

@@ -80,7 +80,7 @@ def preflight(inv: Inventory, here: str | None = None):
             line = inv.lines.get(("docker", "subnet"), 1)
             raise InventoryError([f"{inv.path}:{line}: docker.subnet: {problem}"])
         limits = [s.memory_bytes for s in inv.slices_on(here) if s.in_service]
-        overcommit = checks.memory_overcommit(limits, host.get_fact(MemTotal))
+        overcommit = checks.memory_overcommit(limits, factcache.steady(MemTotal))
         if overcommit and pyinfra_state.is_executing != pyinfra_state.should_check_for_changes():  # once
             logger.warning(f"{host.print_prefix}{overcommit}")
     if here != inv.database_host.name:

@@ -15,7 +15,7 @@ from sliceops.shell import command
 
 
 def init_system() -> str:
-    return factcache.get(InitSystem)
+    return factcache.steady(InitSystem)
 
 
 def _ctl(service_name: str, verb: str, init: str) -> str:

@@ -32,7 +32,7 @@ def converge(inv: Inventory, here: str | None = None) -> None:
     """The agent on host `here` (default: the database host), with its part of every backup: a
     slice's data part stays with its old host's agent until its move has succeeded (the move
     then hands it over: operations/move.py)."""
-    systemd = factcache.get(InitSystem) == "systemd"
+    systemd = factcache.steady(InitSystem) == "systemd"
     # The agent is stdlib Python; minimal hosts (debootstrap's minbase) have no python3.
     system.packages(
         name="Install the backup agent's runtime (python3" + (")" if systemd else ", and cron: the schedule without systemd)"),

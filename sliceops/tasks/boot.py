@@ -14,7 +14,7 @@ from sliceops.paths import TEMPLATES
 def boot_entry(kind: str, name: str, variables: dict, why: str = ""):
     """Install `name`'s unit or init script; returns the operation (its `changed` restarts it)."""
     suffix = f" ({why})" if why else ""
-    if factcache.get(InitSystem) == "systemd":
+    if factcache.steady(InitSystem) == "systemd":
         return files.template(
             name=f"Install the systemd unit {name}.service{suffix}",
             src=str(TEMPLATES / f"{kind}/sliceops-{kind}.service.j2"),

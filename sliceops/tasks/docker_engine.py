@@ -20,7 +20,7 @@ def converge(inv: Inventory) -> None:
         engine_answers(name="Check the provided Docker engine answers")
         return
     system.packages(name="Install the Docker engine (docker.io)", names=["docker.io"])
-    if factcache.get(InitSystem) == "systemd":
+    if factcache.steady(InitSystem) == "systemd":
         service.running(name="Run the Docker engine", service_name="docker", subject="docker engine")
         return
     script = files.template(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pyinfra import host
 from pyinfra.operations import files, server
 
 from sliceops.facts.host import MemTotal
@@ -12,7 +11,7 @@ from sliceops.operations.util import changed
 from sliceops.names import MONITOR_ROLE
 from sliceops.tuning import listen_addresses, pg_tuning, remote_slice_hosts
 from sliceops.paths import TEMPLATES
-from sliceops import moves
+from sliceops import factcache, moves
 from sliceops.operations.postgres.state import fleet
 
 
@@ -40,7 +39,7 @@ def converge(inv: Inventory) -> None:
         _if=changed(nonlocal_bind),
     )
     etc = f"/etc/postgresql/{pg.version}/{inv.cluster}"
-    ram = host.get_fact(MemTotal)
+    ram = factcache.steady(MemTotal)
     common = dict(user="postgres", group="postgres", mode="640", inv=inv, monitor_role=MONITOR_ROLE)
     conf = files.template(
         name=f"Configure PostgreSQL ({etc}/conf.d/50-sliceops.conf)",

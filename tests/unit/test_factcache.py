@@ -138,3 +138,13 @@ def test_the_installed_packages_are_read_again_only_after_an_install(fake, monke
     factcache.host_changed(factcache.declared("test", "op"))
     assert list(packages(["python3"])) == [] and fake.reads["DebPackages"] == 2
     assert factcache.get(PgFleet, reads={ROWS}, port=5432) == "PgFleet read 3"  # its scripts may have done anything
+
+
+def test_a_steady_fact_is_read_once_per_deploy_whatever_changes(fake):
+    from sliceops.facts.host import InitSystem
+
+    assert factcache.steady(InitSystem) == "InitSystem read 1"
+    operation_changed()
+    operation_changed(ROLES)
+    assert factcache.steady(InitSystem) == "InitSystem read 1"
+    assert factcache.get(InitSystem) == "InitSystem read 2"  # the plain read: after any change

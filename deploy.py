@@ -41,3 +41,5 @@ with for_pyinfra():  # a refusal stops the deploy as one line, as pyinfra's own 
         firewall.converge(mine)  # slices reach PostgreSQL and nothing else on the host; egress per inventory
         slices.converge(mine, inv)  # image, isolated network, slices moved here, one container per slice, destroys
     monitor.converge(mine, here, inv)  # the monitor service: telemetry every interval, hourly prune (every host)
+    if slice_host:
+        slices.started(mine)  # last: new slices' containers, started in the background above, are up

@@ -306,6 +306,12 @@ class Inventory:
         """Where the deploy ships its SQL and helper scripts on the target."""
         return f"/usr/local/share/sliceops/{self.instance}"
 
+    @property
+    def container_starts_dir(self) -> str:
+        """Where a container started in the background leaves its exit status and output for
+        the deploy's last step (operations/docker.py `started`)."""
+        return f"{self.share_dir}/.starts"
+
     def sql_dir(self, kind: str) -> str:
         """Where the migrations of `kind` ("gateway", "slice") are on the target: the shipped
         sql/<kind>, or the shipped slice_defaults.migrations folder."""

@@ -362,15 +362,60 @@ def container_plan(inv: Inventory, have: dict | None, image_id: str, cgroup_driv
     return plan
 
 
-def plan_script(plan: ContainerPlan) -> str:
+# New containers (a few, the everyday add) start in the background: `docker run` takes
+# ~0.4 s of the engine's own work (bench/add_floor.py), which the deploy's remaining steps
+# (the monitor's) then overlap; its last step, `started`, waits for each and fails the deploy
+# naming any that did not start. More than this many run in turn, with progress.
+BACKGROUND_MOST = progress.SHOWN
+# How long `started` waits for a container started in the background.
+BACKGROUND_WAIT = 120
+_background: dict[str, list[str]] = {}  # host name -> containers started in the background
+
+
+def background_start(step: str, name: str, starts: str) -> str:
+    """Shell starting `step` (a `docker run`) detached from the deploy (its own session, no
+    descriptor of the deploy's held): its exit status lands in <starts>/<name>.rc, written
+    whole, and its output in <starts>/<name>.log, for `wait_script`."""
+    rc, log = quote(f"{starts}/{name}.rc"), quote(f"{starts}/{name}.log")
+    inner = f"{step}; echo $? >{rc}.new && mv -f {rc}.new {rc}"
+    return (f"{command('mkdir', '-p', '-m', '0700', starts)} && rm -f {rc} && "
+            f"setsid -f sh -c {quote(inner)} >{log} 2>&1 </dev/null")
+
+
+def wait_script(starts: str, names: list[str], seconds: int = BACKGROUND_WAIT) -> str:
+    """Shell waiting (at most `seconds`) for the containers `background_start` started: a
+    `sliceops: created <name>` line each, or an exit status of 1 and one line naming each
+    that failed with the engine's last words (or that it is still starting)."""
+    d, todo = quote(starts), words(names)
+    return "\n".join([
+        f"d={d}; failed=''; i=0; limit=$(({int(seconds)} * 20))",
+        f"while [ $i -lt $limit ]; do left=''; for n in {todo}; do [ -f \"$d/$n.rc\" ] || left=1; done; "
+        '[ -z "$left" ] && break; i=$((i + 1)); sleep 0.05; done',
+        f"for n in {todo}; do",
+        '  if [ ! -f "$d/$n.rc" ]; then failed="$failed; $n: still starting after ' f"{int(seconds)}" ' s"',
+        '  elif [ "$(cat "$d/$n.rc")" = 0 ]; then echo "sliceops: created $n"',
+        '  else failed="$failed; $n: $(tail -n 3 "$d/$n.log" 2>/dev/null | tr \'\\n\' \' \')"; fi',
+        '  rm -f "$d/$n.rc" "$d/$n.log"',
+        "done",
+        'if [ -n "$failed" ]; then echo "sliceops: slice containers did not start: ${failed#; }" >&2; exit 1; fi',
+    ])
+
+
+def plan_script(plan: ContainerPlan, starts: str | None = None) -> str:
     """One shell script for the whole plan: a failing step does not stop the others; the
     script echoes a `sliceops:` line per step done (the containers run: one line for them all
-    when there are more than a few, naming a few) and exits non-zero naming what failed."""
+    when there are more than a few, naming a few) and exits non-zero naming what failed.
+    `starts`: the folder of background starts; the created containers start there (see
+    BACKGROUND_MOST) and `started` says them."""
     lines = ["failed=''"]
     runs = sum(1 for _, _, what in plan.steps if what.startswith("run "))
     quiet = runs > progress.SHOWN  # a fleet's worth: the progress lines say each, one line the outcome
     ran = 0
     for step, done, what in plan.steps:
+        name = what.removeprefix("run ")
+        if starts and what.startswith("run ") and name in plan.created:
+            step = background_start(step, name, starts)
+            done = f"starting {name} in the background (the deploy's last step waits for it)"
         ok = echo(f"sliceops: {done}") if done and not (quiet and what.startswith("run ")) else "true"
         line = f"if {step}; then {ok}; else failed=\"$failed, \"{quote(what)}; fi"
         if what.startswith("run "):
@@ -440,7 +485,22 @@ def containers(inv: Inventory):
         suspended = sum(1 for s in inv.slices if s.status == SUSPENDED)
         host.noop(f"{running} slice containers run their current spec; {suspended} suspended stopped")
         return
+    starts = None
     if state.is_executing:
         _ready_for_execution(inv, have, image_id, todo, ca_sha)
-    yield from as_script(inv.share_dir, "containers", plan_script(todo))
+        if 0 < len(todo.created) <= BACKGROUND_MOST:
+            starts = inv.container_starts_dir
+            _background[host.name] = list(todo.created)
+    yield from as_script(inv.share_dir, "containers", plan_script(todo, starts))
+
+
+@operation(is_idempotent=True)
+def started(inv: Inventory):
+    """The containers `containers` started in the background run (the deploy's last step on a
+    slice host: the steps between overlapped their start)."""
+    names = _background.pop(host.name, [])
+    if not names:
+        host.noop("no slice container is starting in the background")
+        return
+    yield StringCommand(wait_script(inv.container_starts_dir, names))
 

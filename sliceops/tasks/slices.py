@@ -40,6 +40,12 @@ def converge(inv: Inventory, fleet: Inventory | None = None) -> None:
     )
 
 
+def started(inv: Inventory) -> None:
+    """The deploy's last step on a slice host: the new slices' containers, started in the
+    background by the containers step while the steps since ran, are running."""
+    docker.started(name="Wait for the new slices' containers (started in the background)", inv=inv)
+
+
 def credentials(inv: Inventory) -> None:
     """A slice host that is not the database host makes its slices' passwords and credentials
     files itself, before the database host's roles step reads their verifiers."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import types
+from pathlib import Path
 
 import pytest
 import yaml
@@ -570,3 +571,52 @@ def test_a_new_ca_certificate_recreates_the_containers(tmp_path):
             "env_sha256": {"wa_slice_1.env": SHA[1]}}
     assert container_plan(inv, have, IMAGE, ca_sha="a" * 64).recreated == []
     assert container_plan(inv, have, IMAGE, ca_sha="b" * 64).recreated == ["wa-slice-1"]
+
+
+def test_new_containers_start_in_the_background_and_the_last_step_names_each_outcome(tmp_path):
+    """A few new containers: the containers step starts them detached and returns at once;
+    `started`'s script waits for each, says the ones that run and fails naming the one the
+    engine refused, with the engine's own words."""
+    inv = inventory(tmp_path, [{"id": 1}, {"id": 2}])
+    plan = container_plan(inv, fact(inv), IMAGE)
+    assert plan.created == ["wa-slice-1", "wa-slice-2"]
+    starts = str(tmp_path / "starts")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # The engine takes a moment; it refuses slice 2's port.
+    (bin_dir / "docker").write_text(
+        '#!/bin/sh\nsleep 0.3\n[ "$4" = wa-slice-2 ] && { echo "Error: port is already allocated" >&2; exit 125; }\nexit 0\n')
+    (bin_dir / "install").write_text("#!/bin/sh\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    launched = subprocess.run(["sh", "-c", op.plan_script(plan, starts)], capture_output=True, text=True, env=env,
+                              timeout=10)
+    assert launched.returncode == 0, launched.stderr
+    assert [line for line in launched.stdout.splitlines() if not line.startswith("sliceops-progress")] == [
+        f"sliceops: starting wa-slice-{i} in the background (the deploy's last step waits for it)" for i in (1, 2)]
+    assert not list(Path(starts).glob("*.rc"))  # still starting: the step did not wait
+    waited = subprocess.run(["sh", "-c", op.wait_script(starts, plan.created)], capture_output=True, text=True,
+                            env=env, timeout=10)
+    assert waited.returncode == 1
+    assert waited.stdout.splitlines() == ["sliceops: created wa-slice-1"]
+    assert waited.stderr.strip() == ("sliceops: slice containers did not start: wa-slice-2: "
+                                     "Error: port is already allocated")
+    assert list(Path(starts).iterdir()) == []  # outcomes read once, then gone
+
+
+def test_the_wait_for_a_background_start_is_bounded(tmp_path):
+    starts = tmp_path / "starts"
+    starts.mkdir()
+    waited = subprocess.run(["sh", "-c", op.wait_script(str(starts), ["wa-slice-1"], seconds=1)],
+                            capture_output=True, text=True, timeout=10)
+    assert waited.returncode == 1
+    assert waited.stderr.strip() == "sliceops: slice containers did not start: wa-slice-1: still starting after 1 s"
+
+
+def test_recreated_and_many_containers_do_not_start_in_the_background(tmp_path):
+    inv = inventory(tmp_path, [{"id": 1}, {"id": 2}])
+    have = fact(inv, {1: "running"})
+    have["containers"]["wa-slice-1"]["spec"] = "old"
+    script = op.plan_script(container_plan(inv, have, IMAGE), str(tmp_path / "starts"))
+    assert script.count("setsid -f") == 1 and "wa-slice-2.rc" in script and "wa-slice-1.rc" not in script

@@ -356,6 +356,23 @@ def test_container_steps(probe, hostile_inventory, index):
 
 
 @pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_container_steps_started_in_the_background(probe, hostile_inventory, index):
+    """The same steps with the new containers started detached, then waited for: each
+    `docker run` still gets every word whole, nothing smuggled runs."""
+    value = _values(probe.mark)[index]
+    inv = hostile_inventory(value, data_dir=True, instance=True)
+    plan = docker.container_plan(inv, {"containers": {}, "env_sha256": {}}, "sha256:" + "0" * 64)
+    starts = str(Path(probe.mark).parent / "starts")
+    Path(starts).mkdir()  # (mkdir is a probe here)
+    calls, _, marked = probe(docker.plan_script(plan, starts) + "\n" + docker.wait_script(starts, plan.created, 1))
+    assert not marked
+    if "/" in value:
+        return  # a container name with a folder in it: its outcome file has nowhere to go (refused earlier)
+    runs = [argv for argv in calls if argv[:2] == ["docker", "run"]]
+    assert sorted(argv[argv.index("--name") + 1] for argv in runs) == sorted(plan.created)
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
 def test_network_and_data_directory_commands(probe, hostile_inventory, index):
     value = _values(probe.mark)[index]
     inv = hostile_inventory(value, data_dir=True, instance=True)

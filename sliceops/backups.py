@@ -20,9 +20,9 @@ import os
 import subprocess
 import sys
 
-from sliceops.errors import SliceopsError
+from sliceops.errors import RemoteStateError, SliceopsError
 from sliceops.inventory import ACTIVE, SUSPENDED, Inventory
-from sliceops.hostkeys import known_hosts_path, ssh_parts
+from sliceops.hostkeys import HostUnreachable, known_hosts_path, ssh_parts
 from sliceops import backup_pairs, moves, psql, shell
 from sliceops.remote import Target
 
@@ -148,6 +148,19 @@ def gateway_hosts(inv: Inventory) -> dict[int, dict]:
     return rows
 
 
+def gateway_hosts_or_none(inv: Inventory, command: str, fallback: str) -> dict[int, dict] | None:
+    """gateway_hosts, or None when the database host's PostgreSQL (or the host) does not answer:
+    one warning line on stderr naming the database host and what is used instead (`fallback`).
+    A backup or a listing must still reach the slice hosts' data parts during a database outage;
+    a host key that is unknown or changed is still refused (HostKeyError is not caught)."""
+    try:
+        return gateway_hosts(inv)
+    except (RemoteStateError, HostUnreachable) as exc:
+        print(f"sliceops: warning: {command}: the gateway's slice hosts cannot be read on "
+              f"{inv.database_host.name} ({exc}); {fallback}", file=sys.stderr, flush=True)
+        return None
+
+
 def refuse_moving(inv: Inventory, ids: list[int], what: str, rows: dict[int, dict]) -> None:
     """A slice whose move has not finished (its gateway row `rows` names another host than the
     file: the move is pending, or failed and was undone) has its data on the old host while
@@ -175,9 +188,17 @@ def cmd_backup(inv: Inventory, args) -> int:
     agent = ["run", *map(str, ids)] + (["--all"] if args.all else []) + (["--gateway"] if args.gateway else [])
     # Each slice host archives the data directories of the slices named (or of all of them)
     # whose data is there: a slice whose move has not finished, on its old host.
-    parts = {} if not (ids or args.all) else data_hosts(inv, None if args.all else ids, gateway_hosts(inv))
-    return _on_each(inv, agent, {h: ["run", *map(str, sids)] if ids else ["run", "--all"]
-                                 for h, sids in parts.items() if sids})
+    parts: dict[str, list[int]] = {}
+    if ids:
+        rows = gateway_hosts_or_none(inv, "backup", "using the inventory's hosts for the data directories")
+        parts = data_hosts(inv, ids, rows)
+    elif args.all:
+        rows = gateway_hosts_or_none(inv, "backup", "using the inventory's hosts: every slice host's agent "
+                                     "archives what its configuration lists")
+        # Unread rows: every slice host, since its agent's configuration (the last deploy's, which
+        # followed the rows) may keep the data of a slice the file now puts elsewhere.
+        parts = {h: sids for h, sids in data_hosts(inv, None, rows).items() if sids or rows is None}
+    return _on_each(inv, agent, {h: ["run", *map(str, sids)] if ids else ["run", "--all"] for h, sids in parts.items()})
 
 
 def cmd_backups(inv: Inventory, args) -> int:
@@ -188,8 +209,10 @@ def cmd_backups(inv: Inventory, args) -> int:
     hosts: list[str] = []
     if not args.gateway:
         listed = args.id is not None and args.id in inv.slice_ids
-        # A destroyed slice's final data backup may be on any slice host: ask them all.
-        hosts = list(data_hosts(inv, [args.id], gateway_hosts(inv)) if listed else data_hosts(inv))
+        # A destroyed slice's final data backup may be on any slice host: ask them all (and
+        # every one when the gateway cannot say where a slice's data is).
+        where = gateway_hosts_or_none(inv, "backups", "asking every slice host") if listed else None
+        hosts = list(data_hosts(inv, [args.id], where) if where is not None else data_hosts(inv))
     if not args.json or not hosts:
         return _on_each(inv, agent + (["--json"] if args.json else []), {h: agent for h in hosts})
     rows, rc = [], 0

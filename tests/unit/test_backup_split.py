@@ -481,3 +481,111 @@ def test_every_slices_data_part_is_in_exactly_one_agents_configuration_where_its
     if gateway and gateway[1]["host"] == "app2":
         assert keeps[1] == ["app2"] and keeps[3] == ["db1"] and keeps[4] == ["app1"]
         assert [s["id"] for s in configs["app1"]["slices"]] == [4]  # 1 and 3 not yet: their data is elsewhere
+
+
+class _DownGateway:
+    """remote.Target's stand-in for a database host whose gateway cannot be read: `run` (the
+    psql of gateway_hosts) raises `fail`; records the targets asked."""
+
+    fail: Exception = RuntimeError("set by the test")
+    asked: list = []
+
+    def __init__(self, inv, target):
+        _DownGateway.asked.append(target)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def run(self, argv, stdin="", timeout=60):
+        assert "psql" in argv and "gateway.slices" in stdin
+        raise _DownGateway.fail
+
+
+def _gateway_down(monkeypatch, fail: Exception) -> list[tuple[str, list[str]]]:
+    """The agents the CLI runs (as _calls), the gateway's read failing with `fail` for real:
+    backups.gateway_hosts itself runs, on a Target that raises."""
+    from sliceops import backups
+
+    real = backups.gateway_hosts
+    calls = _calls(monkeypatch)
+    monkeypatch.setattr(backups, "gateway_hosts", real)
+    _DownGateway.fail, _DownGateway.asked = fail, []
+    monkeypatch.setattr(backups, "Target", _DownGateway)
+    return calls
+
+
+def _down_errors():
+    from sliceops.errors import RemoteStateError
+    from sliceops.hostkeys import HostUnreachable
+
+    return [RemoteStateError("psql on ssh://root@10.0.0.10: psql: error: connection to server on socket "
+                             "\"/var/run/postgresql/.s.PGSQL.5432\" failed: No such file or directory"),
+            HostUnreachable("cannot reach 10.0.0.10:22 over SSH: Connection refused")]
+
+
+def _warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "warning" in line]
+
+
+@pytest.mark.parametrize("fail", _down_errors())
+def test_the_listing_of_a_slice_asks_every_slice_host_when_the_gateway_cannot_be_read(monkeypatch, capsys, fail):
+    """A database outage: `backups ID` still lists the slice's data parts (every slice host is
+    asked, as for a destroyed slice), with one warning line naming the database host."""
+    from sliceops import backups
+
+    calls = _gateway_down(monkeypatch, fail)
+    inv = load(DATA / "good" / "fleet.yaml")
+    assert backups.run("backups", inv, backups.parse("backups", ["1"])) == 0
+    assert _DownGateway.asked == [inv.database_host.target]  # the read was tried, on db1
+    assert calls == [("10.0.0.10", ["list", "1"]), ("10.0.0.11", ["list", "1"]), ("10.0.0.12", ["list", "1"])]
+    (warning,) = _warnings(capsys.readouterr().err)
+    assert warning.startswith("sliceops: warning: backups: the gateway's slice hosts cannot be read on db1 (")
+    assert str(fail) in warning and warning.endswith("; asking every slice host")
+
+
+@pytest.mark.parametrize("fail", _down_errors())
+def test_a_backup_of_slices_uses_the_inventorys_hosts_when_the_gateway_cannot_be_read(monkeypatch, capsys, fail):
+    from sliceops import backups
+
+    calls = _gateway_down(monkeypatch, fail)
+    inv = load(DATA / "good" / "fleet.yaml")
+    assert backups.run("backup", inv, backups.parse("backup", ["1", "2"])) == 0
+    assert calls == [("10.0.0.10", ["run", "1", "2"]), ("10.0.0.11", ["run", "1"]), ("10.0.0.12", ["run", "2"])]
+    (warning,) = _warnings(capsys.readouterr().err)
+    assert "cannot be read on db1" in warning and warning.endswith("; using the inventory's hosts for the data directories")
+
+
+@pytest.mark.parametrize("readable", [True, False])
+def test_backup_all_runs_on_every_slice_host_when_the_gateway_cannot_be_read(monkeypatch, capsys, tmp_path, readable):
+    """Slice 2 now on app1 in the file, app2 has no slice of its own: with the rows read and
+    the move finished, app2 is not asked; with them unread, app2 is asked too (its agent's
+    configuration, the last deploy's, may still keep slice 2's data part: a pending move)."""
+    from sliceops import backups
+
+    (tmp_path / "fleet.yaml").write_text((DATA / "good" / "fleet.yaml").read_text().replace(
+        "{id: 2, host: app2}", "{id: 2, host: app1}"))
+    inv = load(tmp_path / "fleet.yaml")
+    if readable:
+        calls = _calls(monkeypatch)
+        monkeypatch.setattr(backups, "gateway_hosts", lambda inv: {1: {"host": "app1"}, 2: {"host": "app1"}})
+    else:
+        calls = _gateway_down(monkeypatch, _down_errors()[0])
+    assert backups.run("backup", inv, backups.parse("backup", ["--all"])) == 0
+    expected = [("10.0.0.10", ["run", "--all"]), ("10.0.0.11", ["run", "--all"])]
+    assert calls == expected + ([] if readable else [("10.0.0.12", ["run", "--all"])])
+    warnings = _warnings(capsys.readouterr().err)
+    assert warnings == [] if readable else len(warnings) == 1 and "cannot be read on db1" in warnings[0]
+
+
+def test_a_database_hosts_changed_key_is_still_refused(monkeypatch):
+    """Only an outage falls back: a host key that is not the recorded one stops the command."""
+    from sliceops import backups
+    from sliceops.hostkeys import HostKeyError
+
+    calls = _gateway_down(monkeypatch, HostKeyError("ssh://root@10.0.0.10: the host key has changed"))
+    with pytest.raises(HostKeyError, match="changed"):
+        backups.run("backups", load(DATA / "good" / "fleet.yaml"), backups.parse("backups", ["1"]))
+    assert calls == []

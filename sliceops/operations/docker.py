@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -369,52 +370,60 @@ def container_plan(inv: Inventory, have: dict | None, image_id: str, cgroup_driv
 BACKGROUND_MOST = progress.SHOWN
 # How long `started` waits for a container started in the background.
 BACKGROUND_WAIT = 120
-_background: dict[str, list[str]] = {}  # host name -> containers started in the background
+# host name -> (this deploy's launch token, the containers it started in the background)
+_background: dict[str, tuple[str, list[str]]] = {}
 
 
-def background_start(step: str, name: str, starts: str) -> str:
+def background_start(step: str, name: str, starts: str, token: str) -> str:
     """Shell starting `step` (a `docker run`) detached from the deploy (its own session, no
-    descriptor of the deploy's held): its exit status lands in <starts>/<name>.rc, written
-    whole, and its output in <starts>/<name>.log, for `wait_script`."""
-    rc, log = quote(f"{starts}/{name}.rc"), quote(f"{starts}/{name}.log")
+    descriptor of the deploy's held): its exit status lands in <starts>/<name>.<token>.rc,
+    written whole, and its output in <starts>/<name>.<token>.log, for `wait_script`. What
+    an earlier launch of that name left (a deploy killed before its wait) goes first."""
+    base = quote(f"{starts}/{name}")
+    rc, log = quote(f"{starts}/{name}.{token}.rc"), quote(f"{starts}/{name}.{token}.log")
     inner = f"{step}; echo $? >{rc}.new && mv -f {rc}.new {rc}"
-    return (f"{command('mkdir', '-p', '-m', '0700', starts)} && rm -f {rc} && "
+    return (f"{command('mkdir', '-p', '-m', '0700', starts)} && rm -f {base}.*.rc {base}.*.log && "
             f"setsid -f sh -c {quote(inner)} >{log} 2>&1 </dev/null")
 
 
-def wait_script(starts: str, names: list[str], seconds: int = BACKGROUND_WAIT) -> str:
-    """Shell waiting (at most `seconds`) for the containers `background_start` started: a
-    `sliceops: created <name>` line each, or an exit status of 1 and one line naming each
-    that failed with the engine's last words (or that it is still starting)."""
-    d, todo = quote(starts), words(names)
+def wait_script(starts: str, names: list[str], token: str, seconds: int = BACKGROUND_WAIT) -> str:
+    """Shell waiting (at most `seconds`) for the containers `background_start` started with
+    `token`: a `sliceops: created <name>` line each, or an exit status of 1 and one line naming
+    each that failed with the engine's last words (or that it is still starting). A start that
+    failed while the container runs (an earlier, killed deploy's start of it won the name)
+    counts as started."""
+    d, todo, t = quote(starts), words(names), quote(token)
     return "\n".join([
-        f"d={d}; failed=''; i=0; limit=$(({int(seconds)} * 20))",
-        f"while [ $i -lt $limit ]; do left=''; for n in {todo}; do [ -f \"$d/$n.rc\" ] || left=1; done; "
+        f"d={d}; t={t}; failed=''; i=0; limit=$(({int(seconds)} * 20))",
+        f"while [ $i -lt $limit ]; do left=''; for n in {todo}; do [ -f \"$d/$n.$t.rc\" ] || left=1; done; "
         '[ -z "$left" ] && break; i=$((i + 1)); sleep 0.05; done',
         f"for n in {todo}; do",
-        '  if [ ! -f "$d/$n.rc" ]; then failed="$failed; $n: still starting after ' f"{int(seconds)}" ' s"',
-        '  elif [ "$(cat "$d/$n.rc")" = 0 ]; then echo "sliceops: created $n"',
-        '  else failed="$failed; $n: $(tail -n 3 "$d/$n.log" 2>/dev/null | tr \'\\n\' \' \')"; fi',
-        '  rm -f "$d/$n.rc" "$d/$n.log"',
+        '  if [ ! -f "$d/$n.$t.rc" ]; then failed="$failed; $n: still starting after ' f"{int(seconds)}" ' s"',
+        '  elif [ "$(cat "$d/$n.$t.rc")" = 0 ]; then echo "sliceops: created $n"',
+        "  elif [ \"$(docker container inspect --format '{{.State.Running}}' \"$n\" 2>/dev/null)\" = true ]; then",
+        '    echo "sliceops: created $n (by an earlier deploy\'s start)"',
+        '  else failed="$failed; $n: $(tail -n 3 "$d/$n.$t.log" 2>/dev/null | tr \'\\n\' \' \')"; fi',
+        '  rm -f "$d/$n.$t.rc" "$d/$n.$t.log"',
         "done",
         'if [ -n "$failed" ]; then echo "sliceops: slice containers did not start: ${failed#; }" >&2; exit 1; fi',
     ])
 
 
-def plan_script(plan: ContainerPlan, starts: str | None = None) -> str:
+def plan_script(plan: ContainerPlan, starts: str | None = None, token: str = "") -> str:
     """One shell script for the whole plan: a failing step does not stop the others; the
     script echoes a `sliceops:` line per step done (the containers run: one line for them all
     when there are more than a few, naming a few) and exits non-zero naming what failed.
-    `starts`: the folder of background starts; the created containers start there (see
-    BACKGROUND_MOST) and `started` says them."""
+    `starts`: the folder of background starts; the created containers start there with
+    `token` (see BACKGROUND_MOST) and `started` says them."""
     lines = ["failed=''"]
     runs = sum(1 for _, _, what in plan.steps if what.startswith("run "))
     quiet = runs > progress.SHOWN  # a fleet's worth: the progress lines say each, one line the outcome
+    background = plan.created if starts else []
     ran = 0
     for step, done, what in plan.steps:
         name = what.removeprefix("run ")
-        if starts and what.startswith("run ") and name in plan.created:
-            step = background_start(step, name, starts)
+        if what.startswith("run ") and name in background:
+            step = background_start(step, name, starts, token)
             done = f"starting {name} in the background (the deploy's last step waits for it)"
         ok = echo(f"sliceops: {done}") if done and not (quiet and what.startswith("run ")) else "true"
         line = f"if {step}; then {ok}; else failed=\"$failed, \"{quote(what)}; fi"
@@ -424,7 +433,8 @@ def plan_script(plan: ContainerPlan, starts: str | None = None) -> str:
         lines.append(line)
     if quiet:
         said = [f"{kind} {progress.listed(names, 'slice containers')}"
-                for kind, names in (("created", plan.created), ("recreated", plan.recreated)) if names]
+                for kind, names in (("created", [] if background else plan.created), ("recreated", plan.recreated),
+                                    ("starting in the background", background)) if names]
         # Said when every step succeeded; otherwise the failure line below names what did not.
         lines.append(f'if [ -z "$failed" ]; then {echo("sliceops: " + "; ".join(said))}; fi')
     lines.append(
@@ -459,6 +469,7 @@ def _ready_for_execution(inv: Inventory, have: dict | None, image_id: str | None
 def containers(inv: Inventory):
     """One container per in-service slice, run with its current spec; suspended slices stopped;
     containers of slices no longer in the inventory reported and left alone."""
+    _background.pop(host.name, None)  # a start an earlier deploy in this process left unwaited for
     image = inv.slice_defaults.image
     image_id = host.get_fact(DockerImage, image=image)
     have = factcache.get(SliceContainers, instance=inv.instance, secrets_dir=inv.secrets_dir)
@@ -485,22 +496,22 @@ def containers(inv: Inventory):
         suspended = sum(1 for s in inv.slices if s.status == SUSPENDED)
         host.noop(f"{running} slice containers run their current spec; {suspended} suspended stopped")
         return
-    starts = None
+    starts, token = None, ""
     if state.is_executing:
         _ready_for_execution(inv, have, image_id, todo, ca_sha)
         if 0 < len(todo.created) <= BACKGROUND_MOST:
-            starts = inv.container_starts_dir
-            _background[host.name] = list(todo.created)
-    yield from as_script(inv.share_dir, "containers", plan_script(todo, starts))
+            starts, token = inv.container_starts_dir, secrets.token_hex(4)
+            _background[host.name] = (token, list(todo.created))
+    yield from as_script(inv.share_dir, "containers", plan_script(todo, starts, token))
 
 
 @operation(is_idempotent=True)
 def started(inv: Inventory):
     """The containers `containers` started in the background run (the deploy's last step on a
     slice host: the steps between overlapped their start)."""
-    names = _background.pop(host.name, [])
+    token, names = _background.pop(host.name, ("", []))
     if not names:
         host.noop("no slice container is starting in the background")
         return
-    yield StringCommand(wait_script(inv.container_starts_dir, names))
+    yield StringCommand(wait_script(inv.container_starts_dir, names, token))
 

@@ -590,13 +590,13 @@ def test_new_containers_start_in_the_background_and_the_last_step_names_each_out
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
-    launched = subprocess.run(["sh", "-c", op.plan_script(plan, starts)], capture_output=True, text=True, env=env,
+    launched = subprocess.run(["sh", "-c", op.plan_script(plan, starts, "t0k")], capture_output=True, text=True, env=env,
                               timeout=10)
     assert launched.returncode == 0, launched.stderr
     assert [line for line in launched.stdout.splitlines() if not line.startswith("sliceops-progress")] == [
         f"sliceops: starting wa-slice-{i} in the background (the deploy's last step waits for it)" for i in (1, 2)]
     assert not list(Path(starts).glob("*.rc"))  # still starting: the step did not wait
-    waited = subprocess.run(["sh", "-c", op.wait_script(starts, plan.created)], capture_output=True, text=True,
+    waited = subprocess.run(["sh", "-c", op.wait_script(starts, plan.created, "t0k")], capture_output=True, text=True,
                             env=env, timeout=10)
     assert waited.returncode == 1
     assert waited.stdout.splitlines() == ["sliceops: created wa-slice-1"]
@@ -608,7 +608,7 @@ def test_new_containers_start_in_the_background_and_the_last_step_names_each_out
 def test_the_wait_for_a_background_start_is_bounded(tmp_path):
     starts = tmp_path / "starts"
     starts.mkdir()
-    waited = subprocess.run(["sh", "-c", op.wait_script(str(starts), ["wa-slice-1"], seconds=1)],
+    waited = subprocess.run(["sh", "-c", op.wait_script(str(starts), ["wa-slice-1"], "t0k", seconds=1)],
                             capture_output=True, text=True, timeout=10)
     assert waited.returncode == 1
     assert waited.stderr.strip() == "sliceops: slice containers did not start: wa-slice-1: still starting after 1 s"
@@ -618,5 +618,45 @@ def test_recreated_and_many_containers_do_not_start_in_the_background(tmp_path):
     inv = inventory(tmp_path, [{"id": 1}, {"id": 2}])
     have = fact(inv, {1: "running"})
     have["containers"]["wa-slice-1"]["spec"] = "old"
-    script = op.plan_script(container_plan(inv, have, IMAGE), str(tmp_path / "starts"))
-    assert script.count("setsid -f") == 1 and "wa-slice-2.rc" in script and "wa-slice-1.rc" not in script
+    script = op.plan_script(container_plan(inv, have, IMAGE), str(tmp_path / "starts"), "t0k")
+    assert script.count("setsid -f") == 1 and "wa-slice-2.t0k.rc" in script and "wa-slice-1.t0k.rc" not in script
+
+
+def test_a_fleet_s_summary_does_not_call_a_background_start_created(tmp_path):
+    """Two new containers started in the background beside six recreated ones: the step's one
+    line says the two are starting; only the wait says them created."""
+    inv = inventory(tmp_path, [{"id": i} for i in range(1, 9)])
+    have = fact(inv, {i: "running" for i in range(1, 7)})
+    for i in range(1, 7):
+        have["containers"][f"wa-slice-{i}"]["spec"] = "old"
+    script = op.plan_script(container_plan(inv, have, IMAGE), str(tmp_path / "starts"), "t0k")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("docker", "install"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / tool).chmod(0o755)
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+                         timeout=10).stdout.splitlines()
+    said = [line for line in out if not line.startswith("sliceops-progress ")]
+    assert said == ["sliceops: recreated 6 slice containers (wa-slice-1, wa-slice-2, wa-slice-3, wa-slice-4, "
+                    "wa-slice-5 and 1 more); starting in the background wa-slice-7, wa-slice-8"], said
+
+
+def test_a_start_that_lost_the_name_to_an_earlier_deploy_s_start_counts_as_started(tmp_path):
+    """A deploy killed after launching slice 1's start, run again at once: its start fails on
+    the name the first start took, and the container runs: created, not a failure. An older
+    launch's outcome files are not this launch's."""
+    starts = tmp_path / "starts"
+    starts.mkdir()
+    (starts / "wa-slice-1.t0k.rc").write_text("125\n")
+    (starts / "wa-slice-1.t0k.log").write_text('docker: Error response from daemon: Conflict. The container name "/wa-slice-1" is already in use\n')
+    (starts / "wa-slice-2.old.rc").write_text("0\n")  # an older launch's: not waited for as this one's
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text('#!/bin/sh\n[ "$5" = wa-slice-1 ] && echo true\nexit 0\n')
+    (bin_dir / "docker").chmod(0o755)
+    waited = subprocess.run(["sh", "-c", op.wait_script(str(starts), ["wa-slice-1", "wa-slice-2"], "t0k", seconds=1)],
+                            capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=10)
+    assert waited.stdout.splitlines() == ["sliceops: created wa-slice-1 (by an earlier deploy's start)"]
+    assert waited.returncode == 1 and waited.stderr.strip() == (
+        "sliceops: slice containers did not start: wa-slice-2: still starting after 1 s")

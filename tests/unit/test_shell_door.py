@@ -364,7 +364,7 @@ def test_container_steps_started_in_the_background(probe, hostile_inventory, ind
     plan = docker.container_plan(inv, {"containers": {}, "env_sha256": {}}, "sha256:" + "0" * 64)
     starts = str(Path(probe.mark).parent / "starts")
     Path(starts).mkdir()  # (mkdir is a probe here)
-    calls, _, marked = probe(docker.plan_script(plan, starts) + "\n" + docker.wait_script(starts, plan.created, 1))
+    calls, _, marked = probe(docker.plan_script(plan, starts, "t0k") + "\n" + docker.wait_script(starts, plan.created, "t0k", 1))
     assert not marked
     if "/" in value:
         return  # a container name with a folder in it: its outcome file has nowhere to go (refused earlier)

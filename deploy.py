@@ -13,6 +13,7 @@ from sliceops import report
 from sliceops.errors import for_pyinfra
 from sliceops.inventory import load
 from sliceops.operations import lifecycle
+from sliceops.operations.postgres.state import fleet_rows
 from sliceops.tasks import backups, databases, docker_engine, firewall, monitor, postgres_server, slice_volume, slices
 
 report.install(state)  # relay "applied 0002_x to wa_slice_3"-style lines; name the hosts that failed
@@ -33,13 +34,16 @@ with for_pyinfra():  # a refusal stops the deploy as one line, as pyinfra's own 
     if database_host:
         postgres_server.converge(inv)  # PostgreSQL installed, configured, running, enabled at boot
         databases.converge(inv)  # roles and secrets, databases, migrations, gateway.slices rows
+    # The gateway's rows, read once: a slice whose move has not finished keeps its data part (its
+    # backups and their metric) on its old host, for the agents and the monitors alike.
+    rows = fleet_rows(inv) if inv.multi_host else None
     # The backup agent and its nightly schedule on every host (the destroy uses it too): the
     # database host dumps every slice's database and the gateway, each host archives the data
-    # directories of the slices that run on it.
-    backups.converge(inv, here)
+    # directories of the slices whose data is there.
+    backups.converge(inv, here, rows)
     if slice_host:
         firewall.converge(mine)  # slices reach PostgreSQL and nothing else on the host; egress per inventory
         slices.converge(mine, inv)  # image, isolated network, slices moved here, one container per slice, destroys
-    monitor.converge(mine, here, inv)  # the monitor service: telemetry every interval, hourly prune (every host)
+    monitor.converge(mine, here, inv, rows)  # the monitor service: telemetry every interval, hourly prune (every host)
     if slice_host:
         slices.started(mine)  # last: new slices' containers, started in the background above, are up

@@ -50,6 +50,9 @@ class SliceConfig:
     data_dir: str
     status: str = "active"
     disk_quota_bytes: int | None = None  # for the metrics endpoint; None: no quota
+    # False: another host's backup agent keeps its data part (a move to here has not finished),
+    # so this host serves no backup time for it.
+    backup: bool = True
 
     @property
     def in_service(self) -> bool:
@@ -58,8 +61,9 @@ class SliceConfig:
 
 @dataclass(frozen=True)
 class DumpedSlice:
-    """A slice that runs on another host of the fleet and whose database this host's backup
-    agent dumps (the database host): its dump's backup time is served here."""
+    """A slice that runs on another host of the fleet and whose backup part this host's agent
+    takes: its database's dump (backup_dumps, the database host), or its data directory while
+    its move away from here has not finished (backup_data). That part's backup time is served here."""
 
     id: int
     container: str
@@ -90,6 +94,8 @@ class MonitorConfig:
     slices: tuple[SliceConfig, ...] = ()
     # The database host of a fleet: the slices elsewhere whose dumps its agent takes.
     backup_dumps: tuple[DumpedSlice, ...] = ()
+    # A slice host of a fleet: the slices that run elsewhere whose data part its agent archives.
+    backup_data: tuple[DumpedSlice, ...] = ()
     path: str = ""
 
     @property
@@ -157,13 +163,14 @@ _TOP_KEYS = {
     "health_timeout",
     "health_workers", "cgroup_root", "disk_path", "disk_interval",
     "buffer_cycles", "metrics_port", "backup_state", "slices", "backup_dumps",
+    "backup_data",
 }
 _DB_KEYS = {
     "host", "port", "dbname", "user", "password_file", "application_name", "connect_timeout",
     "statement_timeout", "prune_timeout", "retry_deadline", "sslmode", "sslrootcert",
 }
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-_SLICE_KEYS = {"id", "port", "container", "cgroup", "data_dir", "status", "disk_quota_bytes"}
+_SLICE_KEYS = {"id", "port", "container", "cgroup", "data_dir", "status", "disk_quota_bytes", "backup"}
 _DUMP_KEYS = {"id", "container"}
 
 
@@ -253,7 +260,9 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
 
     database = _parse_database(c, data.get("database", {}), instance)
     slices = _parse_slices(c, data.get("slices", []))
-    backup_dumps = _parse_dumps(c, data.get("backup_dumps", []), slices)
+    seen = {s.id: "slices" for s in slices}
+    backup_dumps = _parse_dumps(c, data.get("backup_dumps", []), "backup_dumps", seen)
+    backup_data = _parse_dumps(c, data.get("backup_data", []), "backup_data", seen)
 
     config = MonitorConfig(
         instance=instance,
@@ -274,6 +283,7 @@ def parse(data: Any, path: str = "<config>", text: str | None = None) -> Monitor
         backup_state=c.string(data, "backup_state", "", d.backup_state, absolute=True),
         slices=slices,
         backup_dumps=backup_dumps,
+        backup_data=backup_data,
         path=path,
     )
     if c.problems:
@@ -351,6 +361,9 @@ def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
         status = c.string(item, "status", w, "active", choices=SLICE_STATUSES)
         quota = c.number(item, "disk_quota_bytes", w, None, integer=True, minimum=1) \
             if item.get("disk_quota_bytes") is not None else None
+        backup = item.get("backup", True)
+        if not isinstance(backup, bool):
+            c.problem(f"{w}backup", f"must be true or false, got {json.dumps(backup)}")
         for key, value in (("id", sid), ("port", port), ("container", container), ("cgroup", cgroup)):
             if value is None:
                 continue
@@ -360,20 +373,21 @@ def _parse_slices(c: _Checker, raw: Any) -> tuple[SliceConfig, ...]:
                 seen[key][value] = i
         if len(c.problems) == before:
             slices.append(SliceConfig(id=sid, port=port, container=container, cgroup=cgroup,
-                                      data_dir=data_dir, status=status, disk_quota_bytes=quota))
+                                      data_dir=data_dir, status=status, disk_quota_bytes=quota, backup=backup))
     return tuple(slices)
 
 
-def _parse_dumps(c: _Checker, raw: Any, slices: tuple[SliceConfig, ...]) -> tuple[DumpedSlice, ...]:
+def _parse_dumps(c: _Checker, raw: Any, name: str, seen: dict[int, str]) -> tuple[DumpedSlice, ...]:
+    """The list `name` of DumpedSlice; an id already in `seen` (slices, or an earlier list:
+    {id: where}) is a problem, each new one added to it."""
     out: list[DumpedSlice] = []
-    seen = {s.id: "slices" for s in slices}
-    for i, w, item, before in _objects(c, raw, "backup_dumps", _DUMP_KEYS, ("id", "container")):
+    for i, w, item, before in _objects(c, raw, name, _DUMP_KEYS, ("id", "container")):
         sid = c.number(item, "id", w, None, integer=True, minimum=1)
         container = c.string(item, "container", w, None, pattern=CONTAINER_RE)
         if sid is not None and sid in seen:
             c.problem(f"{w}id", f"{sid} is also listed in {seen[sid]}")
         elif sid is not None:
-            seen[sid] = f"backup_dumps[{i}]"
+            seen[sid] = f"{name}[{i}]"
         if len(c.problems) == before:
             out.append(DumpedSlice(id=sid, container=container))
     return tuple(out)

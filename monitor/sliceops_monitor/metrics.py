@@ -116,9 +116,9 @@ class FleetCollector:
         yield from self._server(cycle)
 
     def _backup_times(self, cycle: _Cycle) -> Iterator:
-        """From the backup agent's results file, for every configured slice (and every slice
-        whose dump this host takes: backup_dumps). Once backups have
-        run on the host (the file exists), a slice without a verified one shows 0, so "no good
+        """From the backup agent's results file, for every configured slice whose backup part is
+        here (and every slice elsewhere whose part this host takes: backup_dumps, backup_data).
+        Once backups have run on the host (the file exists), a slice without a verified one shows 0, so "no good
         backup in 26 h" fires for it too; before that the families are absent."""
         self.backup_results(cycle.config.backup_state)
         times = self._backups.read()
@@ -132,8 +132,10 @@ class FleetCollector:
                                         labels=SLICE_LABELS)
         # The database host of a fleet serves, beside its own slices', the dump part of every
         # slice elsewhere (its slice host serves the data part): a failed or stale dump alerts
-        # as a local backup does.
-        for conf in cycle.config.slices + cycle.config.backup_dumps:
+        # as a local backup does. The data part of a slice whose move has not finished is
+        # served by its old host (backup_data), not by the new one (backup false).
+        config = cycle.config
+        for conf in [s for s in config.slices if s.backup] + list(config.backup_dumps + config.backup_data):
             labels = [str(conf.id), conf.container]
             good.add_metric(labels, times.slices.get(conf.id) or 0)
             if conf.id in times.copy_failed:

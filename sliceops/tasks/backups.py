@@ -18,7 +18,6 @@ from sliceops.bundle import tarball
 from sliceops.facts.host import InitSystem
 from sliceops.inventory import Inventory
 from sliceops.operations import service, system
-from sliceops.operations.postgres.state import fleet_rows
 from sliceops.operations.util import changed
 from sliceops.paths import TEMPLATES
 from sliceops.shell import command
@@ -28,10 +27,11 @@ def scheduled_command(inv: Inventory) -> str:
     return command(*inv.backup_command("run", "--scheduled"))
 
 
-def converge(inv: Inventory, here: str | None = None) -> None:
+def converge(inv: Inventory, here: str | None = None, rows: dict[int, dict] | None = None) -> None:
     """The agent on host `here` (default: the database host), with its part of every backup: a
     slice's data part stays with its old host's agent until its move has succeeded (the move
-    then hands it over: operations/move.py)."""
+    then hands it over: operations/move.py). `rows`: the gateway's rows (fleet_rows; None for
+    a `target:` file)."""
     systemd = factcache.steady(InitSystem) == "systemd"
     # The agent is stdlib Python; minimal hosts (debootstrap's minbase) have no python3.
     system.packages(
@@ -43,7 +43,7 @@ def converge(inv: Inventory, here: str | None = None) -> None:
         _copies(inv)
     system.config_file(
         name=f"Configure the backup agent ({inv.backup_config}, root only)",
-        content=config_text(inv, here, fleet_rows(inv) if inv.multi_host else None),
+        content=config_text(inv, here, rows),
         dest=inv.backup_config, user="root", group="root", mode="600",
     )
     state_dir = inv.backup_state.rsplit("/", 1)[0]

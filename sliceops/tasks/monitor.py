@@ -8,6 +8,7 @@ import json
 
 from pyinfra.operations import files, server
 
+from sliceops import moves
 from sliceops.bundle import digest, tarball
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory
 from sliceops.names import host_monitor_role
@@ -38,15 +39,23 @@ def database_config(inv: Inventory, here: str) -> dict:
             "sslmode": "verify-full", "sslrootcert": inv.pg_ca_file}
 
 
-def config(inv: Inventory, host_name: str | None = None, whole: Inventory | None = None) -> dict:
+def config(inv: Inventory, host_name: str | None = None, whole: Inventory | None = None,
+           rows: dict[int, dict] | None = None) -> dict:
     """The monitor's JSON configuration (keys: monitor/README.md) on host `host_name` (default:
     the database host): it watches the slices that run there and labels its server rows so.
     `whole`: the fleet, when `inv` is this host's view (Inventory.for_host): the database host
-    serves the dumps of the slices elsewhere."""
+    serves the dumps of the slices elsewhere. `rows`: the gateway's rows the deploy read (as
+    the backup agents' configurations get them): a slice host serves the backup time of the
+    data parts its agent keeps (moves.data_hosts), a slice whose move has not finished on its
+    old host and not on the new one."""
     here = host_name or inv.database_host.name
     database = database_config(inv, here)
     whole = whole or inv
     local = {s.id for s in whole.slices_on(here)}
+    kept = {s.id for s in whole.slices if s.status in (ACTIVE, SUSPENDED)}
+    on_database_host = here == whole.database_host.name
+    # Where each slice's data part is; the database host's agent dumps every slice besides.
+    data_at = moves.data_hosts(whole, rows)
     return {
         "instance": inv.instance,
         "host": here,
@@ -71,9 +80,11 @@ def config(inv: Inventory, host_name: str | None = None, whole: Inventory | None
                 "data_dir": inv.slice_data_dir(s.id),
                 "status": ACTIVE if s.in_service else SUSPENDED,
                 **({"disk_quota_bytes": s.disk_quota_bytes} if s.disk_quota_bytes else {}),
+                # Moving here, not there yet: its old host's monitor serves its data part's time.
+                **({} if on_database_host or data_at[s.id] == here else {"backup": False}),
             }
             for s in inv.slices_on(here)
-            if s.status in (ACTIVE, SUSPENDED)
+            if s.id in kept
         ],
         # The database host's agent dumps every slice's database: the dumps of the slices that
         # run elsewhere get their backup metric here too (their hosts' monitors serve the data
@@ -81,14 +92,23 @@ def config(inv: Inventory, host_name: str | None = None, whole: Inventory | None
         **({"backup_dumps": [
             {"id": s.id, "container": whole.container_name(s.id)}
             for s in whole.slices
-            if s.status in (ACTIVE, SUSPENDED) and s.id not in local
-        ]} if here == whole.database_host.name and whole.multi_host else {}),
+            if s.id in kept and s.id not in local
+        ]} if on_database_host and whole.multi_host else {}),
+        # A slice host keeps the data part of a slice moving away from it until the move has
+        # succeeded: its backup time is served here (absent when no such move is pending).
+        **({"backup_data": data} if not on_database_host and (data := [
+            {"id": s.id, "container": whole.container_name(s.id)}
+            for s in whole.slices
+            if s.id in kept and s.id not in local and data_at[s.id] == here
+        ]) else {}),
     }
 
 
-def converge(inv: Inventory, here: str | None = None, whole: Inventory | None = None) -> None:
+def converge(inv: Inventory, here: str | None = None, whole: Inventory | None = None,
+             rows: dict[int, dict] | None = None) -> None:
     """The monitor of host `here` (default: the database host; every host runs one); `inv`:
-    this host's view of the inventory, `whole`: the fleet (see config)."""
+    this host's view of the inventory, `whole`: the fleet, `rows`: the gateway's rows the
+    deploy read (see config)."""
     base = inv.opt_dir
     venv = f"{base}/monitor-venv"
     name = inv.monitor_service
@@ -134,7 +154,7 @@ def converge(inv: Inventory, here: str | None = None, whole: Inventory | None = 
     host_monitors.roles(name="Give each slice host's monitor its role (its host's slices only)", inv=inv)
     conf = system.config_file(
         name=f"Configure the monitor ({config_path})",
-        content=json.dumps(config(inv, here, whole), indent=2) + "\n",
+        content=json.dumps(config(inv, here, whole, rows), indent=2) + "\n",
         dest=config_path, user="root", group=USER, mode="640",
     )
     variables = dict(

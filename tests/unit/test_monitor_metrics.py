@@ -244,6 +244,39 @@ def test_the_database_hosts_monitor_serves_the_dumps_of_slices_elsewhere(tmp_pat
     assert got["sliceops_slice_backup_copy_failed"][labels(7)] == 1
 
 
+def test_a_slice_host_serves_the_data_part_it_keeps_and_not_a_slices_whose_data_is_elsewhere(tmp_path):
+    """A move not finished: slice 2 runs here per the file but its data part is another host's
+    (backup false: no series, rather than a 0 that fires at once); slice 7 runs elsewhere but
+    its data part is this host's agent's (backup_data): its time is served here."""
+    import json
+
+    state = tmp_path / "backups.json"
+    state.write_text(json.dumps({"gateway_here": False, "slices": {
+        "1": {"last_good": {"at": "2026-12-01T03:00:02Z"}}, "7": {"last_good": {"at": "2026-12-01T03:00:05Z"}}}}))
+    raw = {**RAW, "backup_state": str(state), "backup_data": [{"id": 7, "container": "t1-wa-slice-7"}],
+           "slices": [dict(s, backup=False) if s["id"] == 2 else s for s in RAW["slices"]]}
+    ex = Exporter(0)
+    ex.collector.observe(batch(), parse(raw), 0.1, 0)
+    got = scrape(ex)
+    at = datetime(2026, 12, 1, 3, 0, 2, tzinfo=timezone.utc).timestamp()
+    assert got["sliceops_slice_backup_last_success_timestamp_seconds"] == {labels(1): at, labels(3): 0, labels(7): at + 3}
+    assert labels(2) in got["sliceops_slice_memory_working_set_bytes"]  # its container is still watched
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ({"backup_data": {}}, "backup_data: must be a list"),
+    ({"backup_data": [{"id": 2, "container": "t1-wa-slice-2"}]}, "backup_data[0].id: 2 is also listed in slices"),
+    ({"backup_dumps": [{"id": 7, "container": "a"}], "backup_data": [{"id": 7, "container": "a"}]},
+     "backup_data[0].id: 7 is also listed in backup_dumps[0]"),
+    ({"slices": [{"id": 1, "port": 5001, "container": "c1", "cgroup": "s1", "data_dir": "/d/1", "backup": "no"}]},
+     'slices[0].backup: must be true or false, got "no"'),
+])
+def test_bad_backup_data_and_flags_are_reported(extra, problem):
+    with pytest.raises(ConfigError) as err:
+        parse({**RAW, **extra})
+    assert problem in err.value.problems
+
+
 @pytest.mark.parametrize(("dumps", "problem"), [
     ({}, "backup_dumps: must be a list"),
     ([{"id": 7}], "backup_dumps[0].container: is required"),

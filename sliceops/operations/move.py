@@ -36,7 +36,7 @@ from sliceops.facts.docker import DockerCgroupDriver, DockerImage
 from sliceops.facts.tls import FileSha256
 from sliceops.inventory import Inventory
 from sliceops.names import TARGET_PYTHON
-from sliceops.operations import system, tenants
+from sliceops.operations import service, system, tenants
 from sliceops.operations.docker import DATA_GROUP, DATA_MODE, SLICE_UID, desired_spec, env_file, password_file, run_command
 from sliceops.operations.postgres.state import fleet_rows
 from sliceops.remote import Target, pipe
@@ -167,15 +167,57 @@ def hand_over_backup(inv: Inventory, m: moves.Move, rows: dict[int, dict]) -> No
     would write them (before this the old host's agent archives the data, which is there)."""
     with _handing_over:
         _moved[m.slice_id] = m.destination
-        now = {sid: dict(row) for sid, row in rows.items()}
-        for sid, name in _moved.items():
-            now.setdefault(sid, {})["host"] = name
+        now = finished(rows)
         # The new host first: should the old host then not answer, its agent still names the
         # slice and its nightly run fails loudly on the archived directory, never silently skips it.
         for name in (m.destination, m.source):
             with Target(inv, inv.host(name).target) as there:
                 there.run(["sh", "-c", system.config_file_command(inv.backup_config, "root", "root", "600")],
                           stdin=config_text(inv, name, now))
+
+
+def finished(rows: dict[int, dict] | None) -> dict[int, dict]:
+    """The gateway's rows `rows` (as the deploy read them) as the moves this deploy finished so
+    far left them."""
+    now = {sid: dict(row) for sid, row in (rows or {}).items()}
+    for sid, name in _moved.items():
+        now.setdefault(sid, {})["host"] = name
+    return now
+
+
+@operation(is_idempotent=True)
+def monitor_follows(inv: Inventory, here: str, rows: dict[int, dict] | None, render, dest: str, group: str,
+                    service_name: str):
+    """After this deploy's moves: the monitor's configuration `dest` on `here`, rendered by
+    `render(rows)` from the rows the deploy read, is written again from the rows its finished
+    moves left (and the monitor reloaded) when a move from or to this host finished, so the
+    backup metric of a moved slice's data part goes with the data to the new host at once, as
+    the agents' configurations do (hand_over_backup). Nothing when no move involves this host."""
+    mine = [m.slice_id for m in moves.pending(inv, rows) if here in (m.source, m.destination)]
+    if not mine:
+        host.noop("no move from or to this host")
+        return
+    reload = service._ctl(service_name, "reload", service.init_system())
+    yield FunctionCommand(_monitor_after_moves, (inv, here, rows, mine, render, dest, group, reload), {})
+
+
+def _monitor_after_moves(state, pyinfra_host, inv: Inventory, here: str, rows, mine: list[int], render, dest: str,
+                         group: str, reload: str) -> bool:
+    with _handing_over:
+        if not any(sid in _moved for sid in mine):
+            return True  # every move failed (or none ran): the configuration written already holds
+        now = finished(rows)
+    content = render(now)
+    if content == render(rows):
+        return True
+    try:
+        with Target(inv, inv.host(here).target) as there:
+            there.run(["sh", "-c", system.config_file_command(dest, "root", group, "640")], stdin=content)
+            there.run(["sh", "-c", reload])
+    except Exception as exc:  # the slice runs on its new host; the next deploy writes the configuration
+        logger.warning(f"sliceops: the monitor's configuration on {here} does not follow this deploy's moves yet "
+                       f"({exc}): the next deploy writes it")
+    return True
 
 
 # Seconds either side of the carry waits for the slice's backup lock (what a backup of the

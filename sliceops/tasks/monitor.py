@@ -12,7 +12,7 @@ from sliceops import moves
 from sliceops.bundle import digest, tarball
 from sliceops.inventory import ACTIVE, MONITOR_USER, SUSPENDED, Inventory
 from sliceops.names import host_monitor_role
-from sliceops.operations import service, system
+from sliceops.operations import move, service, system
 from sliceops.operations.postgres import monitors as host_monitors
 from sliceops.operations.util import changed
 from sliceops.tasks.boot import boot_entry
@@ -171,3 +171,11 @@ def converge(inv: Inventory, here: str | None = None, whole: Inventory | None = 
         restart_if=changed(code=code, unit=unit),
         reload_if=changed(configuration=conf),
     )
+    if here and whole is not None and whole.multi_host:
+        # A move this deploy finished (slices.converge, before this) hands its data part's backup
+        # metric to the new host's monitor at once, as it hands the agents' configurations over.
+        move.monitor_follows(
+            name="Keep the monitor's backup metrics with the data of the slices this deploy moved",
+            inv=whole, here=here, rows=rows, dest=config_path, group=USER, service_name=name,
+            render=lambda now: json.dumps(config(inv, here, whole, now), indent=2) + "\n",
+        )

@@ -192,3 +192,42 @@ def test_two_moves_from_one_host_leave_its_configuration_with_neither(run, monke
     assert [s["id"] for s in _agent_configs(log)[app1]["slices"]] == []
     db1 = next(s for s in _agent_configs(log)[inv.host("db1").target]["slices"] if s["id"] == 3)
     assert db1["data_dir"] == inv.slice_data_dir(3) and db1["database"] == "wa_slice_3"
+
+
+def _monitor_after(monkeypatch, tmp_path, here: str, moved: dict[int, str]) -> tuple[list, dict]:
+    """Run the monitor's after-moves step on `here` (slice 1 moving from app1 to app2, as the
+    deploy read the rows) with the moves `moved` finished; what ran there, and the config the
+    deploy had written before the moves."""
+    from sliceops.tasks import monitor
+
+    (tmp_path / "fleet.yaml").write_text(FLEET.read_text().replace("{id: 1, host: app1}", "{id: 1, host: app2}"))
+    inv = load(tmp_path / "fleet.yaml")
+    rows = {1: {"host": "app1"}, 2: {"host": "app2"}, 3: {"host": "app1"}, 4: {"host": "db1"}}
+    log: list = []
+    monkeypatch.setattr(move, "Target", Recorder(log, None).target)
+    monkeypatch.setattr(move, "_moved", dict(moved))
+    render = lambda now: json.dumps(monitor.config(inv.for_host(here), here, inv, now), indent=2) + "\n"  # noqa: E731
+    assert move._monitor_after_moves(None, None, inv, here, rows, [1], render, "/etc/m.json", "mon", "RELOAD")
+    return log, json.loads(render(rows))
+
+
+@pytest.mark.parametrize("here", ["app1", "app2"])
+def test_a_finished_move_hands_the_backup_metric_to_the_new_hosts_monitor(monkeypatch, tmp_path, here):
+    """Before the move (the deploy's configuration): app1's monitor serves slice 1's data part
+    (backup_data), app2's does not (backup false). Once it finished, each host's configuration
+    is rewritten as the next deploy's would be, and its monitor reloaded."""
+    log, before = _monitor_after(monkeypatch, tmp_path, here, {1: "app2"})
+    if here == "app1":
+        assert before["backup_data"] == [{"id": 1, "container": "wa-slice-1"}]
+    else:
+        assert next(s for s in before["slices"] if s["id"] == 1)["backup"] is False
+    (write, reload) = log
+    assert write[2][:2] == ["sh", "-c"] and "/etc/m.json" in write[2][2] and "root:mon" in write[2][2]
+    after = json.loads(write[3])
+    assert "backup_data" not in after and all("backup" not in s for s in after["slices"])
+    assert reload[2] == ["sh", "-c", "RELOAD"]
+
+
+def test_a_failed_move_leaves_the_monitors_configuration_as_the_deploy_wrote_it(monkeypatch, tmp_path):
+    log, _ = _monitor_after(monkeypatch, tmp_path, "app2", {})
+    assert log == []

@@ -201,7 +201,7 @@ def monitor_follows(inv: Inventory, here: str, rows: dict[int, dict] | None, ren
     yield FunctionCommand(_monitor_after_moves, (inv, here, rows, mine, render, dest, group, reload), {})
 
 
-def _monitor_after_moves(state, pyinfra_host, inv: Inventory, here: str, rows, mine: list[int], render, dest: str,
+def _monitor_after_moves(state, host, inv: Inventory, here: str, rows, mine: list[int], render, dest: str,
                          group: str, reload: str) -> bool:
     with _handing_over:
         if not any(sid in _moved for sid in mine):

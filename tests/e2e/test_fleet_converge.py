@@ -151,6 +151,11 @@ def test_a_slice_moves_by_an_edit_with_its_data(fleet, inventory, first_converge
     assert sh(app1, f"test -e {data}").returncode != 0
     # The password came along: none was made anew, and app1 keeps no copy.
     assert sh(app1, f"test -e {inv.secrets_dir}/wa_slice_1.password").returncode != 0
+    # The monitors followed the move in the same deploy: app2's serves slice 1's data part's backup
+    # time (no "backup": false), app1's no longer lists it (no backup_data).
+    monitors = {h: json.loads(sh(fleet.hosts[h], f"cat {inv.etc_dir}/monitor.json").stdout) for h in ("app1", "app2")}
+    assert [s.get("backup", True) for s in monitors["app2"]["slices"] if s["id"] == 1] == [True], monitors["app2"]
+    assert "backup_data" not in monitors["app1"], monitors["app1"]
 
 
 def _gateway_hosts(db) -> dict[str, str]:

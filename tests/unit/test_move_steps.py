@@ -231,3 +231,11 @@ def test_a_finished_move_hands_the_backup_metric_to_the_new_hosts_monitor(monkey
 def test_a_failed_move_leaves_the_monitors_configuration_as_the_deploy_wrote_it(monkeypatch, tmp_path):
     log, _ = _monitor_after(monkeypatch, tmp_path, "app2", {})
     assert log == []
+
+
+def test_the_after_moves_step_is_handed_pyinfras_state_and_host():
+    """pyinfra passes (state, host) to a FunctionCommand only when its parameters are so named;
+    otherwise the arguments shift and the step fails on every host."""
+    from inspect import getfullargspec
+
+    assert getfullargspec(move._monitor_after_moves).args[:2] == ["state", "host"]

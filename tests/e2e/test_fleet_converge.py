@@ -261,6 +261,11 @@ def test_a_failed_move_runs_the_slice_where_it_was_and_the_next_deploy_moves_it(
     parts = {row["host"]: row for row in _backups(edited, 3) if row["kind"] == "manual"}
     assert set(parts) == {"db", "app1"} and all(r["verified"] for r in parts.values()), parts
     assert "./kept.txt" in sh(app1, f"tar -tzf {parts['app1']['path']}/data.tar.gz").stdout.split()
+    # Its backup metric is served where its data part is: app1's monitor (backup_data), not app2's.
+    monitors = {h: json.loads(sh(fleet.hosts[h], f"cat {inv.etc_dir}/monitor.json").stdout) for h in ("app1", "app2")}
+    assert {x["id"] for x in monitors["app1"].get("backup_data", [])} == {3}, monitors["app1"]
+    # (app2's deploy stopped at the failed move: its monitor does not list the slice yet, or with backup false.)
+    assert [x for x in monitors["app2"]["slices"] if x["id"] == 3 and x.get("backup", True)] == [], monitors["app2"]
 
     # The cause fixed, the next deploy finishes the move, and hands the data part to app2's agent.
     assert fixed.returncode == 0, fixed.stderr

@@ -55,9 +55,8 @@ except Exception:
 """
 
 
-def moves_to(inv: Inventory, here: str) -> list[moves.Move]:
-    """The moves whose destination is `here`, from the gateway's rows on the database host."""
-    rows = fleet_rows(inv)
+def moves_to(inv: Inventory, here: str, rows: dict[int, dict]) -> list[moves.Move]:
+    """The moves whose destination is `here`, from the gateway's rows `rows` (fleet_rows)."""
     return [m for m in moves.pending(inv, rows) if m.destination == here]
 
 
@@ -65,14 +64,15 @@ def moves_to(inv: Inventory, here: str) -> list[moves.Move]:
 def moved_here(inv: Inventory, here: str):
     """Every slice the inventory moves to this host: carried here, started, healthy, then
     registered here; its old copy archived on the old host."""
-    todo = moves_to(inv, here) if inv.multi_host else []
+    rows = fleet_rows(inv) if inv.multi_host else {}
+    todo = moves_to(inv, here, rows)
     if not todo:
         host.noop("no slice moves to this host")
         return
     for m in todo:
         plan.for_slice(m.slice_id, "moved", f"from {m.source} to {m.destination} (data and password through the "
                                             "controller; gateway row after /health; old copy archived)")
-    yield FunctionCommand(_move_all, (inv, here, todo, fleet_rows(inv)), {})
+    yield FunctionCommand(_move_all, (inv, here, todo, rows), {})
 
 
 def _move_all(state, host, inv: Inventory, here: str, todo: list, rows: dict[int, dict]) -> bool:

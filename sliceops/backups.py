@@ -217,12 +217,9 @@ def cmd_backups(inv: Inventory, args) -> int:
         return _on_each(inv, agent + (["--json"] if args.json else []), {h: agent for h in hosts})
     rows, rc = [], 0
     for name, target in [(inv.database_host.name, inv.target)] + [(h, inv.host(h).target) for h in hosts]:
-        proc = subprocess.run(agent_argv(inv, *agent, "--json", target=target), stdout=subprocess.PIPE, text=True)
-        rc = max(rc, proc.returncode)
-        try:
-            rows += [{"host": name, **row} for row in json.loads(proc.stdout or "[]")]
-        except ValueError:
-            rc = max(rc, 1)
+        listed, status = _agent_json(inv, agent, target)
+        rc = max(rc, status, 0 if listed is not None else 1)
+        rows += [{"host": name, **row} for row in listed or []]
     print(json.dumps(rows, indent=2))
     return rc
 
@@ -254,17 +251,23 @@ def _pair(inv: Inventory, sid: int, name: str, at: str | None) -> backup_pairs.P
     return pair
 
 
-def _list_json(inv: Inventory, name: str, agent: list[str]) -> list[dict]:
-    """The rows of `agent --json` (a `list`) run on host `name`; SliceopsError when it fails."""
-    proc = subprocess.run(agent_argv(inv, *agent, "--json", target=inv.host(name).target),
-                          stdout=subprocess.PIPE, text=True)
+def _agent_json(inv: Inventory, agent: list[str], target: str) -> tuple[list[dict] | None, int]:
+    """(the rows `agent --json` printed on `target`, None when it printed no JSON list; its
+    exit status)."""
+    proc = subprocess.run(agent_argv(inv, *agent, "--json", target=target), stdout=subprocess.PIPE, text=True)
     try:
-        rows = json.loads(proc.stdout or "[]") if proc.returncode == 0 else None
+        rows = json.loads(proc.stdout or "[]")
     except ValueError:
         rows = None
-    if not isinstance(rows, list):
+    return (rows if isinstance(rows, list) else None), proc.returncode
+
+
+def _list_json(inv: Inventory, name: str, agent: list[str]) -> list[dict]:
+    """The rows of `agent --json` (a `list`) run on host `name`; SliceopsError when it fails."""
+    rows, status = _agent_json(inv, agent, inv.host(name).target)
+    if status != 0 or rows is None:
         raise SliceopsError(f"{' '.join(agent)}: the backup agent on {name} did not answer with its list "
-                            f"(exit status {proc.returncode}); nothing changed")
+                            f"(exit status {status}); nothing changed")
     return rows
 
 
